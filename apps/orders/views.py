@@ -1,0 +1,57 @@
+import json
+
+from celery import current_app
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.inventory.models import Stock
+
+from .models import Order
+
+RESERVE_STOCK = "inventory.reserve_stock"
+MAX_QUANTITY = 1000
+
+
+def bad_request(message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=400)
+
+
+def parse_order(body: bytes) -> tuple[dict | None, str]:
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None, "body must be JSON"
+    if not isinstance(data, dict):
+        return None, 'body must be a JSON object like {"sku": "widget", "quantity": 2}'
+    sku, quantity = data.get("sku"), data.get("quantity")
+    if not isinstance(sku, str) or not sku:
+        return None, "sku must be a non-empty string"
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
+        return None, f"quantity must be a whole number from 1 to {MAX_QUANTITY}"
+    return {"sku": sku, "quantity": quantity}, ""
+
+
+@csrf_exempt
+@require_POST
+def orders(request: HttpRequest) -> JsonResponse:
+    data, error = parse_order(request.body)
+    if data is None:
+        return bad_request(error)
+    if not Stock.objects.filter(sku=data["sku"]).exists():
+        return bad_request(f"unknown sku {data['sku']!r}")
+    with transaction.atomic():
+        order = Order.objects.create(**data)
+        # The web process does not import the inventory tasks: it publishes by
+        # name, as a service boundary would. on_commit: the worker must see the row.
+        transaction.on_commit(lambda: current_app.send_task(RESERVE_STOCK, args=[order.pk]))
+    return JsonResponse(order.as_json(), status=201)
+
+
+@require_GET
+def order_detail(request: HttpRequest, pk: int) -> JsonResponse:
+    order = Order.objects.filter(pk=pk).first()
+    if order is None:
+        return JsonResponse({"error": f"order {pk} not found"}, status=404)
+    return JsonResponse(order.as_json())

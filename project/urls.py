@@ -1,0 +1,12 @@
+from django.http import HttpResponse
+from django.urls import include, path
+
+
+def healthz(request):
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("api/", include("apps.orders.urls")),
+]

@@ -1,0 +1,16 @@
+"""Test settings: the demo's settings with tracing captured in memory.
+
+Service URLs come from the environment, like the demo's (DATABASE_URL,
+CELERY_BROKER_URL). The test database gets a per-run name so that two runs on
+one PostgreSQL never collide.
+"""
+
+import os
+
+from project.settings import *  # noqa: F403
+from project.settings import DATABASES, TRACING
+
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_shop_{os.getpid()}"
+
+TRACING = {**TRACING, "EXPORTER": "none"}

@@ -1,0 +1,28 @@
+"""tracing_app: one OpenTelemetry trace across Django, Celery, RabbitMQ and the database.
+
+Usage, in settings.py::
+
+    INSTALLED_APPS = [..., "tracing_app"]
+    MIDDLEWARE = ["tracing_app.middleware.TracingMiddleware", ...]
+    TRACING = {
+        "SERVICE_NAME": "shop-web",
+        "OTLP_ENDPOINT": "http://jaeger:4318",   # OTLP/HTTP; 4317 for grpc
+        "EXCLUDED_URLS": [r"^/healthz"],
+    }
+
+``AppConfig.ready()`` builds the tracer provider and installs the enabled
+integrations: HTTP server spans (the middleware), Celery publish/run spans
+joined through the message headers, and a CLIENT span per database query.
+Every key, its default and its ``OTEL_*`` override are listed in
+``tracing_app.conf.KEYS``; ``manage.py check`` reports bad values.
+
+The names below are the public API; everything else may change.
+"""
+
+from .conf import TracingConfig, get_config
+from .lifecycle import start, stop
+from .provider import force_flush, get_tracer
+
+__version__ = "0.1.0"
+
+__all__ = ["TracingConfig", "__version__", "force_flush", "get_config", "get_tracer", "start", "stop"]

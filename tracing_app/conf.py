@@ -1,0 +1,309 @@
+"""Every ``TRACING`` key, its default, its meaning, and where its value came from.
+
+Resolution order for each key, first hit wins:
+
+1. the standard ``OTEL_*`` environment variable, when the key has one and it is set;
+2. the project's ``settings.TRACING`` dict;
+3. the default declared here.
+
+``get_config()`` is cached and cleared when Django's ``setting_changed`` signal
+reports a change to ``TRACING`` (tests use ``override_settings``). The user's dict
+is read, never mutated. Bad values never raise here: they are collected in
+``TracingConfig.problems`` and reported by the system checks in ``checks.py``,
+while the value falls back to its default so the host app keeps running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SOURCE_DEFAULT = "default"
+SOURCE_SETTINGS = "TRACING"
+
+EXPORTERS = ("otlp", "console", "none")
+PROTOCOLS = ("http/protobuf", "grpc")
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
+
+
+class InvalidValue(ValueError):
+    """A setting's value that cannot be used; the message says why."""
+
+
+# -- parsers: each takes a raw value (from settings or the environment) --------
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off"):
+        return False
+    raise InvalidValue(f"expected a boolean, got {value!r}")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _optional_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidValue(f"expected a string, got {value!r}")
+    return value.strip()
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = value.strip().lower() if isinstance(value, str) else value
+        if text not in choices:
+            raise InvalidValue(f"expected one of {', '.join(choices)}; got {value!r}")
+        return text
+
+    return parse
+
+
+def _ratio(value: Any) -> float:
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise InvalidValue(f"expected a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= ratio <= 1.0 or isinstance(value, bool):
+        raise InvalidValue(f"expected a number from 0 to 1, got {value!r}")
+    return ratio
+
+
+def _positive(kind: type) -> Callable[[Any], int | float]:
+    def parse(value: Any) -> int | float:
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise InvalidValue(f"expected a positive {kind.__name__}, got {value!r}") from None
+        if number <= 0 or isinstance(value, bool):
+            raise InvalidValue(f"expected a positive {kind.__name__}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _millis_to_seconds(value: Any) -> float:
+    """OTEL_* timeouts and delays are milliseconds by the specification."""
+    return _positive(float)(value) / 1000.0
+
+
+def _pairs(value: Any) -> dict[str, str]:
+    """A ``{"k": "v"}`` dict, or the ``k=v,k2=v2`` form the OTEL_* variables use."""
+    if isinstance(value, Mapping):
+        pairs = dict(value)
+    elif isinstance(value, str):
+        pairs = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            key, sep, val = item.partition("=")
+            if not sep or not key.strip():
+                raise InvalidValue(f"expected key=value pairs, got {item!r}")
+            pairs[key.strip()] = val.strip()
+    else:
+        raise InvalidValue(f"expected a dict of strings, got {value!r}")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
+        raise InvalidValue(f"expected a dict of strings, got {value!r}")
+    return pairs
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list of strings, or the comma-separated form the OTEL_* variables use."""
+    if isinstance(value, str):
+        return tuple(filter(None, (part.strip() for part in value.split(","))))
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InvalidValue(f"expected a list of strings, got {value!r}")
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    import re
+
+    names = _names(value)
+    for pattern in names:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise InvalidValue(f"{pattern!r} is not a regular expression: {exc}") from None
+    return names
+
+
+def _integrations(value: Any) -> dict[str, bool]:
+    if not isinstance(value, Mapping):
+        raise InvalidValue(f"expected a dict of integration name to bool, got {value!r}")
+    merged = dict(DEFAULT_INTEGRATIONS)
+    for name, enabled in value.items():
+        if name not in DEFAULT_INTEGRATIONS:
+            raise InvalidValue(f"unknown integration {name!r}; known: {', '.join(DEFAULT_INTEGRATIONS)}")
+        merged[name] = _bool(enabled)
+    return merged
+
+
+def _sdk_disabled(value: Any) -> bool:
+    """OTEL_SDK_DISABLED=true means ENABLED=False."""
+    return not _bool(value)
+
+
+DEFAULT_INTEGRATIONS = {"django": True, "celery": True, "database": True}
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    name: str
+    default: Any
+    parse: Callable[[Any], Any]
+    doc: str
+    env: tuple[str, ...] = ()
+    env_parse: Callable[[Any], Any] | None = None
+
+
+KEYS: tuple[Key, ...] = (
+    Key("ENABLED", True, _bool, "Master switch. False: nothing is instrumented or exported.",
+        env=("OTEL_SDK_DISABLED",), env_parse=_sdk_disabled),
+    Key("SERVICE_NAME", "django", _text, "`service.name` of this process.", env=("OTEL_SERVICE_NAME",)),
+    Key("SERVICE_VERSION", "", _optional_text, "`service.version` resource attribute."),
+    Key("ENVIRONMENT", "", _optional_text, "`deployment.environment.name` resource attribute."),
+    Key("RESOURCE_ATTRIBUTES", {}, _pairs, "Extra resource attributes, a dict of strings.",
+        env=("OTEL_RESOURCE_ATTRIBUTES",)),
+    Key("EXPORTER", "otlp", _choice(*EXPORTERS), "Where spans go: `otlp`, `console` or `none`.",
+        env=("OTEL_TRACES_EXPORTER",)),
+    Key("OTLP_ENDPOINT", "", _optional_text,
+        "Collector base URL (`http://host:4318`; `/v1/traces` is added for HTTP). "
+        "Empty: localhost on the protocol's standard port. OTLP ports are 4318 (HTTP) and "
+        "4317 (gRPC); 14268 is Jaeger's legacy Thrift port and does not speak OTLP.",
+        env=("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")),
+    Key("OTLP_PROTOCOL", "http/protobuf", _choice(*PROTOCOLS), "`http/protobuf` or `grpc`.",
+        env=("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")),
+    Key("OTLP_HEADERS", {}, _pairs, "Headers sent with every export (auth tokens), a dict of strings.",
+        env=("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")),
+    Key("OTLP_TIMEOUT", 10.0, _positive(float),
+        "Seconds one export request may take. (The OTEL_* variable is in milliseconds.)",
+        env=("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"), env_parse=_millis_to_seconds),
+    Key("SAMPLER", "parentbased_traceidratio", _choice(*SAMPLERS),
+        "Head sampler, by its OTEL_TRACES_SAMPLER name.", env=("OTEL_TRACES_SAMPLER",)),
+    Key("SAMPLE_RATIO", 1.0, _ratio, "Share of new traces kept by the ratio samplers, 0 to 1.",
+        env=("OTEL_TRACES_SAMPLER_ARG",)),
+    Key("PROPAGATORS", ("tracecontext", "baggage"), _names,
+        "Context propagators by name, in order.", env=("OTEL_PROPAGATORS",)),
+    Key("EXCLUDED_URLS", (), _patterns,
+        "Regular expressions searched in the request path; a match is not traced.",
+        env=("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")),
+    Key("INTEGRATIONS", DEFAULT_INTEGRATIONS, _integrations,
+        "Which integrations to install: a dict of name to bool, merged over the defaults."),
+    Key("BATCH_SCHEDULE_DELAY", 5.0, _positive(float), "Seconds between batch exports.",
+        env=("OTEL_BSP_SCHEDULE_DELAY",), env_parse=_millis_to_seconds),
+    Key("BATCH_MAX_QUEUE_SIZE", 2048, _positive(int), "Spans held for export at most; more are dropped.",
+        env=("OTEL_BSP_MAX_QUEUE_SIZE",)),
+    Key("BATCH_MAX_EXPORT_SIZE", 512, _positive(int), "Spans sent in one export request at most.",
+        env=("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)),
+    Key("BATCH_EXPORT_TIMEOUT", 30.0, _positive(float), "Seconds one batch export may take.",
+        env=("OTEL_BSP_EXPORT_TIMEOUT",), env_parse=_millis_to_seconds),
+)
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A setting that could not be used. ``check_id`` is the system check's id."""
+
+    check_id: str
+    key: str
+    message: str
+    hint: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TracingConfig:
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    problems: tuple[Problem, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Attribute access by lower-case key: ``config.service_name``. A typo raises.
+        try:
+            return self.values[name.upper()]
+        except KeyError:
+            raise AttributeError(f"TracingConfig has no setting {name!r}") from None
+
+    @property
+    def traces_endpoint(self) -> str:
+        """The URL (HTTP) or address (gRPC) spans are sent to."""
+        endpoint = self.values["OTLP_ENDPOINT"]
+        protocol = self.values["OTLP_PROTOCOL"]
+        if not endpoint:
+            return f"http://localhost:{DEFAULT_PORTS[protocol]}" + ("/v1/traces" if protocol != "grpc" else "")
+        if protocol == "grpc" or self.sources["OTLP_ENDPOINT"] == "env:OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+            return endpoint
+        if endpoint.rstrip("/").endswith("/v1/traces"):
+            return endpoint
+        return endpoint.rstrip("/") + "/v1/traces"
+
+    def integration_enabled(self, name: str) -> bool:
+        return bool(self.values["ENABLED"] and self.values["INTEGRATIONS"].get(name))
+
+
+def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
+    """Merge ``environ`` over ``user`` (the TRACING setting) over the defaults."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[Problem] = []
+    if user is None:
+        user = {}
+    if not isinstance(user, Mapping):
+        problems.append(Problem("tracing_app.E001", "TRACING", f"TRACING must be a dict, got {type(user).__name__}.",
+                                "Write TRACING = {...} in settings.py, or remove it to use the defaults."))
+        user = {}
+    for name in sorted(set(user) - set(KEYS_BY_NAME)):
+        problems.append(Problem("tracing_app.E002", str(name), f"TRACING has an unknown key {name!r}.",
+                                f"Known keys: {', '.join(KEYS_BY_NAME)}."))
+    for key in KEYS:
+        values[key.name], sources[key.name] = key.default, SOURCE_DEFAULT
+        if key.name in user:
+            try:
+                values[key.name], sources[key.name] = key.parse(user[key.name]), SOURCE_SETTINGS
+            except InvalidValue as exc:
+                problems.append(Problem("tracing_app.E003", key.name, f"TRACING[{key.name!r}] is invalid: {exc}.",
+                                        f"{key.doc} Default: {key.default!r}."))
+        for var in key.env:
+            raw = environ.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[key.name], sources[key.name] = (key.env_parse or key.parse)(raw), f"env:{var}"
+            except InvalidValue as exc:
+                problems.append(Problem("tracing_app.E004", key.name, f"Environment variable {var} is invalid: {exc}.",
+                                        f"Fix or unset {var}; it overrides TRACING[{key.name!r}]."))
+            break
+    return TracingConfig(values=values, sources=sources, problems=tuple(problems))
+
+
+@functools.cache
+def get_config() -> TracingConfig:
+    return resolve(getattr(settings, "TRACING", None), os.environ)
+
+
+@receiver(setting_changed)
+def _clear_on_setting_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "TRACING":
+        get_config.cache_clear()

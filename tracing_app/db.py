@@ -1,0 +1,128 @@
+"""Database spans: one CLIENT span per query the ORM (or ``connection.cursor()``) runs.
+
+Installed through Django's public ``connection.execute_wrappers`` on each new
+connection (``connection_created``), not by patching the driver as
+``opentelemetry-instrumentation-psycopg`` does. That gives three things the
+driver-level hook cannot: one hook for every backend Django supports (the
+embedded SQLite demo gets the same spans as PostgreSQL), no spans for Django's
+own connection set-up queries (timezone, type look-ups), and the SQL exactly as
+the ORM wrote it with parameters kept apart (never recorded).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .conf import TracingConfig
+from .integration import Integration
+from .provider import get_tracer
+
+ATTR_SYSTEM = "db.system.name"
+ATTR_NAMESPACE = "db.namespace"
+ATTR_QUERY = "db.query.text"
+ATTR_OPERATION = "db.operation.name"
+ATTR_COLLECTION = "db.collection.name"
+ATTR_BATCH_SIZE = "db.operation.batch.size"
+ATTR_SERVER_ADDRESS = "server.address"
+ATTR_SERVER_PORT = "server.port"
+ATTR_ERROR_TYPE = "error.type"
+
+# Django vendor name -> db.system.name
+SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
+
+# Savepoints are Django's transaction bookkeeping (every nested atomic() and
+# every test case makes them): three spans per block that say nothing about the
+# work, so they are not traced.
+HOUSEKEEPING = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT)\b", re.IGNORECASE)
+OPERATION = re.compile(r"\s*(\w+)")
+COLLECTION = re.compile(r"""\b(?:FROM|INTO|UPDATE|TABLE)\s+["`]?([\w.]+)["`]?""", re.IGNORECASE)
+
+
+def describe(sql: str) -> tuple[str, str]:
+    """(operation, collection) of a statement, e.g. ``("SELECT", "orders_order")``."""
+    match = OPERATION.match(sql)
+    operation = match.group(1).upper() if match else ""
+    found = COLLECTION.search(sql, 0, 2000)
+    return operation, (found.group(1) if found else "")
+
+
+class QueryTracer:
+    """The execute wrapper added to each connection."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        settings = connection.settings_dict
+        self.attributes: dict[str, Any] = {ATTR_SYSTEM: SYSTEMS.get(connection.vendor, connection.vendor)}
+        if settings.get("NAME"):
+            self.attributes[ATTR_NAMESPACE] = str(settings["NAME"])
+        if settings.get("HOST"):
+            self.attributes[ATTR_SERVER_ADDRESS] = str(settings["HOST"])
+        if str(settings.get("PORT") or "").isdigit():
+            self.attributes[ATTR_SERVER_PORT] = int(settings["PORT"])
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
+        if not integration.installed or not isinstance(sql, str) or HOUSEKEEPING.match(sql):
+            return execute(sql, params, many, context)
+        operation, collection = describe(sql)
+        attributes = dict(self.attributes)
+        attributes[ATTR_QUERY] = sql
+        if operation:
+            attributes[ATTR_OPERATION] = operation
+        if collection:
+            attributes[ATTR_COLLECTION] = collection
+        if many and isinstance(params, (list, tuple)):
+            attributes[ATTR_BATCH_SIZE] = len(params)
+        name = f"{operation} {collection}".strip() or attributes[ATTR_SYSTEM]
+        with get_tracer().start_as_current_span(
+            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                return execute(sql, params, many, context)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+
+
+class DatabaseIntegration(Integration):
+    name = "database"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wrapped: weakref.WeakKeyDictionary[BaseDatabaseWrapper, QueryTracer] = weakref.WeakKeyDictionary()
+
+    def _install(self, config: TracingConfig) -> None:
+        from django.db import connections
+
+        connection_created.connect(self._on_connection_created, weak=False, dispatch_uid="tracing_app.db")
+        for connection in connections.all(initialized_only=True):
+            self.wrap(connection)
+
+    def _uninstall(self) -> None:
+        connection_created.disconnect(dispatch_uid="tracing_app.db")
+        for connection, tracer in list(self._wrapped.items()):
+            if tracer in connection.execute_wrappers:
+                connection.execute_wrappers.remove(tracer)
+        self._wrapped.clear()
+
+    def _on_connection_created(self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+        self.wrap(connection)
+
+    def wrap(self, connection: BaseDatabaseWrapper) -> None:
+        # connection_created fires on every reconnect of the same wrapper object.
+        if connection in self._wrapped:
+            return
+        tracer = QueryTracer(connection)
+        self._wrapped[connection] = tracer
+        # Outermost wrapper: user wrappers added later (execute_wrapper()) run inside our span.
+        connection.execute_wrappers.insert(0, tracer)
+
+
+integration = DatabaseIntegration()

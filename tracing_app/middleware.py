@@ -1,0 +1,179 @@
+"""HTTP server spans for Django: ``tracing_app.middleware.TracingMiddleware``.
+
+Listed by the user in ``MIDDLEWARE`` (first, so that it times the whole
+request) and verified by the system check ``tracing_app.W001``. We do not use
+``opentelemetry-instrumentation-django`` here: its instrumentor writes into
+``settings.MIDDLEWARE`` at run time and layers the WSGI instrumentation's
+attribute collection on top, which we measured as the largest part of the
+per-request cost (see BENCHMARKS.md). This one keeps the same span shape
+(SERVER kind, ``{method} {route}`` name, stable HTTP semantic-convention
+attributes) with less work per request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import MiddlewareNotUsed
+from django.http import HttpRequest, HttpResponse
+from opentelemetry import context, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .conf import TracingConfig
+from .integration import Integration
+from .provider import get_tracer
+from .safety import guarded
+
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "_OTHER"
+TRACERESPONSE_HEADER = "traceresponse"
+REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
+
+ATTR_METHOD = "http.request.method"
+ATTR_METHOD_ORIGINAL = "http.request.method_original"
+ATTR_ROUTE = "http.route"
+ATTR_STATUS = "http.response.status_code"
+ATTR_PATH = "url.path"
+ATTR_SCHEME = "url.scheme"
+ATTR_SERVER_ADDRESS = "server.address"
+ATTR_SERVER_PORT = "server.port"
+ATTR_CLIENT_ADDRESS = "client.address"
+ATTR_USER_AGENT = "user_agent.original"
+ATTR_PROTOCOL_VERSION = "network.protocol.version"
+ATTR_ERROR_TYPE = "error.type"
+
+
+class MetaGetter(Getter[dict]):
+    """Reads propagation headers from a WSGI/ASGI ``request.META`` dict."""
+
+    def get(self, carrier: dict, key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return [value] if isinstance(value, str) else None
+
+    def keys(self, carrier: dict) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+META_GETTER = MetaGetter()
+
+
+class DjangoIntegration(Integration):
+    name = "django"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.excluded: re.Pattern[str] | None = None
+
+    def _install(self, config: TracingConfig) -> None:
+        patterns = config.excluded_urls
+        self.excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+    def _uninstall(self) -> None:
+        self.excluded = None
+
+
+integration = DjangoIntegration()
+
+
+def _server_attributes(request: HttpRequest, method: str) -> dict[str, Any]:
+    meta = request.META
+    attributes: dict[str, Any] = {
+        ATTR_METHOD: method,
+        ATTR_PATH: request.path,
+        ATTR_SCHEME: request.scheme or "http",
+    }
+    if method == OTHER_METHOD:
+        attributes[ATTR_METHOD_ORIGINAL] = request.method or ""
+    host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
+    if host:
+        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        attributes[ATTR_SERVER_ADDRESS] = name or host
+        if port.isdigit():
+            attributes[ATTR_SERVER_PORT] = int(port)
+    if meta.get("REMOTE_ADDR"):
+        attributes[ATTR_CLIENT_ADDRESS] = meta["REMOTE_ADDR"]
+    if meta.get("HTTP_USER_AGENT"):
+        attributes[ATTR_USER_AGENT] = meta["HTTP_USER_AGENT"]
+    protocol = meta.get("SERVER_PROTOCOL", "")
+    if protocol.startswith("HTTP/"):
+        attributes[ATTR_PROTOCOL_VERSION] = protocol[5:]
+    return attributes
+
+
+def traceresponse_value(span_context: trace.SpanContext) -> str:
+    """The W3C Trace Context Level 2 ``traceresponse`` header for a span."""
+    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
+
+
+class TracingMiddleware:
+    """One SERVER span per request, continuing an incoming ``traceparent``."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        if not integration.installed:
+            # Tracing is off: Django drops this middleware from the chain, so a
+            # disabled install costs nothing per request.
+            raise MiddlewareNotUsed("tracing_app: tracing is disabled")
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        excluded = integration.excluded
+        if excluded is not None and excluded.search(request.path):
+            return self.get_response(request)
+        span = token = None
+        with guarded("starting the request span"):
+            raw_method = request.method or ""
+            method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
+            parent = propagate.extract(request.META, getter=META_GETTER)
+            started = get_tracer().start_span(
+                method, context=parent, kind=SpanKind.SERVER, attributes=_server_attributes(request, method)
+            )
+            token = context.attach(trace.set_span_in_context(started, parent))
+            setattr(request, REQUEST_SPAN_ATTRIBUTE, started)
+            span = started
+        if span is None:
+            return self.get_response(request)
+        try:
+            response = self.get_response(request)
+        except BaseException as exc:
+            with guarded("ending the request span"):
+                self._end(span, request, method, None, exc)
+            raise
+        finally:
+            context.detach(token)
+        with guarded("ending the request span"):
+            self._end(span, request, method, response, None)
+            response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
+        span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)
+        if span is not None:
+            with guarded("recording a view exception"):
+                span.record_exception(exception)
+                span.set_attribute(ATTR_ERROR_TYPE, type(exception).__qualname__)
+        return None
+
+    @staticmethod
+    def _end(span: trace.Span, request: HttpRequest, method: str, response: HttpResponse | None,
+             exc: BaseException | None) -> None:
+        match = getattr(request, "resolver_match", None)
+        route = getattr(match, "route", None)
+        if route:
+            span.update_name(f"{method} {route}")
+            span.set_attribute(ATTR_ROUTE, route)
+        if response is not None:
+            span.set_attribute(ATTR_STATUS, response.status_code)
+            if response.status_code >= 500:
+                span.set_attribute(ATTR_ERROR_TYPE, str(response.status_code))
+                span.set_status(Status(StatusCode.ERROR))
+        if exc is not None:
+            span.record_exception(exc)
+            span.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.end()

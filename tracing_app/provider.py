@@ -1,0 +1,174 @@
+"""Building the tracer provider, once per process, from a ``TracingConfig``.
+
+The provider is also registered as OpenTelemetry's global provider so that the
+user's own ``trace.get_tracer(...)`` calls land in it. The global can be set only
+once per process; when something else (say ``opentelemetry-instrument``) set it
+first, we keep ours for our integrations and say so in one warning, instead of
+assuming a second ``set_tracer_provider`` won.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from importlib.metadata import entry_points
+
+from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .conf import TracingConfig
+
+logger = logging.getLogger(__name__)
+
+INSTRUMENTATION_NAME = "tracing_app"
+BUILTIN_PROPAGATORS = {"tracecontext": TraceContextTextMapPropagator, "baggage": W3CBaggagePropagator}
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+_tracers: dict[str, trace.Tracer] = {}
+
+
+def build_resource(config: TracingConfig) -> Resource:
+    attributes = dict(config.resource_attributes)
+    attributes["service.name"] = config.service_name
+    if config.service_version:
+        attributes["service.version"] = config.service_version
+    if config.environment:
+        attributes["deployment.environment.name"] = config.environment
+    # Resource.create adds the SDK's telemetry.sdk.* attributes and reads no env:
+    # the OTEL_* variables were already merged by conf.resolve().
+    return Resource.create(attributes)
+
+
+def build_sampler(config: TracingConfig) -> sampling.Sampler:
+    name, ratio = config.sampler, config.sample_ratio
+    root = {
+        "always_on": sampling.ALWAYS_ON,
+        "always_off": sampling.ALWAYS_OFF,
+        "traceidratio": sampling.TraceIdRatioBased(ratio),
+        "parentbased_always_on": sampling.ALWAYS_ON,
+        "parentbased_always_off": sampling.ALWAYS_OFF,
+        "parentbased_traceidratio": sampling.TraceIdRatioBased(ratio),
+    }[name]
+    return sampling.ParentBased(root) if name.startswith("parentbased_") else root
+
+
+def build_exporter(config: TracingConfig) -> SpanExporter | None:
+    if config.exporter == "none":
+        return None
+    if config.exporter == "console":
+        return ConsoleSpanExporter(service_name=config.service_name)
+    headers = dict(config.otlp_headers)
+    if config.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        endpoint = config.traces_endpoint
+        insecure = not endpoint.startswith("https://")
+        return GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+    return HttpExporter(endpoint=config.traces_endpoint, headers=headers, timeout=config.otlp_timeout)
+
+
+def build_processor(config: TracingConfig) -> SpanProcessor | None:
+    exporter = build_exporter(config)
+    if exporter is None:
+        return None
+    return BatchSpanProcessor(
+        exporter,
+        max_queue_size=config.batch_max_queue_size,
+        schedule_delay_millis=config.batch_schedule_delay * 1000,
+        max_export_batch_size=min(config.batch_max_export_size, config.batch_max_queue_size),
+        export_timeout_millis=config.batch_export_timeout * 1000,
+    )
+
+
+def load_propagator(name: str) -> TextMapPropagator:
+    """A propagator by its OTEL_PROPAGATORS name: W3C built in, others by entry point."""
+    if name in BUILTIN_PROPAGATORS:
+        return BUILTIN_PROPAGATORS[name]()
+    for entry in entry_points(group="opentelemetry_propagator", name=name):
+        return entry.load()()
+    raise LookupError(f"no propagator named {name!r} is installed")
+
+
+def build_propagator(config: TracingConfig) -> TextMapPropagator:
+    found = []
+    for name in config.propagators:
+        try:
+            found.append(load_propagator(name))
+        except Exception:
+            # Reported by the system check tracing_app.E005; keep the others.
+            logger.debug("tracing_app: propagator %r skipped", name, exc_info=True)
+    return CompositePropagator(found)
+
+
+def build_provider(config: TracingConfig) -> TracerProvider:
+    # shutdown_on_exit: the SDK's own atexit hook would flush without our bound;
+    # install_provider registers ours instead.
+    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config), shutdown_on_exit=False)
+    processor = build_processor(config)
+    if processor is not None:
+        provider.add_span_processor(processor)
+    return provider
+
+
+def install_provider(config: TracingConfig) -> TracerProvider:
+    """Build, register and return this process's provider; later calls return the same one."""
+    global _provider
+    with _lock:
+        if _provider is not None:
+            return _provider
+        _provider = build_provider(config)
+        _tracers.clear()
+        propagate.set_global_textmap(build_propagator(config))
+        trace.set_tracer_provider(_provider)
+        if trace.get_tracer_provider() is not _provider:
+            logger.warning(
+                "tracing_app: another OpenTelemetry tracer provider was registered first; "
+                "tracing_app's integrations use their own, spans from trace.get_tracer() go to the other one"
+            )
+        atexit.register(shutdown)
+        return _provider
+
+
+def get_provider() -> TracerProvider | None:
+    return _provider
+
+
+def swap_provider(provider: TracerProvider | None) -> TracerProvider | None:
+    """Make ``provider`` the one our integrations use; return the previous one (for tests)."""
+    global _provider
+    with _lock:
+        previous, _provider = _provider, provider
+        _tracers.clear()
+        return previous
+
+
+def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
+    """A tracer from tracing_app's provider, or a no-op tracer when tracing is off."""
+    tracer = _tracers.get(name)
+    if tracer is None:
+        provider = _provider
+        tracer = provider.get_tracer(name) if provider is not None else trace.NoOpTracer()
+        _tracers[name] = tracer
+    return tracer
+
+
+def force_flush(timeout_millis: int = 5000) -> bool:
+    provider = _provider
+    return provider.force_flush(timeout_millis) if provider is not None else True
+
+
+def shutdown() -> None:
+    """Flush what is pending and stop exporting. Safe to call more than once."""
+    provider = _provider
+    if provider is not None:
+        provider.shutdown()

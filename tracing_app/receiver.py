@@ -1,0 +1,134 @@
+"""A small OTLP/HTTP trace receiver: ``POST /v1/traces`` with protobuf (or gzip'd) bodies.
+
+Used by ``manage.py tracing_tail`` and by tests that need real OTLP bytes from
+real processes. It decodes with ``opentelemetry-proto`` and keeps every span as
+a ``SpanRecord``. ``fault`` makes it misbehave on purpose (an HTTP status, a
+delay) so that export failure handling can be tested against the wire.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .spans import SpanRecord, from_otlp
+
+TRACES_PATH = "/v1/traces"
+
+
+@dataclasses.dataclass
+class Fault:
+    status: int = 0  # answer with this HTTP status instead of 200 (0: answer normally)
+    delay: float = 0.0  # seconds to wait before answering
+    retry_after: str = ""  # Retry-After header value sent with the status
+
+
+class OTLPReceiver:
+    """Start with ``start()`` (or as a context manager); ``endpoint`` is the base URL."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0,
+                 on_spans: Callable[[list[SpanRecord]], None] | None = None) -> None:
+        self.spans: list[SpanRecord] = []
+        self.requests = 0
+        self.fault = Fault()
+        self._on_spans = on_spans
+        self._cond = threading.Condition()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self._server.server_address[0]}:{self.port}"
+
+    def start(self) -> OTLPReceiver:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> OTLPReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def clear(self) -> None:
+        with self._cond:
+            self.spans.clear()
+
+    def wait_for(self, predicate: Callable[[list[SpanRecord]], bool], timeout: float = 30.0) -> list[SpanRecord]:
+        """Wait until ``predicate(spans)`` is true; return the spans. Raises TimeoutError with what arrived."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(list(self.spans)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    names = sorted(f"{s.service}:{s.name}" for s in self.spans)
+                    raise TimeoutError(f"spans did not arrive in {timeout}s; received {len(names)}: {names}")
+                self._cond.wait(min(remaining, 0.2))
+            return list(self.spans)
+
+    def _received(self, records: list[SpanRecord]) -> None:
+        with self._cond:
+            self.spans.extend(records)
+            self._cond.notify_all()
+        if self._on_spans is not None:
+            self._on_spans(records)
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests += 1
+                fault = receiver.fault
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.status:
+                    self._answer(fault.status, b"", {"Retry-After": fault.retry_after} if fault.retry_after else {})
+                    return
+                if self.path != TRACES_PATH:
+                    self._answer(404, b"")
+                    return
+                encoding = (self.headers.get("Content-Encoding") or "").lower()
+                try:
+                    if encoding == "gzip":
+                        body = gzip.decompress(body)
+                    elif encoding == "deflate":
+                        body = zlib.decompress(body)
+                    records = from_otlp(body)
+                except Exception:
+                    self._answer(400, b"")
+                    return
+                receiver._received(records)
+                # An empty ExportTraceServiceResponse is zero bytes of protobuf.
+                self._answer(200, b"", {"Content-Type": "application/x-protobuf"})
+
+            def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
