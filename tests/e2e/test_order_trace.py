@@ -1,0 +1,77 @@
+"""Foundation proof: POST /api/orders/ yields one connected trace across gunicorn,
+RabbitMQ, a Celery prefork worker and PostgreSQL, exported as real OTLP bytes."""
+
+import json
+
+from tracing_app.testing import Expect, assert_trace
+
+ORDER_TRACE = Expect("POST api/orders/", kind="SERVER", service="shop-web", children=[
+    Expect("SELECT inventory_stock", kind="CLIENT", service="shop-web"),
+    Expect("INSERT orders_order", kind="CLIENT", service="shop-web"),
+    Expect("send inventory.reserve_stock", kind="PRODUCER", service="shop-web", children=[
+        Expect("process inventory.reserve_stock", kind="CONSUMER", service="shop-worker", error=False, children=[
+            Expect("SELECT orders_order", kind="CLIENT", service="shop-worker"),
+            Expect("SELECT inventory_stock", kind="CLIENT", service="shop-worker"),
+            Expect("UPDATE inventory_stock", kind="CLIENT", service="shop-worker"),
+            Expect("UPDATE orders_order", kind="CLIENT", service="shop-worker"),
+        ]),
+    ]),
+])
+
+
+def trace_of(spans, name):
+    return next(span.trace_id for span in spans if span.name == name)
+
+
+def test_order_is_one_trace_across_web_worker_and_database(stack, otlp):
+    web = stack.start_web()
+    stack.start_worker("-P", "prefork", "-c", "2")
+
+    status, headers, body = web.request("POST", "/api/orders/", json.dumps({"sku": "widget", "quantity": 2}).encode())
+    assert status == 201, body
+    order = json.loads(body)
+
+    spans = otlp.wait_for(lambda spans: any(s.name == "process inventory.reserve_stock" for s in spans)
+                          and any(s.name == "POST api/orders/" for s in spans))
+    trace_id = trace_of(spans, "POST api/orders/")
+    assert headers["traceresponse"].split("-")[1] == trace_id
+    assert_trace([s for s in spans if s.trace_id == trace_id], ORDER_TRACE)
+    assert stack.database.query("select status from orders_order where id = %s", order["id"]) == [("reserved",)]
+
+    server = next(s for s in spans if s.name == "POST api/orders/")
+    assert server.attributes["http.route"] == "api/orders/"
+    assert server.attributes["http.response.status_code"] == 201
+    insert = next(s for s in spans if s.name == "INSERT orders_order")
+    assert insert.attributes["db.system.name"] == "postgresql"
+    assert "%s" in insert.attributes["db.query.text"] and "widget" not in insert.attributes["db.query.text"]
+    assert not [s for s in spans if s.trace_id != trace_id], "no other traces (healthz is excluded)"
+
+
+def test_incoming_traceparent_is_continued_and_health_check_untraced(stack, otlp):
+    web = stack.start_web()
+    parent_trace, parent_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    status, headers, _ = web.request("GET", "/api/orders/999/",
+                                     headers={"traceparent": f"00-{parent_trace}-{parent_span}-01"})
+    assert status == 404
+    assert web.request("GET", "/healthz")[0] == 200
+    spans = otlp.wait_for(lambda spans: any(s.name.startswith("GET api/orders/") for s in spans))
+    server = next(s for s in spans if s.kind == "SERVER")
+    assert server.name == "GET api/orders/<int:pk>/"
+    assert (server.trace_id, server.parent_id) == (parent_trace, parent_span)
+    assert headers["traceresponse"] == f"00-{parent_trace}-{server.span_id}-01"
+    assert not [s for s in spans if s.name.endswith("healthz")]
+
+
+def test_failing_task_marks_its_span_as_error(stack, otlp):
+    """The worker runs an order whose row is gone: the task raises, its span is an error."""
+    stack.start_worker("-P", "solo")
+    result = stack.manage("shell", "-c", (
+        "from celery import current_app; current_app.send_task('inventory.reserve_stock', args=[424242])"
+    ))
+    assert result.returncode == 0, result.stderr
+    spans = otlp.wait_for(lambda spans: any(s.kind == "CONSUMER" for s in spans))
+    consumer = next(s for s in spans if s.kind == "CONSUMER")
+    producer = next(s for s in spans if s.kind == "PRODUCER")
+    assert consumer.error and "DoesNotExist" in consumer.status_message
+    assert consumer.events and consumer.events[0][0] == "exception"
+    assert consumer.parent_id == producer.span_id and consumer.trace_id == producer.trace_id
