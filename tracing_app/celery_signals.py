@@ -47,11 +47,15 @@ _pending_publish: contextvars.ContextVar[trace.Span | None] = contextvars.Contex
 
 
 class TaskRequestGetter(Getter[Any]):
-    """Reads propagation headers from ``task.request``: Celery copies the
-    message's headers onto the request context as attributes."""
+    """Reads propagation headers from ``task.request``. A worker copies the
+    message's headers onto the request as attributes; ``task.apply(headers=...)``
+    and some Celery versions keep them nested under ``request.headers`` instead."""
 
     def get(self, carrier: Any, key: str) -> list[str] | None:
         value = getattr(carrier, key, None)
+        if value is None:
+            nested = getattr(carrier, "headers", None)
+            value = nested.get(key) if isinstance(nested, dict) else None
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: Any) -> list[str]:

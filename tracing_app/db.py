@@ -33,6 +33,7 @@ ATTR_BATCH_SIZE = "db.operation.batch.size"
 ATTR_SERVER_ADDRESS = "server.address"
 ATTR_SERVER_PORT = "server.port"
 ATTR_ERROR_TYPE = "error.type"
+ATTR_RESPONSE_STATUS = "db.response.status_code"
 
 # Django vendor name -> db.system.name
 SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
@@ -57,6 +58,11 @@ class QueryTracer:
     """The execute wrapper added to each connection."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.attributes: dict[str, Any] = {}
+        self.refresh(connection)
+
+    def refresh(self, connection: BaseDatabaseWrapper) -> None:
+        """Read the connection's settings again: test runners rename the database."""
         settings = connection.settings_dict
         self.attributes: dict[str, Any] = {ATTR_SYSTEM: SYSTEMS.get(connection.vendor, connection.vendor)}
         if settings.get("NAME"):
@@ -85,9 +91,15 @@ class QueryTracer:
             try:
                 return execute(sql, params, many, context)
             except Exception as exc:
+                # Django re-raises driver errors as django.db.utils.*Error; the
+                # driver's own class (UndefinedTable, UniqueViolation) says more.
+                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
                 span.record_exception(exc)
-                span.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                span.set_attribute(ATTR_ERROR_TYPE, type(cause).__qualname__)
+                sqlstate = getattr(cause, "sqlstate", None)
+                if isinstance(sqlstate, str):
+                    span.set_attribute(ATTR_RESPONSE_STATUS, sqlstate)
+                span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
                 raise
 
 
@@ -117,7 +129,9 @@ class DatabaseIntegration(Integration):
 
     def wrap(self, connection: BaseDatabaseWrapper) -> None:
         # connection_created fires on every reconnect of the same wrapper object.
-        if connection in self._wrapped:
+        existing = self._wrapped.get(connection)
+        if existing is not None:
+            existing.refresh(connection)
             return
         tracer = QueryTracer(connection)
         self._wrapped[connection] = tracer

@@ -31,6 +31,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 OTHER_METHOD = "_OTHER"
 TRACERESPONSE_HEADER = "traceresponse"
 REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
+REQUEST_ERROR_ATTRIBUTE = "_tracing_app_error_recorded"
 
 ATTR_METHOD = "http.request.method"
 ATTR_METHOD_ORIGINAL = "http.request.method_original"
@@ -157,6 +158,7 @@ class TracingMiddleware:
             with guarded("recording a view exception"):
                 span.record_exception(exception)
                 span.set_attribute(ATTR_ERROR_TYPE, type(exception).__qualname__)
+                setattr(request, REQUEST_ERROR_ATTRIBUTE, True)
         return None
 
     @staticmethod
@@ -170,7 +172,8 @@ class TracingMiddleware:
         if response is not None:
             span.set_attribute(ATTR_STATUS, response.status_code)
             if response.status_code >= 500:
-                span.set_attribute(ATTR_ERROR_TYPE, str(response.status_code))
+                if not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
+                    span.set_attribute(ATTR_ERROR_TYPE, str(response.status_code))
                 span.set_status(Status(StatusCode.ERROR))
         if exc is not None:
             span.record_exception(exc)

@@ -1,0 +1,70 @@
+"""System checks: each id fires for its problem, with a hint, and `manage.py check` fails clearly."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from tracing_app import checks
+
+MIDDLEWARE = checks.MIDDLEWARE_PATH
+
+
+def messages():
+    return checks.check_settings() + checks.check_middleware()
+
+
+def ids():
+    return [m.id for m in messages()]
+
+
+def test_demo_settings_pass_every_check():
+    assert messages() == []
+
+
+@pytest.mark.parametrize(("tracing", "check_id"), [
+    (["not", "a", "dict"], "tracing_app.E001"),
+    ({"SERVICE_NAM": "shop"}, "tracing_app.E002"),
+    ({"SAMPLE_RATIO": -1}, "tracing_app.E003"),
+    ({"PROPAGATORS": ["tracecontext", "nonexistent-propagator"]}, "tracing_app.E005"),
+])
+def test_each_settings_problem_has_its_id_and_a_hint(tracing, check_id):
+    with override_settings(TRACING=tracing):
+        found = [m for m in messages() if m.id == check_id]
+        assert found, ids()
+        assert found[0].hint
+
+
+def test_invalid_environment_variable_is_e004(monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "thrift")
+    with override_settings(TRACING={}):
+        assert "tracing_app.E004" in ids()
+
+
+def test_integration_without_its_library_is_e006(monkeypatch):
+    monkeypatch.setitem(checks.INTEGRATION_LIBRARIES, "celery", "a_library_that_is_not_installed")
+    with override_settings(TRACING={}):
+        assert "tracing_app.E006" in ids()
+
+
+def test_missing_middleware_is_w001():
+    with override_settings(MIDDLEWARE=["django.middleware.common.CommonMiddleware"]):
+        assert ids() == ["tracing_app.W001"]
+
+
+def test_middleware_not_first_is_w002():
+    with override_settings(MIDDLEWARE=["django.middleware.common.CommonMiddleware", MIDDLEWARE]):
+        assert ids() == ["tracing_app.W002"]
+
+
+def test_disabled_tracing_does_not_ask_for_the_middleware():
+    with override_settings(TRACING={"ENABLED": False}, MIDDLEWARE=[]):
+        assert ids() == []
+
+
+def test_manage_check_fails_with_the_id_not_a_traceback():
+    with override_settings(TRACING={"EXPORTER": "zipkin"}):
+        with pytest.raises(SystemCheckError) as error:
+            call_command("check")
+    assert "tracing_app.E003" in str(error.value)
+    assert "EXPORTER" in str(error.value)

@@ -1,0 +1,76 @@
+"""Database spans through Django's execute wrappers, on the test PostgreSQL database."""
+
+import pytest
+from django.db import ProgrammingError, connection, transaction
+
+from apps.inventory.models import Stock
+from apps.orders.models import Order
+from tracing_app import db, get_tracer
+from tracing_app.testing import Expect, assert_trace
+
+pytestmark = pytest.mark.django_db
+
+
+def test_each_query_is_a_client_span_child_of_the_current_span(captured_spans):
+    with get_tracer().start_as_current_span("work"):
+        Order.objects.create(sku="widget", quantity=3)
+        list(Stock.objects.filter(sku="widget"))
+    assert_trace(captured_spans.records(), Expect("work", children=[
+        Expect("INSERT orders_order", kind="CLIENT", attributes={"db.system.name": "postgresql",
+                                                                  "db.operation.name": "INSERT",
+                                                                  "db.collection.name": "orders_order"}),
+        Expect("SELECT inventory_stock", kind="CLIENT"),
+    ]))
+
+
+def test_parameters_are_never_recorded(captured_spans):
+    Order.objects.create(sku="secret-sku-value", quantity=7)
+    span = captured_spans.records()[0]
+    assert "secret-sku-value" not in repr(span.attributes)
+    assert "%s" in span.attributes["db.query.text"]
+    assert span.attributes["db.namespace"] == connection.settings_dict["NAME"]
+
+
+def test_savepoints_are_not_traced(captured_spans):
+    with transaction.atomic():  # the test case's own transaction makes this a savepoint
+        Order.objects.create(sku="widget", quantity=1)
+    assert captured_spans.names() == ["INSERT orders_order"]
+
+
+def test_failed_query_is_an_error_span_and_still_raises(captured_spans):
+    with pytest.raises(ProgrammingError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM no_such_table")
+    span = captured_spans.records()[0]
+    assert span.error and span.attributes["error.type"] == "UndefinedTable"
+    assert span.attributes["db.response.status_code"] == "42P01"
+    assert span.name == "SELECT no_such_table"
+
+
+def test_executemany_records_batch_size(captured_spans):
+    with connection.cursor() as cursor:
+        cursor.executemany("UPDATE inventory_stock SET quantity = quantity WHERE sku = %s", [("widget",), ("gadget",)])
+    assert captured_spans.records()[0].attributes["db.operation.batch.size"] == 2
+
+
+def test_uninstalled_integration_traces_nothing(captured_spans):
+    db.integration.uninstall()
+    try:
+        Order.objects.create(sku="widget", quantity=1)
+        assert captured_spans.records() == []
+    finally:
+        from tracing_app.conf import get_config
+
+        db.integration.install(get_config())
+    Order.objects.create(sku="widget", quantity=1)
+    assert captured_spans.names() == ["INSERT orders_order"]
+
+
+@pytest.mark.parametrize(("sql", "expected"), [
+    ('SELECT "a"."id" FROM "orders_order" "a" WHERE id = %s', ("SELECT", "orders_order")),
+    ('INSERT INTO "orders_order" ("sku") VALUES (%s)', ("INSERT", "orders_order")),
+    ('UPDATE "inventory_stock" SET quantity = 1', ("UPDATE", "inventory_stock")),
+    ('DELETE FROM "orders_order" WHERE 1', ("DELETE", "orders_order")),
+    ("select 1", ("SELECT", "")),
+])
+def test_describe_finds_operation_and_table(sql, expected):
+    assert db.describe(sql) == expected

@@ -1,0 +1,120 @@
+"""HTTP server spans from TracingMiddleware, driven through Django's test client."""
+
+import pytest
+from django.test import Client, override_settings
+
+from tracing_app import middleware
+
+pytestmark = pytest.mark.urls("tests.urls")
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+@pytest.fixture
+def client():
+    return Client(raise_request_exception=False)
+
+
+def only_span(captured_spans):
+    spans = captured_spans.records()
+    assert len(spans) == 1, [s.name for s in spans]
+    return spans[0]
+
+
+def test_span_is_named_by_route_template_not_raw_path(client, captured_spans):
+    assert client.get("/shop/items/42/").status_code == 200
+    span = only_span(captured_spans)
+    assert (span.name, span.kind) == ("GET shop/items/<int:pk>/", "SERVER")
+    assert span.attributes["http.route"] == "shop/items/<int:pk>/"
+    assert span.attributes["http.request.method"] == "GET"
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["url.path"] == "/shop/items/42/"
+    assert "42" not in span.name
+
+
+def test_unmatched_path_is_named_by_method_only(client, captured_spans):
+    assert client.get("/no/such/page/").status_code == 404
+    assert only_span(captured_spans).name == "GET"
+
+
+def test_incoming_traceparent_is_continued(client, captured_spans):
+    response = client.get("/ok/", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    span = only_span(captured_spans)
+    assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
+    assert response["traceresponse"] == f"00-{TRACE_ID}-{span.span_id}-01"
+
+
+def test_without_traceparent_a_new_trace_starts_and_traceresponse_names_it(client, captured_spans):
+    response = client.get("/ok/")
+    span = only_span(captured_spans)
+    assert span.parent_id == ""
+    version, trace_id, span_id, flags = response["traceresponse"].split("-")
+    assert (version, trace_id, span_id) == ("00", span.trace_id, span.span_id)
+    assert int(flags, 16) & 1, "sampled flag set"
+
+
+def test_malformed_traceparent_starts_a_new_trace(client, captured_spans):
+    response = client.get("/ok/", headers={"traceparent": "00-zzzz-not-hex-01"})
+    assert response.status_code == 200
+    assert only_span(captured_spans).parent_id == ""
+
+
+def test_view_exception_marks_span_error_with_exception_event(client, captured_spans):
+    assert client.get("/boom/").status_code == 500
+    span = only_span(captured_spans)
+    assert span.error
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert [name for name, _ in span.events] == ["exception"]
+
+
+def test_5xx_response_is_an_error_4xx_is_not(client, captured_spans):
+    client.get("/unavailable/")
+    client.get("/no/such/page/")
+    errors = {s.attributes["http.response.status_code"]: s.error for s in captured_spans.records()}
+    assert errors == {503: True, 404: False}
+
+
+def test_unknown_method_is_other(client, captured_spans):
+    client.generic("FROBNICATE", "/ok/")
+    span = only_span(captured_spans)
+    assert span.attributes["http.request.method"] == "_OTHER"
+    assert span.attributes["http.request.method_original"] == "FROBNICATE"
+    assert span.name.startswith("_OTHER")
+
+
+def test_excluded_urls_produce_no_span(client, captured_spans):
+    # The demo settings exclude ^/healthz$.
+    assert client.get("/healthz").status_code == 200
+    assert captured_spans.records() == []
+    assert "traceresponse" not in client.get("/healthz")
+
+
+def test_excluded_urls_follow_the_setting(captured_spans):
+    integration = middleware.integration
+    previous = integration.excluded
+    try:
+        integration.uninstall()
+        with override_settings(TRACING={"EXCLUDED_URLS": [r"^/ok/"]}):
+            from tracing_app.conf import get_config
+
+            integration.install(get_config())
+            Client().get("/ok/")
+            Client().get("/shop/items/1/")
+        assert captured_spans.names() == ["GET shop/items/<int:pk>/"]
+    finally:
+        integration.uninstall()
+        integration.install(__import__("tracing_app.conf").conf.get_config())
+        assert integration.excluded.pattern == previous.pattern
+
+
+def test_middleware_removes_itself_when_tracing_is_off(captured_spans):
+    middleware.integration.uninstall()
+    try:
+        response = Client().get("/ok/")
+        assert "traceresponse" not in response
+        assert captured_spans.records() == []
+    finally:
+        from tracing_app.conf import get_config
+
+        middleware.integration.install(get_config())
