@@ -14,3 +14,7 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_shop_{os.getpid()}"
 
 TRACING = {**TRACING, "EXPORTER": "none"}
+
+# In-process tests publish to kombu's in-memory transport; the end-to-end tests
+# start real processes against RabbitMQ with their own settings.
+CELERY_BROKER_URL = "memory://"
