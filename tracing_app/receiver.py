@@ -32,8 +32,10 @@ class OTLPReceiver:
     """Start with ``start()`` (or as a context manager); ``endpoint`` is the base URL."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 on_spans: Callable[[list[SpanRecord]], None] | None = None) -> None:
+                 on_spans: Callable[[list[SpanRecord]], None] | None = None, keep: bool = True) -> None:
+        # keep=False: spans only go to on_spans (a long-running tracing_tail must not grow).
         self.spans: list[SpanRecord] = []
+        self._keep = keep
         self.requests = 0
         self.fault = Fault()
         self._on_spans = on_spans
@@ -83,7 +85,8 @@ class OTLPReceiver:
 
     def _received(self, records: list[SpanRecord]) -> None:
         with self._cond:
-            self.spans.extend(records)
+            if self._keep:
+                self.spans.extend(records)
             self._cond.notify_all()
         if self._on_spans is not None:
             self._on_spans(records)

@@ -102,3 +102,22 @@ def from_otlp(request_bytes: bytes) -> list[SpanRecord]:
                     resource=resource,
                 ))
     return records
+
+
+@dataclasses.dataclass
+class Node:
+    """A span and its children, as ``build_trees`` links them."""
+
+    span: SpanRecord
+    children: list[Node]
+
+
+def build_trees(spans: Iterable[SpanRecord]) -> list[Node]:
+    """Spans as trees: roots are spans whose parent is not among them. Siblings by start time."""
+    spans = sorted(spans, key=lambda s: (s.start_ns, s.name))
+    nodes = {span.span_id: Node(span, []) for span in spans}
+    roots = []
+    for span in spans:
+        parent = nodes.get(span.parent_id)
+        (parent.children if parent else roots).append(nodes[span.span_id])
+    return roots

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 from . import provider, safety
 from .conf import get_config
-from .spans import SpanRecord, from_sdk
+from .spans import Node, SpanRecord, build_trees, from_sdk
 
 __all__ = ["CapturedSpans", "Expect", "assert_trace", "build_trees", "capture_spans", "render_tree"]
 
@@ -101,23 +101,6 @@ class Expect:
     error: bool | None = None
     attributes: Mapping[str, Any] | None = None
     children: Sequence[Expect] = ()
-
-
-@dataclasses.dataclass
-class Node:
-    span: SpanRecord
-    children: list[Node]
-
-
-def build_trees(spans: Iterable[SpanRecord]) -> list[Node]:
-    """Spans as trees: roots are spans whose parent is not among them. Siblings by start time."""
-    spans = sorted(spans, key=lambda s: (s.start_ns, s.name))
-    nodes = {span.span_id: Node(span, []) for span in spans}
-    roots = []
-    for span in spans:
-        parent = nodes.get(span.parent_id)
-        (parent.children if parent else roots).append(nodes[span.span_id])
-    return roots
 
 
 def _describe(span: SpanRecord | None, expect: Expect | None, fields: Expect | None) -> str:
