@@ -1,7 +1,9 @@
 """Settings of the demo shop. Service addresses come from the environment:
 
-DATABASE_URL       postgres://user@host:5432/name or sqlite:///path (default: local PostgreSQL)
-CELERY_BROKER_URL  amqp://guest:guest@host:5672// (default: local RabbitMQ)
+DATABASE_URL          postgres://user@host:5432/name or sqlite:///path (default: local PostgreSQL)
+CELERY_BROKER_URL     amqp://guest:guest@host:5672// (default: local RabbitMQ), or filesystem://
+                      for the embedded demo: a broker that needs no server
+CELERY_BROKER_FOLDER  where filesystem:// keeps its messages (default .demo/broker)
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
 
@@ -39,6 +41,13 @@ DATABASES = {
         conn_max_age=60,
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The embedded demo: web and worker processes write one SQLite file. WAL lets
+    # readers run beside the writer; IMMEDIATE takes the write lock at BEGIN, so a
+    # second writer waits (up to timeout) instead of failing with "database is locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE", "timeout": 20, "init_command": "PRAGMA journal_mode=WAL",
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -48,6 +57,17 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE", "shop")
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's filesystem transport: one file per message, headers included, in a
+    # folder every process shares. It creates its control folder but not this one.
+    _broker_folder = Path(os.environ.get("CELERY_BROKER_FOLDER") or BASE_DIR / ".demo" / "broker")
+    (_broker_folder / "messages").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_folder / "messages"),
+        "data_folder_out": str(_broker_folder / "messages"),
+        "control_folder": str(_broker_folder / "control"),
+        "polling_interval": 0.1,
+    }
 
 TRACING = {
     "SERVICE_NAME": "shop-web",

@@ -1,5 +1,7 @@
-"""Fixtures that start the real stack. They fail, never skip, when PostgreSQL or
-RabbitMQ cannot be reached."""
+"""Fixtures that start the real stack on the backends ``stack.backends()`` chose:
+PostgreSQL and RabbitMQ when reachable, the embedded ones otherwise (an error
+instead under TRACING_REQUIRE_SERVICES=1). A test parametrized indirectly with
+``stack="embedded"`` runs on the embedded backends whatever is reachable."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 
 from tracing_app.receiver import OTLPReceiver
 
-from .stack import Database, Stack, delete_queues, run_id
+from .stack import EMBEDDED, Stack, backends, make_broker, make_database, run_id
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -26,26 +28,20 @@ def otlp() -> Iterator[OTLPReceiver]:
 
 
 @pytest.fixture
-def database() -> Iterator[Database]:
-    db = Database(f"e2e_{run_id()}").create()
-    try:
-        yield db
-    finally:
-        db.drop()
-
-
-@pytest.fixture
-def stack(request, database: Database, otlp: OTLPReceiver) -> Iterator[Stack]:
+def stack(request, otlp: OTLPReceiver) -> Iterator[Stack]:
     """A migrated database, a queue of this test's own, no processes yet."""
+    chosen = EMBEDDED if getattr(request, "param", "default") == "embedded" else backends()
+    database, broker = make_database(chosen), make_broker(chosen)
     queue = f"e2e-{run_id()}"
-    stack = Stack(database, queue, otlp.endpoint)
-    migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
-    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    stack = Stack(database, broker, queue, otlp.endpoint)
     try:
+        migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         yield stack
     finally:
         stack.stop()
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             print(stack.logs())
-        delete_queues(queue)
+        broker.cleanup(queue)
+        database.drop()

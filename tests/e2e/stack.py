@@ -1,16 +1,26 @@
-"""Real processes for end-to-end tests: a database, a queue, gunicorn and Celery workers.
+"""Real processes for end-to-end tests: a database, a broker, gunicorn and Celery workers.
 
-Every run gets its own PostgreSQL database and its own RabbitMQ queue name, so
-leftovers from an earlier (or a parallel) run never leak in. Service addresses
-come from the environment: ``E2E_POSTGRES_URL`` (an admin URL, default the
-local ``postgres`` database) and ``CELERY_BROKER_URL``.
+Backends are chosen once per test run by ``backends()``: the real PostgreSQL and
+RabbitMQ when they can be reached (``E2E_POSTGRES_URL``, an admin URL, default
+the local ``postgres`` database; ``CELERY_BROKER_URL``), otherwise the embedded
+ones: a SQLite file and kombu's serverless filesystem transport, still with real
+worker processes and real message headers. ``TRACING_REQUIRE_SERVICES=1`` (set
+by CI) turns an unreachable service into an error instead; ``TRACING_EMBEDDED=1``
+picks the embedded backends without probing.
+
+Every run gets its own database and its own queue (or broker folder), so
+leftovers from an earlier (or a parallel) run never leak in.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -21,10 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
+from kombu import Connection
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+PROBE_TIMEOUT = 3
 
 
 def free_port() -> int:
@@ -37,8 +49,77 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
+# -- choosing the backends -----------------------------------------------------
+
+
+class ServicesUnavailable(RuntimeError):
+    """TRACING_REQUIRE_SERVICES=1 and PostgreSQL or RabbitMQ cannot be reached."""
+
+
+def postgres_problem() -> str:
+    """Why the real PostgreSQL cannot be used ("" when it can)."""
+    try:
+        with psycopg.connect(ADMIN_URL, connect_timeout=PROBE_TIMEOUT):
+            return ""
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def rabbitmq_problem() -> str:
+    """Why the real RabbitMQ cannot be used ("" when it can)."""
+    try:
+        with Connection(BROKER_URL, connect_timeout=PROBE_TIMEOUT) as conn:
+            conn.ensure_connection(max_retries=1)
+            return ""
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Backends:
+    database: str  # "postgresql" or "sqlite"
+    broker: str  # "rabbitmq" or "filesystem"
+    why: tuple[str, ...] = ()  # why an embedded backend was chosen
+
+    @property
+    def embedded(self) -> bool:
+        return self.database == "sqlite" and self.broker == "filesystem"
+
+    def summary(self) -> str:
+        database = {"postgresql": f"PostgreSQL ({ADMIN_URL.rpartition('@')[2]})", "sqlite": "SQLite (embedded)"}
+        broker = {"rabbitmq": f"RabbitMQ ({BROKER_URL.rpartition('@')[2]})",
+                  "filesystem": "kombu filesystem transport (embedded)"}
+        text = f"database: {database[self.database]}; broker: {broker[self.broker]}"
+        return text + "".join(f"\n  {reason}" for reason in self.why)
+
+
+EMBEDDED = Backends("sqlite", "filesystem")
+
+
+@functools.cache
+def backends() -> Backends:
+    """The backends of this test run, probed once."""
+    if os.environ.get("TRACING_EMBEDDED") == "1":
+        return dataclasses.replace(EMBEDDED, why=("TRACING_EMBEDDED=1",))
+    problems = {"PostgreSQL": postgres_problem(), "RabbitMQ": rabbitmq_problem()}
+    down = {name: problem for name, problem in problems.items() if problem}
+    if down and os.environ.get("TRACING_REQUIRE_SERVICES") == "1":
+        reasons = "; ".join(f"{name} is unreachable ({why})" for name, why in down.items())
+        raise ServicesUnavailable(f"TRACING_REQUIRE_SERVICES=1 but {reasons}")
+    return Backends(
+        database="sqlite" if "PostgreSQL" in down else "postgresql",
+        broker="filesystem" if "RabbitMQ" in down else "rabbitmq",
+        why=tuple(f"{name} unreachable, embedded backend used: {why}" for name, why in down.items()),
+    )
+
+
+# -- databases -----------------------------------------------------------------
+
+
 class Database:
     """A fresh PostgreSQL database, migrated, dropped on ``drop()``."""
+
+    system = "postgresql"  # db.system.name of its spans
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -59,15 +140,72 @@ class Database:
             return conn.execute(sql, params).fetchall()
 
 
-def delete_queues(*names: str) -> None:
-    """Remove this run's queues (and their exchanges) from RabbitMQ."""
-    from kombu import Connection
+class SqliteDatabase:
+    """A SQLite file in a directory of its own, removed on ``drop()``. Same interface as ``Database``."""
 
-    with Connection(BROKER_URL) as conn:
-        channel = conn.channel()
-        for name in names:
-            channel.queue_delete(name)
-            channel.exchange_delete(name)
+    system = "sqlite"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        self.path = self.folder / "db.sqlite3"
+        self.url = f"sqlite:///{self.path}"
+
+    def create(self) -> SqliteDatabase:
+        return self  # migrate creates the file
+
+    def drop(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        with sqlite3.connect(self.path) as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+
+# -- brokers -------------------------------------------------------------------
+
+
+class RabbitBroker:
+    url = BROKER_URL
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def cleanup(self, *queues: str) -> None:
+        """Remove this run's queues (and their exchanges) from RabbitMQ."""
+        with Connection(BROKER_URL) as conn:
+            channel = conn.channel()
+            for name in queues:
+                channel.queue_delete(name)
+                channel.exchange_delete(name)
+
+
+class FilesystemBroker:
+    """kombu's filesystem transport in a folder of this run's own: no server, same message headers."""
+
+    url = "filesystem://"
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="e2e-broker-"))
+
+    def env(self) -> dict[str, str]:
+        return {"CELERY_BROKER_FOLDER": str(self.folder)}
+
+    def cleanup(self, *queues: str) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+USED: set[tuple[str, str]] = set()  # (database, broker) this run's stacks ran on, for the terminal summary
+
+
+def make_database(chosen: Backends) -> Database | SqliteDatabase:
+    USED.add((chosen.database, chosen.broker))
+    name = f"e2e_{run_id()}"
+    return (SqliteDatabase(name) if chosen.database == "sqlite" else Database(name)).create()
+
+
+def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
+    return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 
 
 class Process:
@@ -108,8 +246,10 @@ class Process:
 class Stack:
     """The demo's processes against one database, one queue and one OTLP receiver."""
 
-    def __init__(self, database: Database, queue: str, otlp_endpoint: str) -> None:
+    def __init__(self, database: Database | SqliteDatabase, broker: RabbitBroker | FilesystemBroker,
+                 queue: str, otlp_endpoint: str) -> None:
         self.database = database
+        self.broker = broker
         self.queue = queue
         self.otlp_endpoint = otlp_endpoint
         self.processes: list[Process] = []
@@ -117,12 +257,13 @@ class Stack:
     def env(self, service_name: str, **extra: str) -> dict[str, str]:
         env = {
             key: value for key, value in os.environ.items()
-            if not key.startswith(("OTEL_", "DJANGO_", "PYTEST_")) and key != "DATABASE_URL"
+            if not key.startswith(("OTEL_", "DJANGO_", "PYTEST_", "CELERY_")) and key != "DATABASE_URL"
         }
         env.update({
             "DJANGO_SETTINGS_MODULE": "project.settings",
             "DATABASE_URL": self.database.url,
-            "CELERY_BROKER_URL": BROKER_URL,
+            "CELERY_BROKER_URL": self.broker.url,
+            **self.broker.env(),
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,

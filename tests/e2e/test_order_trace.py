@@ -3,6 +3,8 @@ RabbitMQ, a Celery prefork worker and PostgreSQL, exported as real OTLP bytes.""
 
 import json
 
+import pytest
+
 from tracing_app.testing import Expect, assert_trace
 
 ORDER_TRACE = Expect("POST api/orders/", kind="SERVER", service="shop-web", children=[
@@ -23,6 +25,7 @@ def trace_of(spans, name):
     return next(span.trace_id for span in spans if span.name == name)
 
 
+@pytest.mark.parametrize("stack", ["default", "embedded"], indirect=True)
 def test_order_is_one_trace_across_web_worker_and_database(stack, otlp):
     web = stack.start_web()
     stack.start_worker("-P", "prefork", "-c", "2")
@@ -42,7 +45,7 @@ def test_order_is_one_trace_across_web_worker_and_database(stack, otlp):
     assert server.attributes["http.route"] == "api/orders/"
     assert server.attributes["http.response.status_code"] == 201
     insert = next(s for s in spans if s.name == "INSERT orders_order")
-    assert insert.attributes["db.system.name"] == "postgresql"
+    assert insert.attributes["db.system.name"] == stack.database.system
     assert "%s" in insert.attributes["db.query.text"] and "widget" not in insert.attributes["db.query.text"]
     assert not [s for s in spans if s.trace_id != trace_id], "no other traces (healthz is excluded)"
 
