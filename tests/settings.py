@@ -1,9 +1,8 @@
 """Test settings: the demo's settings with tracing captured in memory.
 
 Service URLs come from the environment, like the demo's (DATABASE_URL,
-CELERY_BROKER_URL). Without them, the backends ``tests.e2e.stack.backends()``
-chose are used: the local PostgreSQL and RabbitMQ when reachable, SQLite and an
-in-memory broker otherwise. The test database gets a per-run name so that two
+CELERY_BROKER_URL). Without DATABASE_URL, the database ``tests.e2e.stack.backends()``
+chose is used: the local PostgreSQL when reachable, SQLite otherwise. The test database gets a per-run name so that two
 runs on one PostgreSQL never collide.
 """
 
@@ -15,8 +14,6 @@ from tests.e2e.stack import backends
 
 if "DATABASE_URL" not in os.environ and backends().database == "sqlite":
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
-if "CELERY_BROKER_URL" not in os.environ and backends().broker == "filesystem":
-    CELERY_BROKER_URL = "memory://"  # in-process tests only; the e2e workers get the filesystem broker
 
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_shop_{os.getpid()}"

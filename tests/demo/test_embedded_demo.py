@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.e2e.test_order_trace import ORDER_TRACE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LINE = re.compile(r"^(?P<error>[ !]) (?P<service>.{14}) (?P<indent> *)(?P<name>.+?) \[(?P<kind>\w+)\]\s+[\d.]+ m?s \|")
 
 
