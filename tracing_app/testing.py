@@ -11,9 +11,17 @@ Example::
 
     def test_order(client, captured_spans):
         client.post("/api/orders/", ...)
-        assert_trace(captured_spans.records(), Expect("POST api/orders/", kind="SERVER", children=[
-            Expect("INSERT orders_order", kind="CLIENT"),
+        assert_trace(captured_spans, Expect("POST api/orders/", kind="SERVER", children=[
+            Expect("INSERT orders_order", kind="CLIENT", attributes={"db.system.name": "postgresql"}),
         ]))
+
+A mismatch fails with every problem found and a unified diff of the two trees
+(``-`` expected, ``+`` actual), showing only the fields the expectation sets::
+
+    trace tree differs (- expected, + actual):
+     POST api/orders/ [SERVER]
+    -  INSERT orders_order [CLIENT] db.system.name='postgresql'
+    +  INSERT orders_order [CLIENT] db.system.name='sqlite'
 """
 
 from __future__ import annotations
@@ -102,6 +110,11 @@ class Expect:
     attributes: Mapping[str, Any] | None = None
     children: Sequence[Expect] = ()
 
+    def __post_init__(self) -> None:
+        # Accept SpanKind.SERVER as well as "SERVER" / "server".
+        if self.kind is not None:
+            self.kind = getattr(self.kind, "name", str(self.kind)).upper()
+
 
 def _describe(span: SpanRecord | None, expect: Expect | None, fields: Expect | None) -> str:
     """One line for a span, showing the fields ``fields`` names (all, when None)."""
@@ -138,13 +151,15 @@ def render_tree(node: Node, depth: int = 0) -> str:
     return "\n".join(out)
 
 
-def assert_trace(spans: Iterable[SpanRecord], expected: Expect) -> None:
+def assert_trace(spans: Iterable[SpanRecord] | CapturedSpans, expected: Expect) -> None:
     """Assert that ``spans`` form exactly one trace shaped like ``expected``.
 
     One trace id, one root (no orphan spans), and the same tree of names, with
     kinds, services, error flags and attributes compared where ``expected`` sets them.
     """
-    spans = list(spans)
+    spans = spans.records() if isinstance(spans, CapturedSpans) else list(spans)
+    if not spans:
+        raise AssertionError(f"no spans were captured; expected a trace rooted at {expected.name!r}")
     problems = []
     trace_ids = {span.trace_id for span in spans}
     if len(trace_ids) != 1:
@@ -158,7 +173,8 @@ def assert_trace(spans: Iterable[SpanRecord], expected: Expect) -> None:
     wanted: list[str] = []
     _render_expected(expected, 0, wanted)
     if actual != wanted:
-        diff = "\n".join(difflib.unified_diff(wanted, actual, "expected", "actual", lineterm=""))
-        problems.append("trace tree differs:\n" + diff)
+        # One hunk with the whole tree as context: a diff line means little without its ancestors.
+        diff = list(difflib.unified_diff(wanted, actual, lineterm="", n=len(wanted) + len(actual)))
+        problems.append("trace tree differs (- expected, + actual):\n" + "\n".join(diff[3:]))
     if problems:
         raise AssertionError("\n".join(problems))
