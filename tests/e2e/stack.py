@@ -2,7 +2,7 @@
 
 Backends are chosen once per test run by ``backends()``: the real PostgreSQL and
 RabbitMQ when they can be reached (``E2E_POSTGRES_URL``, an admin URL, default
-the local ``postgres`` database; ``CELERY_BROKER_URL``), otherwise the embedded
+the local ``postgres`` database; ``E2E_BROKER_URL`` or ``CELERY_BROKER_URL``), otherwise the embedded
 ones: a SQLite file and kombu's serverless filesystem transport, still with real
 worker processes and real message headers. ``TRACING_REQUIRE_SERVICES=1`` (set
 by CI) turns an unreachable service into an error instead; ``TRACING_EMBEDDED=1``
@@ -35,7 +35,8 @@ from kombu import Connection
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-BROKER_URL = os.environ.get("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+BROKER_URL = (os.environ.get("E2E_BROKER_URL") or os.environ.get("CELERY_BROKER_URL")
+              or "amqp://guest:guest@127.0.0.1:5672//")
 PROBE_TIMEOUT = 3
 
 
