@@ -16,13 +16,24 @@ joined through the message headers, and a CLIENT span per database query.
 Every key, its default and its ``OTEL_*`` override are listed in
 ``tracing_app.conf.KEYS``; ``manage.py check`` reports bad values.
 
+Business context: ``business_context()`` gives a task or view the current
+``{"enduser.id": ..., "tenant.id": ...}`` baggage (``tracing_app.business``).
+Outgoing calls ask ``should_propagate(host)`` before sending trace context
+(``tracing_app.propagation``). Log records carry ``trace_id``/``span_id``: use
+``tracing_app.logs.TextFormatter`` or ``JsonFormatter`` in ``LOGGING``.
+
 The names below are the public API; everything else may change.
 """
 
+from .business import business_context
 from .conf import TracingConfig, get_config
 from .lifecycle import start, stop
+from .propagation import should_propagate
 from .provider import force_flush, get_tracer
 
 __version__ = "0.1.0"
 
-__all__ = ["TracingConfig", "__version__", "force_flush", "get_config", "get_tracer", "start", "stop"]
+__all__ = [
+    "TracingConfig", "__version__", "business_context", "force_flush", "get_config", "get_tracer",
+    "should_propagate", "start", "stop",
+]

@@ -22,7 +22,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import provider
+from . import privacy, provider
 from .conf import TracingConfig
 from .integration import Integration
 from .safety import guarded
@@ -38,6 +38,8 @@ ATTR_MESSAGE_ID = "messaging.message.id"
 ATTR_TASK_NAME = "celery.task.name"
 ATTR_TASK_STATE = "celery.task.state"
 ATTR_RETRIES = "celery.task.retries"
+ATTR_ARGS = "celery.task.args"
+ATTR_KWARGS = "celery.task.kwargs"
 ATTR_ERROR_TYPE = "error.type"
 SYSTEM = "celery"
 
@@ -71,6 +73,7 @@ class CeleryIntegration(Integration):
     def __init__(self) -> None:
         super().__init__()
         self._running: dict[str, tuple[trace.Span, object]] = {}
+        self.record_args: Any = None  # task names whose args/kwargs may be recorded (privacy.py)
 
     _SIGNALS = (
         ("before_task_publish", "_before_publish"),
@@ -84,6 +87,7 @@ class CeleryIntegration(Integration):
     )
 
     def _install(self, config: TracingConfig) -> None:
+        self.record_args = privacy.task_args_recorder(config.record_task_args)
         for signal_name, method in self._SIGNALS:
             getattr(signals, signal_name).connect(
                 getattr(self, method), weak=False, dispatch_uid=f"tracing_app.{signal_name}"
@@ -131,7 +135,8 @@ class CeleryIntegration(Integration):
 
     # -- running -------------------------------------------------------------
 
-    def _prerun(self, task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    def _prerun(self, task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None,
+                **extra: Any) -> None:
         with guarded("starting a Celery task span"):
             request = getattr(task, "request", None)
             # Eager calls (task.apply(), CELERY_TASK_ALWAYS_EAGER) carry no headers:
@@ -147,6 +152,9 @@ class CeleryIntegration(Integration):
                 ATTR_DESTINATION: delivery.get("routing_key") or "",
                 ATTR_RETRIES: int(getattr(request, "retries", 0) or 0),
             }
+            if self.record_args is not None and self.record_args.search(task.name):
+                attributes[ATTR_ARGS] = privacy.bounded_repr(tuple(args or ()))
+                attributes[ATTR_KWARGS] = privacy.bounded_repr(dict(kwargs or {}))
             span = provider.get_tracer().start_span(
                 f"process {task.name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
             )

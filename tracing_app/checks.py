@@ -8,6 +8,7 @@
 | tracing_app.E004 | an OTEL_* environment variable is invalid |
 | tracing_app.E005 | a propagator name cannot be loaded |
 | tracing_app.E006 | an integration is enabled but its library is not installed |
+| tracing_app.E007 | TRACING["BAGGAGE_RESOLVER"] cannot be imported or is not callable |
 | tracing_app.W001 | the django integration is enabled but TracingMiddleware is not in MIDDLEWARE |
 | tracing_app.W002 | TracingMiddleware is not the first middleware |
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
 from .conf import get_config
 from .provider import load_propagator
@@ -51,6 +53,26 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="tracing_app.E006",
             ))
     return messages
+
+
+@checks.register("tracing_app")
+def check_baggage_resolver(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    path = get_config().baggage_resolver
+    if not path:
+        return []
+    try:
+        resolver = import_string(path)
+    except ImportError as exc:
+        problem = f"cannot be imported: {exc}"
+    else:
+        if callable(resolver):
+            return []
+        problem = "is not callable"
+    return [checks.Error(
+        f"TRACING['BAGGAGE_RESOLVER'] {path!r} {problem}.",
+        hint="Give the dotted path of a function resolver(request) -> dict, or '' for no business context.",
+        id="tracing_app.E007",
+    )]
 
 
 @checks.register("tracing_app")

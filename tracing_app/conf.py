@@ -160,12 +160,94 @@ def _integrations(value: Any) -> dict[str, bool]:
     return merged
 
 
+# -- parsers for business context, sampling and privacy (issue 6) ---------------
+
+INCOMING_POLICIES = ("trust", "context", "link")
+SAMPLING_RULE_FIELDS = ("path", "route", "route_name", "method", "task", "queue")
+NEVER_ALLOWED_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+
+# Our own services: compose/Kubernetes short names, localhost, internal domains, private networks.
+DEFAULT_PROPAGATE_TO = (
+    "<single-label>", "localhost", "*.local", "*.internal", "*.svc", "*.svc.cluster.local",
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
+)
+
+
+def _lower_names(value: Any) -> tuple[str, ...]:
+    return tuple(name.lower() for name in _names(value))
+
+
+def _headers(value: Any) -> tuple[str, ...]:
+    names = _lower_names(value)
+    secret = sorted(set(names) & NEVER_ALLOWED_HEADERS)
+    if secret:
+        raise InvalidValue(f"{', '.join(secret)} can never be recorded")
+    return names
+
+
+def _policy_routes(value: Any) -> tuple[tuple[str, str], ...]:
+    """``{"/internal/": "trust", "/api/": "link"}`` (path prefix -> policy), first match wins."""
+    if not isinstance(value, Mapping):
+        raise InvalidValue(f"expected a dict of path prefix to policy, got {value!r}")
+    routes = []
+    for prefix, policy in value.items():
+        if not isinstance(prefix, str) or policy not in INCOMING_POLICIES:
+            raise InvalidValue(f"{prefix!r}: {policy!r} is not one of {', '.join(INCOMING_POLICIES)}")
+        routes.append((prefix, policy))
+    return tuple(routes)
+
+
+def _host_patterns(value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    names = _lower_names(value)
+    for name in names:
+        if "/" in name:
+            try:
+                ipaddress.ip_network(name, strict=False)
+            except ValueError:
+                raise InvalidValue(f"{name!r} is not a network like 10.0.0.0/8") from None
+    return names
+
+
+def _sampling_rules(value: Any) -> tuple[Mapping[str, Any], ...]:
+    """``[{"path": r"^/api/search", "method": "GET", "ratio": 0.1}, ...]``: every field given
+    must match (regexes are searched; ``method`` and ``route_name`` compare exactly)."""
+    import re
+
+    if not isinstance(value, (list, tuple)):
+        raise InvalidValue(f"expected a list of rule dicts, got {value!r}")
+    rules = []
+    for index, rule in enumerate(value):
+        if not isinstance(rule, Mapping) or "ratio" not in rule:
+            raise InvalidValue(f"rule {index} must be a dict with a 'ratio'")
+        unknown = set(rule) - {"ratio", *SAMPLING_RULE_FIELDS}
+        if unknown or not set(rule) & set(SAMPLING_RULE_FIELDS):
+            raise InvalidValue(f"rule {index} needs one or more of {', '.join(SAMPLING_RULE_FIELDS)} "
+                               f"and nothing else; got {sorted(rule)}")
+        parsed = {"ratio": _ratio(rule["ratio"])}
+        for field in SAMPLING_RULE_FIELDS:
+            if field in rule:
+                if not isinstance(rule[field], str):
+                    raise InvalidValue(f"rule {index}: {field} must be a string")
+                if field in ("path", "route", "task", "queue"):
+                    try:
+                        re.compile(rule[field])
+                    except re.error as exc:
+                        raise InvalidValue(
+                            f"rule {index}: {rule[field]!r} is not a regular expression: {exc}") from None
+                parsed[field] = rule[field].upper() if field == "method" else rule[field]
+        rules.append(parsed)
+    return tuple(rules)
+
+
 def _sdk_disabled(value: Any) -> bool:
     """OTEL_SDK_DISABLED=true means ENABLED=False."""
     return not _bool(value)
 
 
-DEFAULT_INTEGRATIONS = {"django": True, "celery": True, "database": True}
+DEFAULT_INTEGRATIONS = {"django": True, "celery": True, "database": True, "logging": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +301,41 @@ KEYS: tuple[Key, ...] = (
         env=("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)),
     Key("BATCH_EXPORT_TIMEOUT", 30.0, _positive(float), "Seconds one batch export may take.",
         env=("OTEL_BSP_EXPORT_TIMEOUT",), env_parse=_millis_to_seconds),
+    # -- business context (baggage), trust boundary, propagation targets (issue 6) --
+    Key("BAGGAGE_RESOLVER", "tracing_app.business.user_context", _optional_text,
+        "Dotted path of `resolver(request) -> dict` giving the business context put into baggage "
+        "when a request starts; empty: none."),
+    Key("BAGGAGE_KEYS", ("enduser.id", "tenant.id"), _names,
+        "Baggage keys the app sets itself from the resolver; other keys it returns are ignored, "
+        "and under the `context` policy these keys are dropped from incoming requests."),
+    Key("BAGGAGE_SPAN_ATTRIBUTES", ("enduser.id", "tenant.id"), _names,
+        "Baggage keys copied onto every span as attributes (in every process)."),
+    Key("BAGGAGE_HASHED", (), _names, "Of those, keys whose values are hashed (HMAC-SHA256, 16 hex) on spans."),
+    Key("BAGGAGE_HASH_KEY", "", _optional_text, "Key of that HMAC (same in every service); empty: plain SHA-256."),
+    Key("INCOMING_POLICY", "context", _choice(*INCOMING_POLICIES),
+        "What to do with traceparent/baggage from public HTTP: `trust` both, `context` (keep the trace, "
+        "drop BAGGAGE_KEYS), `link` (drop baggage, start a new trace linked to the remote one)."),
+    Key("INCOMING_POLICY_ROUTES", {}, _policy_routes,
+        "Per path prefix policies, e.g. {'/internal/': 'trust'}; first match wins, else INCOMING_POLICY."),
+    Key("PROPAGATE_TO", DEFAULT_PROPAGATE_TO, _host_patterns,
+        "Hosts outgoing HTTP/gRPC calls may send trace context and baggage to: names, `*.suffix`, "
+        "CIDR networks, `<single-label>`, `*`. Default: own services (see tracing_app.propagation)."),
+    # -- sampling (issue 6) --
+    Key("SAMPLING_RULES", (), _sampling_rules,
+        "Head sampling rules for new traces, first match wins: dicts of path/route/route_name/method/"
+        "task/queue and a ratio. No match: SAMPLE_RATIO. Children follow their parent."),
+    Key("HEALTH_CHECK_URLS", (r"^/(healthz?|readyz|livez|ping)/?$",), _patterns,
+        "Regular expressions of health-check paths: never traced or sampled (nor STATIC_URL/MEDIA_URL)."),
+    # -- log correlation (issue 6) --
+    Key("LOG_ERRORS_AS_EVENTS", False, _bool, "Add ERROR and CRITICAL log records to the current span as events."),
+    # -- privacy (issue 6) --
+    Key("RECORD_QUERY_PARAMS", (), _names, "Query string keys recorded in `url.query`; others never are."),
+    Key("RECORD_REQUEST_HEADERS", (), _headers,
+        "Request headers recorded as `http.request.header.*` (never Authorization, Cookie)."),
+    Key("RECORD_RESPONSE_HEADERS", (), _headers,
+        "Response headers recorded as `http.response.header.*` (never Set-Cookie)."),
+    Key("RECORD_TASK_ARGS", (), _patterns,
+        "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 

@@ -11,6 +11,7 @@ the ORM wrote it with parameters kept apart (never recorded).
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 from collections.abc import Callable
@@ -49,6 +50,32 @@ OPERATION = re.compile(r"\s*(\w+)")
 COLLECTION = re.compile(r"""\b(?:FROM|INTO|UPDATE|TABLE)\s+["`]?([\w.]+)["`]?""", re.IGNORECASE)
 
 
+# Inline literals in SQL text become "?" so that values typed into raw SQL (or
+# built into it) never reach the spans; quoted identifiers and placeholders
+# (%s, $1, :name) stay. Backslash escapes inside '...' exist only in MySQL's
+# default mode: elsewhere '\' is an ordinary character, and treating it as an
+# escape would let the rest of a statement pass as non-literal text. An
+# unterminated string is redacted to the end.
+_LITERAL = r"""
+    (?P<ident>"(?:[^"]|"")*"|`[^`]*`)
+  | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?(?:\$(?P=tag)\$|$))
+  | [EeBbXxNn]?'{body}(?:'|$)
+  | (?<![\w$.:])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?!\w)
+"""
+_LITERALS = re.compile(_LITERAL.format(body=r"(?:[^']|'')*"), re.VERBOSE | re.DOTALL)
+_LITERALS_BACKSLASH = re.compile(_LITERAL.format(body=r"(?:[^'\\]|''|\\.)*"), re.VERBOSE | re.DOTALL)
+
+
+def _keep_identifiers(match: re.Match[str]) -> str:
+    return match.group("ident") or "?"
+
+
+@functools.lru_cache(maxsize=1024)
+def normalize_sql(sql: str, backslash_escapes: bool = False) -> str:
+    """``sql`` with every inline literal replaced by ``?``. Cached: ORM statements repeat."""
+    return (_LITERALS_BACKSLASH if backslash_escapes else _LITERALS).sub(_keep_identifiers, sql)
+
+
 def describe(sql: str) -> tuple[str, str]:
     """(operation, collection) of a statement, e.g. ``("SELECT", "orders_order")``."""
     match = OPERATION.match(sql)
@@ -68,6 +95,7 @@ class QueryTracer:
         """Read the connection's settings again: test runners rename the database."""
         settings = connection.settings_dict
         self.attributes: dict[str, Any] = {ATTR_SYSTEM: SYSTEMS.get(connection.vendor, connection.vendor)}
+        self.backslash_escapes = connection.vendor == "mysql"
         if settings.get("NAME"):
             self.attributes[ATTR_NAMESPACE] = str(settings["NAME"])
         if settings.get("HOST"):
@@ -80,7 +108,7 @@ class QueryTracer:
             return execute(sql, params, many, context)
         operation, collection = describe(sql)
         attributes = dict(self.attributes)
-        attributes[ATTR_QUERY] = sql
+        attributes[ATTR_QUERY] = normalize_sql(sql, self.backslash_escapes)
         if operation:
             attributes[ATTR_OPERATION] = operation
         if collection:

@@ -22,6 +22,7 @@ REGISTRY = {
     "django": "tracing_app.middleware:integration",
     "celery": "tracing_app.celery_signals:integration",
     "database": "tracing_app.db:integration",
+    "logging": "tracing_app.logs:integration",
 }
 
 

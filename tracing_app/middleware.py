@@ -18,12 +18,15 @@ from typing import Any
 
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import HttpRequest, HttpResponse
-from opentelemetry import context, propagate, trace
+from django.urls import Resolver404, get_resolver
+from opentelemetry import baggage, context, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from . import business, privacy, sampling
 from .conf import TracingConfig
 from .integration import Integration
+from .propagation import with_baggage
 from .provider import get_tracer
 from .safety import guarded
 
@@ -32,12 +35,14 @@ OTHER_METHOD = "_OTHER"
 TRACERESPONSE_HEADER = "traceresponse"
 REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
 REQUEST_ERROR_ATTRIBUTE = "_tracing_app_error_recorded"
+REQUEST_BAGGAGE_TOKEN_ATTRIBUTE = "_tracing_app_baggage_token"
 
 ATTR_METHOD = "http.request.method"
 ATTR_METHOD_ORIGINAL = "http.request.method_original"
 ATTR_ROUTE = "http.route"
 ATTR_STATUS = "http.response.status_code"
 ATTR_PATH = "url.path"
+ATTR_QUERY = "url.query"
 ATTR_SCHEME = "url.scheme"
 ATTR_SERVER_ADDRESS = "server.address"
 ATTR_SERVER_PORT = "server.port"
@@ -67,13 +72,37 @@ class DjangoIntegration(Integration):
     def __init__(self) -> None:
         super().__init__()
         self.excluded: re.Pattern[str] | None = None
+        self.config: TracingConfig | None = None
+        # Everything the request path needs, computed once here (see _install).
+        self.policy_routes: tuple[tuple[str, str], ...] = ()
+        self.default_policy = "context"
+        self.own_keys: frozenset[str] = frozenset()
+        self.resolve_route = self.resolve_route_name = False
+        self.query_params: frozenset[str] = frozenset()
+        self.request_headers: tuple[tuple[str, str], ...] = ()
+        self.response_headers: tuple[tuple[str, str], ...] = ()
+        self.span_baggage: business.BaggageSpanProcessor | None = None
 
     def _install(self, config: TracingConfig) -> None:
-        patterns = config.excluded_urls
-        self.excluded = re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+        # Health checks and static files are never traced (nor sampled: see sampling.py).
+        patterns = [f"(?:{p})" for p in config.excluded_urls]
+        never = sampling.never_sampled(config)
+        if never is not None:
+            patterns.append(never.pattern)
+        self.excluded = re.compile("|".join(patterns)) if patterns else None
+        self.config = config
+        self.policy_routes = config.incoming_policy_routes
+        self.default_policy = config.incoming_policy
+        self.own_keys = frozenset(config.baggage_keys)
+        self.resolve_route, self.resolve_route_name = sampling.needs_route(config)
+        self.query_params = frozenset(config.record_query_params)
+        self.request_headers = privacy.request_header_keys(config.record_request_headers)
+        self.response_headers = privacy.response_header_keys(config.record_response_headers)
+        self.span_baggage = business.BaggageSpanProcessor.from_config(config)
 
     def _uninstall(self) -> None:
         self.excluded = None
+        self.config = None
 
 
 integration = DjangoIntegration()
@@ -86,6 +115,15 @@ def _server_attributes(request: HttpRequest, method: str) -> dict[str, Any]:
         ATTR_PATH: request.path,
         ATTR_SCHEME: request.scheme or "http",
     }
+    query = meta.get("QUERY_STRING")
+    if query and integration.query_params:
+        kept = privacy.allowed_query(query, integration.query_params)
+        if kept:
+            attributes[ATTR_QUERY] = kept
+    for meta_key, attribute in integration.request_headers:
+        value = meta.get(meta_key)
+        if isinstance(value, str):
+            attributes[attribute] = (value[:privacy.MAX_HEADER_VALUE],)
     if method == OTHER_METHOD:
         attributes[ATTR_METHOD_ORIGINAL] = request.method or ""
     host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
@@ -130,10 +168,17 @@ class TracingMiddleware:
         with guarded("starting the request span"):
             raw_method = request.method or ""
             method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
-            parent = propagate.extract(request.META, getter=META_GETTER)
-            started = get_tracer().start_span(
-                method, context=parent, kind=SpanKind.SERVER, attributes=_server_attributes(request, method)
-            )
+            policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
+            parent, links = business.incoming_context(request.META, META_GETTER, policy, integration.own_keys)
+            attributes = _server_attributes(request, method)
+            route_token = self._resolve_for_sampling(request, attributes)
+            try:
+                started = get_tracer().start_span(
+                    method, context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
+                )
+            finally:
+                if route_token is not None:
+                    sampling.current_route_name.reset(route_token)
             token = context.attach(trace.set_span_in_context(started, parent))
             setattr(request, REQUEST_SPAN_ATTRIBUTE, started)
             span = started
@@ -146,11 +191,50 @@ class TracingMiddleware:
                 self._end(span, request, method, None, exc)
             raise
         finally:
+            baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
+            if baggage_token is not None:
+                context.detach(baggage_token)
             context.detach(token)
         with guarded("ending the request span"):
+            for header, attribute in integration.response_headers:
+                value = response.get(header)
+                if value is not None:
+                    span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
             self._end(span, request, method, response, None)
             response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
         return response
+
+    @staticmethod
+    def _resolve_for_sampling(request: HttpRequest, attributes: dict[str, Any]) -> Any:
+        """Resolve the route before the span starts, only when a sampling rule needs it."""
+        if not (integration.resolve_route or integration.resolve_route_name):
+            return None
+        try:
+            match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+        except Resolver404:
+            return None
+        if match.route:
+            attributes[ATTR_ROUTE] = match.route
+        if integration.resolve_route_name and match.view_name:
+            return sampling.current_route_name.set(match.view_name)
+        return None
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        """Authentication has run by now: put the business context into baggage for the view."""
+        span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)
+        config = integration.config
+        if span is None or config is None or not config.baggage_resolver:
+            return None
+        with guarded("resolving the business context"):
+            entries = business.resolve(request, config)
+            if entries:
+                current = context.get_current()
+                merged = {**baggage.get_all(current), **entries}
+                request.__dict__[REQUEST_BAGGAGE_TOKEN_ATTRIBUTE] = context.attach(with_baggage(merged, current))
+                # The span started before the baggage existed: give it the attributes directly.
+                if integration.span_baggage is not None:
+                    span.set_attributes(integration.span_baggage.attributes(entries))
+        return None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)

@@ -15,20 +15,22 @@ import threading
 from importlib.metadata import entry_points
 
 from opentelemetry import propagate, trace
-from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from .business import BaggageSpanProcessor
 from .conf import TracingConfig
+from .propagation import BaggagePropagator, TraceContextPropagator
+from .sampling import RuleSampler, never_sampled
 
 logger = logging.getLogger(__name__)
 
 INSTRUMENTATION_NAME = "tracing_app"
-BUILTIN_PROPAGATORS = {"tracecontext": TraceContextTextMapPropagator, "baggage": W3CBaggagePropagator}
+# Our bounded W3C propagators replace the SDK's under the standard names (see propagation.py).
+BUILTIN_PROPAGATORS = {"tracecontext": TraceContextPropagator, "baggage": BaggagePropagator}
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
@@ -49,14 +51,11 @@ def build_resource(config: TracingConfig) -> Resource:
 
 def build_sampler(config: TracingConfig) -> sampling.Sampler:
     name, ratio = config.sampler, config.sample_ratio
-    root = {
-        "always_on": sampling.ALWAYS_ON,
-        "always_off": sampling.ALWAYS_OFF,
-        "traceidratio": sampling.TraceIdRatioBased(ratio),
-        "parentbased_always_on": sampling.ALWAYS_ON,
-        "parentbased_always_off": sampling.ALWAYS_OFF,
-        "parentbased_traceidratio": sampling.TraceIdRatioBased(ratio),
-    }[name]
+    if name.endswith("traceidratio"):
+        # The ratio samplers apply SAMPLING_RULES and never sample health checks (sampling.py).
+        root: sampling.Sampler = RuleSampler(ratio, config.sampling_rules, never_sampled(config))
+    else:
+        root = sampling.ALWAYS_OFF if name.endswith("always_off") else sampling.ALWAYS_ON
     return sampling.ParentBased(root) if name.startswith("parentbased_") else root
 
 
@@ -114,10 +113,17 @@ def build_provider(config: TracingConfig) -> TracerProvider:
     # shutdown_on_exit: the SDK's own atexit hook would flush without our bound;
     # install_provider registers ours instead.
     provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config), shutdown_on_exit=False)
-    processor = build_processor(config)
-    if processor is not None:
-        provider.add_span_processor(processor)
+    add_processors(provider, config, build_processor(config))
     return provider
+
+
+def add_processors(provider: TracerProvider, config: TracingConfig, exporting: SpanProcessor | None) -> None:
+    """The baggage-to-attributes processor (first: it must run before a span can end), then ``exporting``."""
+    enriching = BaggageSpanProcessor.from_config(config)
+    if enriching is not None:
+        provider.add_span_processor(enriching)
+    if exporting is not None:
+        provider.add_span_processor(exporting)
 
 
 def install_provider(config: TracingConfig) -> TracerProvider:

@@ -72,7 +72,7 @@ def capture_spans(sampler: Sampler | None = None, raise_errors: bool = True) -> 
         sampler=sampler or provider.build_sampler(config),
         shutdown_on_exit=False,
     )
-    test_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_processors(test_provider, config, SimpleSpanProcessor(exporter))
     previous = provider.swap_provider(test_provider)
     previous_raise, safety.RAISE_ERRORS = safety.RAISE_ERRORS, raise_errors
     try:

@@ -1,0 +1,58 @@
+"""What request data may become telemetry: allowlists, checked once at install time.
+
+Defaults record nothing a user typed: no query string, no headers, no task
+arguments, no SQL literals (``db.normalize_sql``). Authorization, Cookie and
+Set-Cookie are refused even when listed (``conf._headers`` reports them as
+``tracing_app.E003``, and they are filtered here again).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from .conf import NEVER_ALLOWED_HEADERS
+
+MAX_HEADER_VALUE = 256
+MAX_ARGS_REPR = 1000
+
+
+def allowed_query(query: str, allowed: frozenset[str]) -> str:
+    """The ``key=value`` pairs of ``query`` whose key is in ``allowed``, in their order."""
+    kept = []
+    for pair in query.split("&", 64)[:64]:
+        key = pair.split("=", 1)[0]
+        if key in allowed:
+            kept.append(pair[:MAX_HEADER_VALUE])
+    return "&".join(kept)
+
+
+def request_header_keys(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(``request.META`` key, span attribute) per allowed request header."""
+    pairs = []
+    for name in names:
+        name = name.lower()
+        if name in NEVER_ALLOWED_HEADERS:
+            continue
+        meta = name.upper().replace("-", "_")
+        if meta not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            meta = "HTTP_" + meta
+        pairs.append((meta, f"http.request.header.{name}"))
+    return tuple(pairs)
+
+
+def response_header_keys(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(response header, span attribute) per allowed response header."""
+    return tuple((name.lower(), f"http.response.header.{name.lower()}")
+                 for name in names if name.lower() not in NEVER_ALLOWED_HEADERS)
+
+
+def task_args_recorder(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    patterns = list(patterns)
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+def bounded_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_ARGS_REPR else text[:MAX_ARGS_REPR - 1] + "…"
