@@ -30,7 +30,14 @@ MIDDLEWARE = [
     "tracing_app.middleware.TracingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "project.auth.ApiKeyMiddleware",
 ]
+
+# Demo accounts (project/auth.py). The tracing resolver puts only the ids into baggage.
+DEMO_API_KEYS = {
+    "acme-alice": {"user": "101", "username": "alice", "email": "alice@acme.example", "tenant": "acme"},
+    "globex-bob": {"user": "202", "username": "bob", "email": "bob@globex.example", "tenant": "globex"},
+}
 
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
@@ -68,6 +75,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_folder / "control"),
         "polling_interval": 0.1,
     }
+# Keep Django's LOGGING (with trace ids) in the worker instead of Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 TRACING = {
     "SERVICE_NAME": "shop-web",
@@ -77,9 +86,17 @@ TRACING = {
     "EXCLUDED_URLS": [r"^/healthz$"],
 }
 
+# Every line names its service, trace and span (tracing_app.logs): paste a trace_id
+# into Jaeger's search. LOG_FORMAT=json writes JSON lines instead.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "text": {"()": "tracing_app.logs.TextFormatter"},
+        "json": {"()": "tracing_app.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": os.environ.get("LOG_FORMAT", "text")},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

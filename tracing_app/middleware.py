@@ -12,6 +12,7 @@ attributes) with less work per request.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from . import business, privacy, sampling
 from .conf import TracingConfig
 from .integration import Integration
+from .business import EMPTY_CONTEXT
 from .propagation import with_baggage
 from .provider import get_tracer
 from .safety import guarded
@@ -163,7 +165,7 @@ class TracingMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         excluded = integration.excluded
         if excluded is not None and excluded.search(request.path):
-            return self.get_response(request)
+            return self._untraced(request)
         span = token = None
         with guarded("starting the request span"):
             raw_method = request.method or ""
@@ -203,6 +205,19 @@ class TracingMiddleware:
             self._end(span, request, method, response, None)
             response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
         return response
+
+    def _untraced(self, request: HttpRequest) -> HttpResponse:
+        """An excluded path (health check, static file, EXCLUDED_URLS): no span, and spans
+        started inside (user code, database, outgoing calls) see a parent that is not
+        sampled, so nothing of the request is kept here or downstream."""
+        token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
+            trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1, is_remote=False,
+            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+        )), EMPTY_CONTEXT))
+        try:
+            return self.get_response(request)
+        finally:
+            context.detach(token)
 
     @staticmethod
     def _resolve_for_sampling(request: HttpRequest, attributes: dict[str, Any]) -> Any:

@@ -262,10 +262,13 @@ class TargetAllowlist:
 def _host_only(target: str) -> str:
     """``host`` out of ``host``, ``host:port``, ``[v6]:port``, a URL or a gRPC target like ``dns:///host:port``."""
     target = target.strip().lower()
-    if "://" in target:
+    if target.startswith(("unix:", "unix-abstract:")):
+        return "localhost"
+    if target.startswith(("dns:", "ipv4:", "ipv6:")):
+        # gRPC name syntax: dns:[//dns-server/]host[:port], ipv4:addr[:port][,addr...]
+        target = target.split(":", 1)[1].rsplit("/", 1)[-1].split(",", 1)[0]
+    elif "://" in target:
         target = target.split("://", 1)[1]
-    elif target.startswith(("dns:", "ipv4:", "ipv6:")):
-        target = target.split(":", 1)[1].lstrip("/")
     target = target.split("/", 1)[0].rsplit("@", 1)[-1]
     if target.startswith("["):
         return target[1:].split("]", 1)[0]

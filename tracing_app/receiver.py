@@ -36,6 +36,7 @@ class OTLPReceiver:
         # keep=False: spans only go to on_spans (a long-running tracing_tail must not grow).
         self.spans: list[SpanRecord] = []
         self._keep = keep
+        self.bodies: list[bytes] = []  # every decoded export request, as received (privacy tests grep them)
         self.requests = 0
         self.fault = Fault()
         self._on_spans = on_spans
@@ -83,10 +84,11 @@ class OTLPReceiver:
                 self._cond.wait(min(remaining, 0.2))
             return list(self.spans)
 
-    def _received(self, records: list[SpanRecord]) -> None:
+    def _received(self, records: list[SpanRecord], body: bytes = b"") -> None:
         with self._cond:
             if self._keep:
                 self.spans.extend(records)
+                self.bodies.append(body)
             self._cond.notify_all()
         if self._on_spans is not None:
             self._on_spans(records)
@@ -119,7 +121,7 @@ class OTLPReceiver:
                 except Exception:
                     self._answer(400, b"")
                     return
-                receiver._received(records)
+                receiver._received(records, body)
                 # An empty ExportTraceServiceResponse is zero bytes of protobuf.
                 self._answer(200, b"", {"Content-Type": "application/x-protobuf"})
 

@@ -57,6 +57,12 @@ class CapturedSpans:
     def clear(self) -> None:
         self._exporter.clear()
 
+    def otlp_bytes(self) -> bytes:
+        """The spans as the OTLP exporter would send them (an ``ExportTraceServiceRequest``)."""
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        return encode_spans(self._exporter.get_finished_spans()).SerializeToString()
+
 
 @contextlib.contextmanager
 def capture_spans(sampler: Sampler | None = None, raise_errors: bool = True) -> Iterator[CapturedSpans]:

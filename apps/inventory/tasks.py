@@ -1,13 +1,20 @@
+import logging
+
 from celery import shared_task
 from django.db import transaction
 
+from tracing_app import business_context
+
 from apps.inventory.models import Stock
 from apps.orders.models import Order
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="inventory.reserve_stock")
 def reserve_stock(order_id: int) -> str:
     """Take the order's quantity out of stock, or reject the order when there is not enough."""
+    logger.info("reserving stock for order %s of tenant %s", order_id, business_context().get("tenant.id", "-"))
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.status != Order.Status.PENDING:

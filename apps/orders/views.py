@@ -1,4 +1,5 @@
 import json
+import logging
 
 from celery import current_app
 from django.db import transaction
@@ -9,6 +10,8 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.inventory.models import Stock
 
 from .models import Order
+
+logger = logging.getLogger(__name__)
 
 RESERVE_STOCK = "inventory.reserve_stock"
 MAX_QUANTITY = 1000
@@ -46,6 +49,7 @@ def orders(request: HttpRequest) -> JsonResponse:
         # The web process does not import the inventory tasks: it publishes by
         # name, as a service boundary would. on_commit: the worker must see the row.
         transaction.on_commit(lambda: current_app.send_task(RESERVE_STOCK, args=[order.pk]))
+    logger.info("order %s created", order.pk)
     return JsonResponse(order.as_json(), status=201)
 
 

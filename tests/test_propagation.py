@@ -1,0 +1,149 @@
+"""Bounded W3C propagators and the outgoing-target allowlist."""
+
+import logging
+
+import pytest
+from opentelemetry import baggage, propagate, trace
+from opentelemetry.context import Context
+
+from tracing_app import propagation
+from tracing_app.propagation import (
+    BaggagePropagator,
+    TargetAllowlist,
+    TraceContextPropagator,
+    parse_baggage,
+    parse_traceparent,
+    parse_tracestate,
+    should_propagate,
+)
+from tracing_app.provider import BUILTIN_PROPAGATORS
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+VALID = f"00-{TRACE}-{SPAN}-01"
+
+
+@pytest.mark.parametrize("header", [
+    f"01-{TRACE}-{SPAN}-01",  # a future version is read
+    f"cc-{TRACE}-{SPAN}-01-what-the-future-adds",
+    f" {VALID}\t",
+])
+def test_valid_traceparent(header):
+    assert parse_traceparent(header) == (int(TRACE, 16), int(SPAN, 16), 1)
+
+
+@pytest.mark.parametrize("header", [
+    f"ff-{TRACE}-{SPAN}-01",  # version ff is forbidden
+    f"00-{TRACE}-{SPAN}-01-extra",  # version 00 has exactly four fields
+    f"00-{'0' * 32}-{SPAN}-01",  # all-zero trace id
+    f"00-{TRACE}-{'0' * 16}-01",  # all-zero span id
+    f"00-{TRACE.upper()}-{SPAN}-01",  # upper-case hex
+    f"00-{TRACE[:-1]}g-{SPAN}-01",  # bad hex
+    f"00-{TRACE}-{SPAN}-1",
+    f"00-{TRACE}-{SPAN}",
+    f"{VALID},{VALID}",  # two header lines joined by the server
+    VALID + "-" + "x" * 600,
+    "", "garbage",
+])
+def test_invalid_traceparent_is_ignored(header):
+    assert parse_traceparent(header) is None
+    extracted = TraceContextPropagator().extract({"traceparent": header})
+    assert not trace.get_current_span(extracted).get_span_context().is_valid
+
+
+def test_tracestate_limits():
+    assert parse_tracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7").to_header() == \
+        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+    assert parse_tracestate("a=1,a=2") is None  # duplicate key
+    assert parse_tracestate(",".join(f"k{i}=v" for i in range(33))) is None  # 33 members
+    assert parse_tracestate("k=" + "v" * 600) is None  # too long
+    assert parse_tracestate("UPPER=v") is None
+
+
+def test_bad_tracestate_keeps_the_traceparent():
+    extracted = TraceContextPropagator().extract({"traceparent": VALID, "tracestate": "bad key=1"})
+    span_context = trace.get_current_span(extracted).get_span_context()
+    assert f"{span_context.trace_id:032x}" == TRACE
+    assert len(span_context.trace_state) == 0
+
+
+def test_baggage_entries_and_limits():
+    assert parse_baggage("tenant.id=acme, enduser.id = 7;prop=1, bad entry=x, x=%F0%9F%98%80") == {
+        "tenant.id": "acme", "enduser.id": "7", "x": "😀"}
+    many = ",".join(f"k{i}=v" for i in range(500))
+    assert len(parse_baggage(many)) == 180  # the first 180 entries
+    assert parse_baggage("k=" + "v" * 9000) == {}  # oversized header: nothing
+    assert parse_baggage("big=" + "v" * 4100 + ",ok=1") == {"ok": "1"}  # one entry over 4096
+
+
+def test_many_header_lines_are_ignored():
+    lines = ["k=v"] * (propagation.MAX_HEADER_LINES + 1)
+    assert baggage.get_all(BaggagePropagator().extract({"baggage": lines}, Context())) == {}
+    assert baggage.get_all(BaggagePropagator().extract({"baggage": ["a=1", "b=2"]}, Context())) == \
+        {"a": "1", "b": "2"}
+
+
+def test_round_trip_through_the_global_propagator():
+    assert isinstance(propagate.get_global_textmap()._propagators[0], TraceContextPropagator)
+    assert BUILTIN_PROPAGATORS["baggage"] is BaggagePropagator
+    context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=ac%20me,enduser.id=7"}, Context())
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    assert carrier["traceparent"] == VALID
+    assert parse_baggage(carrier["baggage"]) == {"tenant.id": "ac me", "enduser.id": "7"}
+
+
+def test_inject_keeps_to_the_limits():
+    context = propagation.with_baggage({f"k{i}": "v" * 100 for i in range(300)}, Context())
+    carrier: dict[str, str] = {}
+    BaggagePropagator().inject(carrier, context)
+    assert len(carrier["baggage"]) <= propagation.BAGGAGE_MAX_BYTES
+    assert 0 < len(parse_baggage(carrier["baggage"])) <= propagation.BAGGAGE_MAX_ENTRIES
+
+
+def test_header_values_are_never_logged(caplog):
+    secret = "s3cr3t-value"
+    carriers = [
+        {"traceparent": f"00-{secret}", "tracestate": f"{secret}", "baggage": f"{secret} ={secret}"},
+        {"traceparent": VALID, "tracestate": f"k={secret}," * 40, "baggage": f"k={secret}," * 1000},
+    ]
+    with caplog.at_level(logging.DEBUG):
+        for carrier in carriers:
+            propagate.extract(carrier, Context())
+    assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(("target", "allowed"), [
+    ("pricing:50051", True), ("dns:///pricing:50051", True), ("http://web:8000/api", True),
+    ("localhost", True), ("127.0.0.1:8000", True), ("[::1]:50051", True), ("10.1.2.3", True),
+    ("pricing.svc.cluster.local", True), ("billing.internal:443", True),
+    ("api.stripe.com", False), ("https://api.github.com/repos", False), ("8.8.8.8", False),
+    ("evil.com:443", False), ("", False),
+])
+def test_should_propagate_defaults_to_own_services(target, allowed):
+    assert should_propagate(target) is allowed
+
+
+def test_target_allowlist_patterns():
+    allowlist = TargetAllowlist(["partner.example.com", "*.corp.example", "203.0.113.0/24"])
+    assert allowlist.allows("partner.example.com:443")
+    assert allowlist.allows("https://a.corp.example/x")
+    assert allowlist.allows("203.0.113.9")
+    assert not allowlist.allows("pricing")  # single-label names only when listed
+    assert not allowlist.allows("example.com")
+    assert TargetAllowlist(["*"]).allows("anything.example")
+
+
+def test_should_propagate_follows_the_setting(settings):
+    settings.TRACING = {**settings.TRACING, "PROPAGATE_TO": ["api.partner.example"]}
+    assert should_propagate("api.partner.example")
+    assert not should_propagate("pricing")
+
+
+def test_inject_only_for_allowed_targets():
+    context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
+    internal: dict[str, str] = {}
+    external: dict[str, str] = {}
+    assert propagation.inject(internal, "pricing:50051", context=context)
+    assert not propagation.inject(external, "api.stripe.com", context=context)
+    assert set(internal) == {"traceparent", "baggage"} and external == {}
