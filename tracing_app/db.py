@@ -58,7 +58,7 @@ COLLECTION = re.compile(r"""\b(?:FROM|INTO|UPDATE|TABLE)\s+["`]?([\w.]+)["`]?"""
 # unterminated string is redacted to the end.
 _LITERAL = r"""
     (?P<ident>"(?:[^"]|"")*"|`[^`]*`)
-  | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?(?:\$(?P=tag)\$|$))
+  | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*|)\$.*?(?:\$(?P=tag)\$|$))
   | [EeBbXxNn]?'{body}(?:'|$)
   | (?<![\w$.:])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?!\w)
 """

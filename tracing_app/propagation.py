@@ -168,7 +168,7 @@ class TraceContextPropagator(textmap.TextMapPropagator):
         state = parse_tracestate(state_header) if state_header else None
         span_context = trace.SpanContext(
             trace_id=trace_id, span_id=span_id, is_remote=True,
-            trace_flags=trace.TraceFlags(flags & trace.TraceFlags.SAMPLED), trace_state=state,
+            trace_flags=trace.TraceFlags(flags), trace_state=state,
         )
         return trace.set_span_in_context(trace.NonRecordingSpan(span_context), context)
 
