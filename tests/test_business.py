@@ -7,10 +7,10 @@ from django.core.checks import run_checks
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
+from tests.tracing_settings import tracing_settings
 from tracing_app import business_context, get_tracer
 from tracing_app.business import BaggageSpanProcessor, user_context
 from tracing_app.propagation import with_baggage
-from tests.tracing_settings import tracing_settings
 
 pytestmark = pytest.mark.urls("tests.business_urls")
 

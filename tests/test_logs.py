@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
+from tests.tracing_settings import tracing_settings
 from tracing_app import get_tracer
 from tracing_app.logs import JsonFormatter, TextFormatter
-from tests.tracing_settings import tracing_settings
 
 logger = logging.getLogger("tests.logs")
 

@@ -4,9 +4,9 @@ import pytest
 from celery import shared_task
 from django.db import connection
 
+from tests.tracing_settings import tracing_settings
 from tracing_app.conf import resolve
 from tracing_app.db import normalize_sql
-from tests.tracing_settings import tracing_settings
 
 pytestmark = pytest.mark.urls("tests.business_urls")
 
@@ -68,7 +68,8 @@ def test_sql_literals_and_parameters_never_reach_spans():
 
 @pytest.mark.parametrize(("sql", "normalized"), [
     ('SELECT "t"."id" FROM "t" WHERE "t"."sku" = %s LIMIT 21', 'SELECT "t"."id" FROM "t" WHERE "t"."sku" = %s LIMIT ?'),
-    ("select * from u where email='a@b.c' and t1.x=3.5e2 and y = $1", "select * from u where email=? and t1.x=? and y = $1"),
+    ("select * from u where email='a@b.c' and t1.x=3.5e2 and y = $1",
+     "select * from u where email=? and t1.x=? and y = $1"),
     ("insert into x values (E'it''s', $$secret$$, $tag$s$tag$, 0xFF)", "insert into x values (?, ?, ?, ?)"),
     ("select 'unterminated secret", "select ?"),
     ("select 'a\\' , 'secret'", "select ? , ?"),

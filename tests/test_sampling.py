@@ -5,10 +5,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import sampling
 
+from tests.tracing_settings import tracing_settings
 from tracing_app import get_config, get_tracer
 from tracing_app.conf import resolve
 from tracing_app.sampling import RuleSampler, never_sampled
-from tests.tracing_settings import tracing_settings
 
 KEEP, DROP = sampling.Decision.RECORD_AND_SAMPLE, sampling.Decision.DROP
 RULES = [

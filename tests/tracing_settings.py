@@ -12,10 +12,10 @@ from typing import Any
 
 from django.test import override_settings
 
+from tests.settings import TRACING
 from tracing_app.conf import get_config
 from tracing_app.integration import REGISTRY, get_integration
 from tracing_app.testing import CapturedSpans, capture_spans
-from tests.settings import TRACING
 
 
 def _reinstall() -> None:

@@ -25,9 +25,9 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import business, privacy, sampling
+from .business import EMPTY_CONTEXT
 from .conf import TracingConfig
 from .integration import Integration
-from .business import EMPTY_CONTEXT
 from .propagation import with_baggage
 from .provider import get_tracer
 from .safety import guarded

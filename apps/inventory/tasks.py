@@ -3,10 +3,9 @@ import logging
 from celery import shared_task
 from django.db import transaction
 
-from tracing_app import business_context
-
 from apps.inventory.models import Stock
 from apps.orders.models import Order
+from tracing_app import business_context
 
 logger = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from .models import Order
 logger = logging.getLogger(__name__)
 
 RESERVE_STOCK = "inventory.reserve_stock"
+SEND_CONFIRMATION = "orders.send_confirmation"
 MAX_QUANTITY = 1000
 
 
@@ -49,6 +50,10 @@ def orders(request: HttpRequest) -> JsonResponse:
         # The web process does not import the inventory tasks: it publishes by
         # name, as a service boundary would. on_commit: the worker must see the row.
         transaction.on_commit(lambda: current_app.send_task(RESERVE_STOCK, args=[order.pk]))
+        email = getattr(request.user, "email", "")
+        if email:
+            # The address is a task argument: tracing_app never records it (RECORD_TASK_ARGS).
+            transaction.on_commit(lambda: current_app.send_task(SEND_CONFIRMATION, args=[order.pk, email]))
     logger.info("order %s created", order.pk)
     return JsonResponse(order.as_json(), status=201)
 
