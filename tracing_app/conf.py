@@ -188,10 +188,14 @@ def _headers(value: Any) -> tuple[str, ...]:
 
 def _policy_routes(value: Any) -> tuple[tuple[str, str], ...]:
     """``{"/internal/": "trust", "/api/": "link"}`` (path prefix -> policy), first match wins."""
-    if not isinstance(value, Mapping):
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(i, (list, tuple)) and len(i) == 2 for i in value):
+        items = [tuple(item) for item in value]
+    else:
         raise InvalidValue(f"expected a dict of path prefix to policy, got {value!r}")
     routes = []
-    for prefix, policy in value.items():
+    for prefix, policy in items:
         if not isinstance(prefix, str) or policy not in INCOMING_POLICIES:
             raise InvalidValue(f"{prefix!r}: {policy!r} is not one of {', '.join(INCOMING_POLICIES)}")
         routes.append((prefix, policy))
@@ -315,7 +319,7 @@ KEYS: tuple[Key, ...] = (
     Key("INCOMING_POLICY", "context", _choice(*INCOMING_POLICIES),
         "What to do with traceparent/baggage from public HTTP: `trust` both, `context` (keep the trace, "
         "drop BAGGAGE_KEYS), `link` (drop baggage, start a new trace linked to the remote one)."),
-    Key("INCOMING_POLICY_ROUTES", {}, _policy_routes,
+    Key("INCOMING_POLICY_ROUTES", (), _policy_routes,
         "Per path prefix policies, e.g. {'/internal/': 'trust'}; first match wins, else INCOMING_POLICY."),
     Key("PROPAGATE_TO", DEFAULT_PROPAGATE_TO, _host_patterns,
         "Hosts outgoing HTTP/gRPC calls may send trace context and baggage to: names, `*.suffix`, "
