@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -28,13 +29,14 @@ class Tail:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "DJANGO_"))}
         env.update(DJANGO_SETTINGS_MODULE="project.settings", OTEL_SDK_DISABLED="true", PYTHONUNBUFFERED="1")
         self.popen = subprocess.Popen(
-            [sys.executable, "manage.py", "tracing_tail", "--port", "0", *args],
+            [sys.executable, "manage.py", "tracing_tail", "--port", "0", "--grpc-port", "0", *args],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        first = self.popen.stdout.readline()
-        match = re.search(r"OTEL_EXPORTER_OTLP_ENDPOINT=(\S+)", first)
-        assert match, first + self.popen.stderr.read()
-        self.endpoint = match.group(1)
+        first, second = self.popen.stdout.readline(), self.popen.stdout.readline()
+        match = re.search(r"OTLP/HTTP .* OTEL_EXPORTER_OTLP_ENDPOINT=(\S+)", first)
+        grpc_match = re.search(r"OTLP/gRPC .* OTEL_EXPORTER_OTLP_ENDPOINT=(\S+)", second)
+        assert match and grpc_match, first + second + self.popen.stderr.read()
+        self.endpoint, self.grpc_endpoint = match.group(1), grpc_match.group(1)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -72,9 +74,11 @@ def tail_factory():
             tail.popen.wait(10)
 
 
-def tracer_for(service: str, endpoint: str):
+def tracer_for(service: str, endpoint: str, grpc: bool = False):
+    """A provider exporting with the SDK's own OTLP exporter: real bytes on the wire."""
     provider = TracerProvider(resource=Resource.create({"service.name": service}), shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint + "/v1/traces")))
+    exporter = GrpcSpanExporter(endpoint=endpoint, insecure=True) if grpc else OTLPSpanExporter(endpoint + "/v1/traces")
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider, provider.get_tracer("test")
 
 
@@ -86,10 +90,10 @@ def span(tracer, name, start_ms, end_ms, parent=None, kind=SpanKind.INTERNAL, er
     return created
 
 
-def send_order_trace(endpoint: str) -> str:
+def send_order_trace(endpoint: str, grpc: bool = False) -> str:
     """web: POST (0-40 ms) > INSERT (5-10) and send (12-14); worker: process (20-40, failed) > UPDATE (25-35)."""
-    web_provider, web = tracer_for("shop-web", endpoint)
-    worker_provider, worker = tracer_for("shop-worker", endpoint)
+    web_provider, web = tracer_for("shop-web", endpoint, grpc)
+    worker_provider, worker = tracer_for("shop-worker", endpoint, grpc)
     root = span(web, "POST api/orders/", 0, 40, kind=SpanKind.SERVER)
     insert = span(web, "INSERT orders_order", 5, 10, root, SpanKind.CLIENT)
     insert.end(T0 + 10 * MS)
@@ -123,6 +127,12 @@ def test_prints_a_finished_trace_as_a_waterfall_after_its_quiet_period(tail_fact
     assert EXPECTED_ORDER.format(trace_id=trace_id) in output, output
 
 
+def test_receives_otlp_grpc_too(tail_factory):
+    tail = tail_factory("--quiet", "600", "--width", "20")
+    trace_id = send_order_trace(tail.grpc_endpoint, grpc=True)
+    assert EXPECTED_ORDER.format(trace_id=trace_id) in tail.stop()
+
+
 def send_simple(endpoint: str, service: str, duration_ms: int, error: bool) -> str:
     provider, tracer = tracer_for(service, endpoint)
     root = span(tracer, f"{service} {duration_ms}ms {'failed' if error else 'ok'}", 0, duration_ms,
@@ -147,7 +157,7 @@ def test_filters_by_service_duration_and_errors_and_prints_pending_traces_on_exi
         assert trace_id not in output, output
 
 
-def test_refuses_a_port_in_use(tail_factory):
+def test_refuses_ports_in_use(tail_factory):
     first = tail_factory()
     port = first.endpoint.rsplit(":", 1)[1]
     result = subprocess.run(
@@ -155,3 +165,10 @@ def test_refuses_a_port_in_use(tail_factory):
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "OTEL_SDK_DISABLED": "true"}, timeout=60,
     )
     assert result.returncode != 0 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    grpc_port = first.grpc_endpoint.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "tracing_tail", "--port", "0", "--grpc-port", grpc_port], cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "OTEL_SDK_DISABLED": "true"},
+    )
+    assert result.returncode != 0 and f"cannot receive OTLP/gRPC on 127.0.0.1:{grpc_port}" in result.stderr

@@ -1,4 +1,6 @@
-"""A small OTLP/HTTP trace receiver: ``POST /v1/traces`` with protobuf (or gzip'd) bodies.
+"""Small OTLP trace receivers: ``OTLPReceiver`` for OTLP/HTTP (``POST /v1/traces`` with
+protobuf or gzip'd bodies) and ``OTLPGrpcReceiver`` for OTLP/gRPC (needs ``grpcio``, the
+``grpc`` extra).
 
 Used by ``manage.py tracing_tail`` and by tests that need real OTLP bytes from
 real processes. It decodes with ``opentelemetry-proto`` and keeps every span as
@@ -15,8 +17,9 @@ import time
 import zlib
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-from .spans import SpanRecord, from_otlp
+from .spans import SpanRecord, from_otlp, from_otlp_request
 
 TRACES_PATH = "/v1/traces"
 
@@ -137,3 +140,39 @@ class OTLPReceiver:
                 pass
 
         return Handler
+
+
+class OTLPGrpcReceiver:
+    """The OTLP ``TraceService`` over gRPC, insecure, on ``host:port`` (0 picks a port).
+
+    Raises ``OSError`` when the port cannot be bound, like the HTTP receiver.
+    """
+
+    def __init__(self, host: str, port: int, on_spans: Callable[[list[SpanRecord]], None]) -> None:
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
+                on_spans(from_otlp_request(request))
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        # so_reuseport off: otherwise a second receiver binds the same port silently.
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), self._server)
+        try:
+            self.port = self._server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:  # grpcio raises RuntimeError("Failed to bind ...") on a busy port
+            raise OSError(str(exc)) from None
+        if not self.port:
+            raise OSError(f"cannot bind {host}:{port}")
+        self.endpoint = f"http://{host}:{self.port}"
+
+    def start(self) -> OTLPGrpcReceiver:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(grace=2).wait()

@@ -80,6 +80,11 @@ def from_otlp(request_bytes: bytes) -> list[SpanRecord]:
 
     request = ExportTraceServiceRequest()
     request.ParseFromString(request_bytes)
+    return from_otlp_request(request)
+
+
+def from_otlp_request(request: Any) -> list[SpanRecord]:
+    """The spans of a decoded ``ExportTraceServiceRequest`` (what the gRPC service receives)."""
     records = []
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)

@@ -2,7 +2,8 @@
 
 Point a process's exporter at it with one variable, e.g.
 ``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318`` (4318 is also the default
-endpoint, so a project with no endpoint configured reaches it as it is).
+endpoint, so a project with no endpoint configured reaches it as it is). OTLP/gRPC
+is received on 4317 too when ``grpcio`` is installed (the ``grpc`` extra).
 Stops on Ctrl-C or SIGTERM, printing the traces still waiting for their quiet period.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracing_app.receiver import TRACES_PATH, OTLPReceiver
+from tracing_app.receiver import TRACES_PATH, OTLPGrpcReceiver, OTLPReceiver
 from tracing_app.waterfall import TraceAssembler, TraceFilter, render_waterfall
 
 POLL_SECONDS = 0.2
@@ -27,6 +28,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
         parser.add_argument("--port", type=int, default=4318, help="OTLP/HTTP port (default 4318; 0 picks one).")
+        parser.add_argument("--grpc-port", type=int, default=None,
+                            help="OTLP/gRPC port (default 4317, skipped with a note when busy; 0 picks one).")
+        parser.add_argument("--no-grpc", action="store_true", help="Receive OTLP/HTTP only.")
         parser.add_argument("--service", action="append", default=[],
                             help="Only traces with a span of this service (repeatable).")
         parser.add_argument("--min-duration", type=float, default=0.0, metavar="MS",
@@ -48,10 +52,15 @@ class Command(BaseCommand):
             receiver = OTLPReceiver(options["host"], options["port"], on_spans=assembler.add, keep=False)
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc}") from None
+        grpc_receiver = None if options["no_grpc"] else self._grpc_receiver(options, assembler)
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
         receiver.start()
         self.stdout.write(f"tracing_tail: receiving OTLP/HTTP on {receiver.endpoint}{TRACES_PATH}; "
                           f"set OTEL_EXPORTER_OTLP_ENDPOINT={receiver.endpoint}")
+        if grpc_receiver is not None:
+            grpc_receiver.start()
+            self.stdout.write(f"tracing_tail: receiving OTLP/gRPC on {grpc_receiver.endpoint}; set "
+                              f"OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT={grpc_receiver.endpoint}")
         self.stdout.flush()
         try:
             while not stop.wait(POLL_SECONDS):
@@ -60,8 +69,23 @@ class Command(BaseCommand):
             pass
         finally:
             receiver.stop()
+            if grpc_receiver is not None:
+                grpc_receiver.stop()
             signal.signal(signal.SIGTERM, previous)
             self._print(assembler.finished(everything=True), shown, options["width"])
+
+    def _grpc_receiver(self, options: dict[str, Any], assembler: TraceAssembler) -> OTLPGrpcReceiver | None:
+        """The gRPC receiver; without an explicit --grpc-port, a missing grpcio or a busy
+        4317 (a local Jaeger, say) only costs the gRPC side, with a note."""
+        explicit = options["grpc_port"] is not None
+        try:
+            return OTLPGrpcReceiver(options["host"], options["grpc_port"] if explicit else 4317, assembler.add)
+        except (ImportError, OSError) as exc:
+            if explicit:
+                raise CommandError(f"cannot receive OTLP/gRPC on {options['host']}:{options['grpc_port']}: "
+                                   f"{exc}") from None
+            self.stderr.write(f"tracing_tail: OTLP/gRPC not received ({exc}); OTLP/HTTP only")
+            return None
 
     def _print(self, traces: list, shown: TraceFilter, width: int) -> None:
         for spans, continued in traces:
