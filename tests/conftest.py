@@ -1,4 +1,15 @@
+import pytest
+
 pytest_plugins = ["tracing_app.testing"]
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.services``: this test proves something only on the real servers, so it
+    fails (never skips) when the run fell back to the embedded backends."""
+    from tests.e2e.stack import backends
+
+    if item.get_closest_marker("services") and backends().why:
+        pytest.fail("needs the real PostgreSQL and RabbitMQ: " + "; ".join(backends().why), pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter):
