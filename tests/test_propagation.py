@@ -147,3 +147,24 @@ def test_inject_only_for_allowed_targets():
     assert propagation.inject(internal, "pricing:50051", context=context)
     assert not propagation.inject(external, "api.stripe.com", context=context)
     assert set(internal) == {"traceparent", "baggage"} and external == {}
+
+
+def test_blocked_carrier_gets_nothing_and_others_are_unaffected():
+    context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
+    blocked: dict[str, str] = {}
+    other: dict[str, str] = {}
+    propagation.block(blocked)
+    propagate.inject(blocked, context=context)
+    propagate.inject(other, context=context)
+    assert blocked == {} and set(other) == {"traceparent", "baggage"}
+
+
+@pytest.mark.parametrize(("url", "sent"), [("http://pricing:8000/quote", True), ("https://api.stripe.com/v1", False)])
+def test_requests_hook_sends_context_only_to_own_services(url, sent):
+    import requests
+
+    request = requests.Request("GET", url).prepare()
+    context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
+    propagation.requests_request_hook(None, request)
+    propagate.inject(request.headers, context=context)  # what the instrumentor does next
+    assert ("traceparent" in request.headers) is sent and ("baggage" in request.headers) is sent

@@ -17,6 +17,7 @@ context is built with a single copy. Nothing about a header's value is ever logg
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import ipaddress
 import re
@@ -61,6 +62,18 @@ _BAGGAGE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
 # at once (set_baggage copies the dict per entry), so we find the key through the
 # public clear() and set the whole dict in one step.
 _BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
+
+
+# A carrier that must stay empty: set by block(); checked by our inject() methods.
+_blocked_carrier: contextvars.ContextVar[object] = contextvars.ContextVar("tracing_app_blocked_carrier", default=None)
+
+
+def block(carrier: object) -> None:
+    """Make the next ``propagate.inject`` into ``carrier`` (in this context) write nothing.
+
+    For instrumentation that injects unconditionally after calling a hook, such as
+    ``opentelemetry-instrumentation-requests`` (see ``requests_request_hook``)."""
+    _blocked_carrier.set(carrier)
 
 
 def _joined(getter: textmap.Getter, carrier: object, name: str, limit: int) -> str | None:
@@ -177,6 +190,8 @@ class TraceContextPropagator(textmap.TextMapPropagator):
 
     def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
                setter: textmap.Setter = textmap.default_setter) -> None:
+        if carrier is _blocked_carrier.get():
+            return
         span_context = trace.get_current_span(context).get_span_context()
         if not span_context.is_valid:
             return
@@ -206,6 +221,8 @@ class BaggagePropagator(textmap.TextMapPropagator):
 
     def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
                setter: textmap.Setter = textmap.default_setter) -> None:
+        if carrier is _blocked_carrier.get():
+            return
         entries = baggage.get_all(context)
         if entries:
             header = format_baggage(entries.items())
@@ -318,3 +335,12 @@ def inject(carrier: object, target: str, setter: textmap.Setter = textmap.defaul
 
     propagate.inject(carrier, context=context, setter=setter)
     return True
+
+
+def requests_request_hook(span: object, request: object) -> None:
+    """``request_hook`` for ``RequestsInstrumentor().instrument(...)``: a request to a host
+    not in ``PROPAGATE_TO`` leaves without ``traceparent``, ``tracestate`` or ``baggage``.
+    (The instrumentor calls the hook, then injects into ``request.headers``.)"""
+    headers = getattr(request, "headers", None)
+    if headers is not None and not should_propagate(str(getattr(request, "url", "") or "")):
+        block(headers)
