@@ -75,3 +75,13 @@ def test_uninstall_restores_the_factory():
         assert not integration.installed
         assert not hasattr(make_record(), "trace_id")
     assert integration.installed and hasattr(make_record(), "trace_id")
+
+
+@pytest.mark.urls("tests.business_urls")
+def test_log_lines_in_an_untraced_health_check_have_empty_ids(client, caplog):
+    with tracing_settings() as spans, caplog.at_level(logging.INFO, logger="tests.business"):
+        client.get("/healthz")
+        client.get("/api/whoami/")
+    health, traced = (record for record in caplog.records if record.getMessage() == "whoami")
+    assert (health.trace_id, health.span_id) == ("", "")
+    assert traced.trace_id == next(s.trace_id for s in spans.records() if s.kind == "SERVER")

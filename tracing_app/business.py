@@ -40,6 +40,14 @@ logger = logging.getLogger(__name__)
 ENDUSER_ID = "enduser.id"
 TENANT_ID = "tenant.id"
 EMPTY_CONTEXT = Context()
+# The parent of whatever runs inside an untraced request (health check, static file):
+# valid, so children follow it, and not sampled, so they are dropped here and
+# downstream. Log records show empty ids under it (logs.py).
+UNTRACED_TRACE_ID = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF
+UNTRACED_SPAN = trace.NonRecordingSpan(trace.SpanContext(
+    trace_id=UNTRACED_TRACE_ID, span_id=0xFFFFFFFFFFFFFFFF, is_remote=False,
+    trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
+))
 MAX_VALUE_LENGTH = 256
 
 

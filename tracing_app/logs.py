@@ -25,6 +25,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from .business import UNTRACED_TRACE_ID
 from .conf import TracingConfig
 from .integration import Integration
 
@@ -52,7 +53,7 @@ class LoggingIntegration(Integration):
             record = previous(*args, **kwargs)
             span = get_current_span()
             span_context = span.get_span_context()
-            if span_context.is_valid:
+            if span_context.is_valid and span_context.trace_id != UNTRACED_TRACE_ID:
                 record.trace_id = f"{span_context.trace_id:032x}"
                 record.span_id = f"{span_context.span_id:016x}"
                 record.trace_flags = f"{span_context.trace_flags:02x}"

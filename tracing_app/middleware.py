@@ -12,7 +12,6 @@ attributes) with less work per request.
 
 from __future__ import annotations
 
-import random
 import re
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +24,14 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import business, privacy, sampling
-from .business import EMPTY_CONTEXT
+from .business import EMPTY_CONTEXT, UNTRACED_SPAN
 from .conf import TracingConfig
 from .integration import Integration
 from .propagation import with_baggage
 from .provider import get_tracer
 from .safety import guarded
 
+UNTRACED_CONTEXT = trace.set_span_in_context(UNTRACED_SPAN, EMPTY_CONTEXT)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 OTHER_METHOD = "_OTHER"
 TRACERESPONSE_HEADER = "traceresponse"
@@ -210,10 +210,7 @@ class TracingMiddleware:
         """An excluded path (health check, static file, EXCLUDED_URLS): no span, and spans
         started inside (user code, database, outgoing calls) see a parent that is not
         sampled, so nothing of the request is kept here or downstream."""
-        token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(
-            trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1, is_remote=False,
-            trace_flags=trace.TraceFlags(trace.TraceFlags.DEFAULT),
-        )), EMPTY_CONTEXT))
+        token = context.attach(UNTRACED_CONTEXT)
         try:
             return self.get_response(request)
         finally:
