@@ -1,0 +1,143 @@
+"""What the three benchmarks share: the sink process, statistics, and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.e2e.stack import ADMIN_URL, BROKER_URL, ROOT, Process, free_port
+
+from .sink import read_counts
+
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+PACKAGES = ("django", "celery", "kombu", "psycopg", "gunicorn", "opentelemetry-sdk",
+            "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-django", "protobuf")
+
+
+class Sink:
+    """``bench.sink`` in its own process; ``counts()`` reads spans received per service."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process = Process("sink", [sys.executable, "-m", "bench.sink", str(self.port)], dict(os.environ))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                read_counts(self.endpoint)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.process.popen.poll() is not None:
+                    raise RuntimeError(f"sink did not start:\n{self.process.output()}") from None
+                time.sleep(0.1)
+
+    def counts(self) -> dict[str, int]:
+        return read_counts(self.endpoint)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of ``values`` (0 < q <= 100); NaN when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _server_versions() -> str:
+    parts = []
+    try:
+        import psycopg
+
+        with psycopg.connect(ADMIN_URL, connect_timeout=5) as conn:
+            parts.append("PostgreSQL " + str(conn.execute("show server_version").fetchone()[0]))
+    except Exception as exc:  # the header is informative; a benchmark reports the real failure
+        parts.append(f"PostgreSQL unknown ({type(exc).__name__})")
+    try:
+        from kombu import Connection
+
+        with Connection(BROKER_URL, connect_timeout=5) as conn:
+            conn.connect()
+            props = conn.connection.server_properties
+            parts.append(f"RabbitMQ {props.get('version', '?')}")
+    except Exception as exc:
+        parts.append(f"RabbitMQ unknown ({type(exc).__name__})")
+    return ", ".join(parts)
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+        return match.group(1).strip() if match else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def _memory_gb() -> str:
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+        return f"{kb / 1024 / 1024:.0f} GB"
+    except (OSError, AttributeError):
+        return "?"
+
+
+def environment() -> str:
+    """Machine, versions and commit: printed with every result."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    versions = ", ".join(f"{name} {_version(name)}" for name in PACKAGES)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "\n".join([
+        f"- Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit}{' (+local changes)' if dirty else ''}",
+        f"- Machine: {_cpu_model()}, {os.cpu_count()} cores, {_memory_gb()} RAM, {platform.system()} "
+        f"{platform.release()}; load average before the run {load}",
+        f"- Python {platform.python_version()}; {versions}",
+        f"- Services: {_server_versions()}",
+    ])
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def write_section(name: str, markdown: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace the generated section ``name`` of BENCHMARKS.md (append it when new).
+
+    Text outside the ``<!-- generated: name -->`` markers is hand-written and kept.
+    """
+    start, end = f"<!-- generated: {name} -->", f"<!-- /generated: {name} -->"
+    block = f"{start}\n{markdown.strip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        before, _, rest = text.partition(start)
+        _, _, after = rest.partition(end)
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
