@@ -111,7 +111,8 @@ def environment() -> str:
     versions = ", ".join(f"{name} {_version(name)}" for name in PACKAGES)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return "\n".join([
-        f"- Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, commit {commit}{' (+local changes)' if dirty else ''}",
+        f"- Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"commit {commit}{' (+local changes)' if dirty else ''}",
         f"- Machine: {_cpu_model()}, {os.cpu_count()} cores, {_memory_gb()} RAM, {platform.system()} "
         f"{platform.release()}; load average before the run {load}",
         f"- Python {platform.python_version()}; {versions}",

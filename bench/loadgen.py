@@ -1,14 +1,17 @@
 """The load generator: a separate process so that its CPU is not charged to the server.
 
 ``python -m bench.loadgen`` reads one JSON command per line on stdin,
-``{"url": ..., "seconds": ...}``, and answers one JSON line per command:
-``{"elapsed": s, "post": [latency_s, ...], "get": [...], "errors": n}``.
+``{"urls": [...], "seconds": s}``, and answers one JSON line per command:
+``{"post": [[latency_s, ...] per url], "get": [...], "errors": [n per url]}``.
 
-One client, one request at a time, alternating ``POST /api/orders/`` and
-``GET /api/orders/<the id just created>/``: gunicorn's sync worker serves one
-request at a time and closes every connection, so a single closed-loop client
-measures the server's time per request without queueing. Plain ``http.client``
-keeps the client's own cost small and equal for every mode.
+One client, one request at a time. Each cycle sends ``POST /api/orders/`` and
+then ``GET /api/orders/<the id just created>/`` to every url in turn, starting
+with a different url each cycle: the modes are interleaved request by request
+(A B C A B C …), so a burst of load from another process on this shared
+machine lands on all of them alike instead of on whichever mode ran then.
+gunicorn's sync worker serves one request at a time and closes every
+connection, so a closed-loop client measures the server's time per request
+without queueing. Plain ``http.client`` keeps the client's own cost small.
 """
 
 from __future__ import annotations
@@ -33,38 +36,41 @@ def call(host: str, port: int, method: str, path: str, body: bytes | None = None
         conn.close()
 
 
-def run(url: str, seconds: float) -> dict:
-    parts = urllib.parse.urlsplit(url)
-    host, port = parts.hostname, parts.port
-    post: list[float] = []
-    get: list[float] = []
-    errors = 0
+def run(urls: list[str], seconds: float) -> dict:
+    targets = [(parts.hostname, parts.port) for parts in map(urllib.parse.urlsplit, urls)]
+    post: list[list[float]] = [[] for _ in urls]
+    get: list[list[float]] = [[] for _ in urls]
+    errors = [0] * len(urls)
     clock = time.perf_counter
-    started = clock()
-    deadline = started + seconds
+    deadline = clock() + seconds
+    cycle = 0
     while clock() < deadline:
-        t0 = clock()
-        status, body = call(host, port, "POST", "/api/orders/", ORDER)
-        t1 = clock()
-        if status != 201:
-            errors += 1
-            continue
-        post.append(t1 - t0)
-        order_id = json.loads(body)["id"]
-        t0 = clock()
-        status, _ = call(host, port, "GET", f"/api/orders/{order_id}/")
-        t1 = clock()
-        if status != 200:
-            errors += 1
-            continue
-        get.append(t1 - t0)
-    return {"elapsed": clock() - started, "post": post, "get": get, "errors": errors}
+        for step in range(len(urls)):
+            index = (cycle + step) % len(urls)
+            host, port = targets[index]
+            t0 = clock()
+            status, body = call(host, port, "POST", "/api/orders/", ORDER)
+            t1 = clock()
+            if status != 201:
+                errors[index] += 1
+                continue
+            post[index].append(t1 - t0)
+            order_id = json.loads(body)["id"]
+            t0 = clock()
+            status, _ = call(host, port, "GET", f"/api/orders/{order_id}/")
+            t1 = clock()
+            if status != 200:
+                errors[index] += 1
+                continue
+            get[index].append(t1 - t0)
+        cycle += 1
+    return {"post": post, "get": get, "errors": errors}
 
 
 def main() -> None:
     for line in sys.stdin:
         command = json.loads(line)
-        print(json.dumps(run(command["url"], command["seconds"])), flush=True)
+        print(json.dumps(run(command["urls"], command["seconds"])), flush=True)
 
 
 if __name__ == "__main__":

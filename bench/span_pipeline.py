@@ -1,0 +1,205 @@
+"""Span pipeline: ``python -m bench.span_pipeline [--seconds S]``.
+
+How many spans per second one process can create and export over OTLP/HTTP
+without dropping any, and the CPU each exported span costs, for tracing_app's
+pipeline (whatever ``tracing_app.provider.build_provider`` builds from the
+default settings) against the OpenTelemetry SDK's ``BatchSpanProcessor`` +
+``OTLPSpanExporter`` with their defaults.
+
+Each measurement is a fresh child process that creates spans shaped like the
+demo's database spans at a fixed rate for ``--seconds``, then shuts its provider
+down. ``bench.sink`` (another process) counts what arrived: dropped = created -
+received. A rate is *sustained* when nothing was dropped, the child kept the
+rate, and the final flush took under a second (a pipeline that is falling behind
+has a long queue to flush). Rates double from 1000/s until one is not sustained,
+then the midpoint is tried. A last run creates spans flat out to show what
+overload does to drops and memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from tests.e2e.stack import ROOT
+
+from .harness import Sink, environment, table, verdict, write_section
+
+SECTION = "span_pipeline"
+PIPELINES = ("tracing_app", "sdk", "none")
+LABELS = {"tracing_app": "tracing_app", "sdk": "SDK BatchSpanProcessor + OTLPSpanExporter", "none": "no processor"}
+ATTRIBUTES = {
+    "db.system.name": "postgresql",
+    "db.namespace": "shop",
+    "server.address": "127.0.0.1",
+    "server.port": 5432,
+    "db.operation.name": "INSERT",
+    "db.collection.name": "orders_order",
+    "db.query.text": 'INSERT INTO "orders_order" ("sku", "quantity", "status", "created_at") '
+                     'VALUES (%s, %s, %s, %s) RETURNING "orders_order"."id"',
+}
+FIRST_RATE = 1000
+MAX_RATE = 128000
+
+
+def build_provider(pipeline: str, endpoint: str, service: str):
+    if pipeline == "tracing_app":
+        from tracing_app import provider
+        from tracing_app.conf import resolve
+
+        return provider.build_provider(resolve({"SERVICE_NAME": service, "OTLP_ENDPOINT": endpoint}, {}))
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer_provider = TracerProvider(resource=Resource.create({"service.name": service}), shutdown_on_exit=False)
+    if pipeline == "sdk":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint + "/v1/traces")))
+    return tracer_provider
+
+
+def child(pipeline: str, rate: float, seconds: float, endpoint: str, service: str) -> dict:
+    """Create spans at ``rate`` per second (0: flat out) for ``seconds``; report counts and costs."""
+    from opentelemetry.trace import SpanKind
+
+    tracer_provider = build_provider(pipeline, endpoint, service)
+    tracer = tracer_provider.get_tracer("bench")
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu_started = time.process_time()
+    clock = time.perf_counter
+    started = clock()
+    deadline = started + seconds
+    created = 0
+    tick = 0.01  # create the spans due, then sleep to the next tick: no sleep per span
+    while (now := clock()) < deadline:
+        due = int((now - started) * rate) + 1 if rate else created + 100
+        while created < due:
+            tracer.start_span("INSERT orders_order", kind=SpanKind.CLIENT, attributes=ATTRIBUTES).end()
+            created += 1
+        if rate:
+            time.sleep(max(0.0, tick - (clock() - now)))
+    elapsed = clock() - started
+    flush_started = clock()
+    tracer_provider.shutdown()
+    return {
+        "created": created,
+        "achieved": created / elapsed,
+        "flush_s": clock() - flush_started,
+        "cpu_s": time.process_time() - cpu_started,
+        "rss_growth_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
+    }
+
+
+def run_child(sink: Sink, pipeline: str, rate: float, seconds: float) -> dict:
+    service = f"pipe-{pipeline}-{int(rate)}-{os.urandom(4).hex()}"
+    # No OTEL_* variables: both pipelines run with their defaults (the SDK honours OTEL_SDK_DISABLED).
+    env = {key: value for key, value in os.environ.items() if not key.startswith("OTEL_")}
+    env["DJANGO_SETTINGS_MODULE"] = "project.settings"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.span_pipeline", "--child", pipeline, "--rate", str(rate),
+         "--seconds", str(seconds), "--endpoint", sink.endpoint, "--service", service],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{pipeline} at {rate}/s failed:\n{done.stderr[-4000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["received"] = sink.counts().get(service, 0) if pipeline != "none" else result["created"]
+    result["dropped"] = result["created"] - result["received"]
+    result["rate"] = rate
+    result["cpu_us_per_span"] = result["cpu_s"] / max(1, result["created"]) * 1e6
+    result["sustained"] = (result["dropped"] == 0 and result["flush_s"] < 1.0
+                           and (not rate or result["achieved"] >= 0.95 * rate))
+    return result
+
+
+def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict]) -> float:
+    """The highest rate tried that the pipeline sustained (0 when none)."""
+    best, rate, failed = 0.0, FIRST_RATE, 0.0
+    while rate <= MAX_RATE:
+        result = run_child(sink, pipeline, rate, seconds)
+        log.append({"pipeline": pipeline, **result})
+        if not result["sustained"]:
+            failed = rate
+            break
+        best, rate = rate, rate * 2
+    if best and failed:
+        middle = round(math.sqrt(best * failed), -2)
+        result = run_child(sink, pipeline, middle, seconds)
+        log.append({"pipeline": pipeline, **result})
+        if result["sustained"]:
+            best = middle
+    return best
+
+
+def measure(seconds: float) -> dict:
+    sink = Sink()
+    try:
+        log: list[dict] = []
+        sustained = {pipeline: find_sustained(sink, pipeline, seconds, log) for pipeline in ("tracing_app", "sdk")}
+        cost = {pipeline: run_child(sink, pipeline, FIRST_RATE, seconds) for pipeline in PIPELINES}
+        overload = {pipeline: run_child(sink, pipeline, 0, seconds) for pipeline in ("tracing_app", "sdk")}
+        return {"sustained": sustained, "cost": cost, "overload": overload, "log": log}
+    finally:
+        sink.stop()
+
+
+def report(results: dict, seconds: float) -> str:
+    sustained, cost, overload = results["sustained"], results["cost"], results["overload"]
+    creation = cost["none"]["cpu_us_per_span"]
+    rows = []
+    for pipeline in ("tracing_app", "sdk"):
+        rows.append([
+            LABELS[pipeline], f"{sustained[pipeline]:.0f}",
+            f"{cost[pipeline]['cpu_us_per_span']:.1f}", f"{cost[pipeline]['cpu_us_per_span'] - creation:.1f}",
+            f"{overload[pipeline]['achieved']:.0f}",
+            f"{overload[pipeline]['dropped']} ({overload[pipeline]['dropped'] / overload[pipeline]['created']:.0%})",
+            f"{overload[pipeline]['rss_growth_mb']:.1f}",
+        ])
+    steps = [[LABELS[r["pipeline"]], f"{r['rate']:.0f}", f"{r['achieved']:.0f}", str(r["dropped"]),
+              f"{r['flush_s']:.2f}", "yes" if r["sustained"] else "no"] for r in results["log"]]
+    ratio = sustained["tracing_app"] / sustained["sdk"] if sustained["sdk"] else float("inf")
+    targets = [["export throughput ≥ 2x SDK BatchSpanProcessor + OTLP, zero drops",
+                f"{sustained['tracing_app']:.0f}/s vs {sustained['sdk']:.0f}/s = {ratio:.2f}x", verdict(ratio >= 2)]]
+    return "\n\n".join([
+        "## Span pipeline (`python -m bench.span_pipeline`)",
+        environment(),
+        f"One process creates spans shaped like the demo's INSERT span (7 attributes) for {seconds:g} s per step "
+        f"and exports them over OTLP/HTTP to a sink process. CPU per span is the process's CPU time (all threads) "
+        f"at {FIRST_RATE} spans/s divided by spans; creating a span with no processor costs {creation:.1f} µs.",
+        table(["pipeline", "sustained spans/s, 0 dropped", "CPU µs/span", "of which export", "flat out: created/s",
+               "flat out: dropped", "flat out: RSS growth MB"], rows),
+        table(["target", "measured", ""], targets),
+        "Steps tried:",
+        table(["pipeline", "target/s", "achieved/s", "dropped", "final flush s", "sustained"], steps),
+    ])
+
+
+def main(argv: list[str] | None = None) -> str | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per step")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--service", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, args.rate, args.seconds, args.endpoint, args.service)))
+        return None
+    text = report(measure(args.seconds), args.seconds)
+    print(text)
+    if not args.no_write:
+        write_section(SECTION, text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

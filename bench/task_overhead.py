@@ -1,0 +1,170 @@
+"""Task overhead: ``python -m bench.task_overhead [--rounds N --tasks T]``.
+
+Tasks/s through a real Celery worker (prefork, one child, the demo's settings:
+late acks, prefetch 1) running the demo's ``inventory.reserve_stock`` against
+real PostgreSQL and RabbitMQ, in three modes, one worker each on its own queue:
+untraced (``tracing_app`` not installed), traced by tracing_app (every task
+sampled and exported over OTLP/HTTP to ``bench.sink``), and plain OpenTelemetry
+(``bench.otel_celery``: the upstream Celery + psycopg instrumentations with the
+SDK's batch processor).
+
+Each round inserts ``--tasks`` pending orders, publishes one task per order with
+a sampled ``traceparent`` (as a traced web process would send it), and times
+until the worker has processed them all. Modes are interleaved, rotating order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import sys
+import time
+
+import psycopg
+from celery import Celery
+
+from tests.e2e.stack import BROKER_URL, Database, Stack, delete_queues, run_id
+
+from .harness import Sink, environment, table, write_section
+
+SECTION = "task_overhead"
+TASK = "inventory.reserve_stock"
+
+
+@dataclasses.dataclass
+class Mode:
+    name: str
+    service: str
+    settings: str
+    app: str = "project"
+    queue: str = ""
+    tasks: int = 0
+    elapsed: float = 0.0
+    round_rates: list[float] = dataclasses.field(default_factory=list)
+    spans: int = 0
+    sent: int = 0  # warm-up included: spans are counted over every task run
+
+    @property
+    def rate(self) -> float:
+        return self.tasks / self.elapsed if self.elapsed else float("nan")
+
+
+def modes() -> list[Mode]:
+    return [
+        Mode("untraced", "bench-task-untraced", "bench.settings_untraced"),
+        Mode("tracing_app, sampled 100%", "bench-task-traced", "project.settings"),
+        Mode("plain OpenTelemetry", "bench-task-plain-otel", "bench.settings_untraced", app="bench.otel_celery"),
+    ]
+
+
+def insert_orders(database: Database, count: int) -> tuple[int, int]:
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        ids = [row[0] for row in conn.execute(
+            "insert into orders_order (sku, quantity, status, created_at) "
+            "select 'widget', 1, 'pending', now() from generate_series(1, %s) returning id", (count,))]
+    return min(ids), max(ids)
+
+
+def run_batch(database: Database, publisher: Celery, queue: str, count: int, timeout: float = 300) -> float:
+    """Publish ``count`` tasks to ``queue``; return the seconds until all are processed."""
+    first, last = insert_orders(database, count)
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        started = time.perf_counter()
+        with publisher.producer_or_acquire() as producer:
+            for order_id in range(first, last + 1):
+                traceparent = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+                publisher.send_task(TASK, args=[order_id], queue=queue, producer=producer,
+                                    headers={"traceparent": traceparent})
+        while True:
+            pending = conn.execute("select count(*) from orders_order where id between %s and %s "
+                                   "and status = 'pending'", (first, last)).fetchone()[0]
+            if pending == 0:
+                return time.perf_counter() - started
+            if time.perf_counter() - started > timeout:
+                raise TimeoutError(f"{pending} of {count} tasks on {queue} not processed in {timeout}s")
+            time.sleep(0.02)
+
+
+def measure(rounds: int, tasks: int) -> list[Mode]:
+    all_modes = modes()
+    database = Database(f"bench_{run_id()}").create()
+    prefix = f"bench-{run_id()}"
+    sink = Sink()
+    stack = Stack(database, prefix, sink.endpoint)
+    publisher = Celery(broker=BROKER_URL)
+    try:
+        migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
+        if migrate.returncode != 0:
+            raise RuntimeError(migrate.stdout + migrate.stderr)
+        with psycopg.connect(database.url, autocommit=True) as conn:
+            conn.execute("update inventory_stock set quantity = 1000000000 where sku = 'widget'")
+        for index, mode in enumerate(all_modes):
+            mode.queue = f"{prefix}-{index}"
+            env = stack.env(mode.service, DJANGO_SETTINGS_MODULE=mode.settings, CELERY_TASK_DEFAULT_QUEUE=mode.queue)
+            env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the defaults a user gets
+            stack.start(mode.service, [
+                sys.executable, "-m", "celery", "-A", mode.app, "worker", "-Q", mode.queue, "-l", "warning",
+                "-P", "prefork", "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ], env)
+        for mode in all_modes:  # warm-up: the worker is up, connected and has run the task
+            run_batch(database, publisher, mode.queue, max(5, tasks // 10), timeout=120)
+            mode.sent += max(5, tasks // 10)
+        for index in range(rounds):
+            for mode in all_modes[index % len(all_modes):] + all_modes[:index % len(all_modes)]:
+                seconds = run_batch(database, publisher, mode.queue, tasks)
+                mode.tasks += tasks
+                mode.sent += tasks
+                mode.elapsed += seconds
+                mode.round_rates.append(tasks / seconds)
+        stack.stop()  # warm shutdown: tracing_app flushes in worker_process_shutdown
+        counts = sink.counts()
+        for mode in all_modes:
+            mode.spans = counts.get(mode.service, 0)
+        return all_modes
+    except BaseException:
+        print(stack.logs(), file=sys.stderr)
+        raise
+    finally:
+        stack.stop()
+        sink.stop()
+        database.drop()
+        delete_queues(*(mode.queue for mode in all_modes if mode.queue))
+
+
+def report(all_modes: list[Mode], rounds: int, tasks: int) -> str:
+    base = all_modes[0]
+    rows = []
+    for mode in all_modes:
+        per_round = [b / m for b, m in zip(base.round_rates, mode.round_rates, strict=True)]
+        rows.append([
+            mode.name, f"{mode.rate:.0f}", f"{base.rate / mode.rate:.3f}",
+            f"{statistics.median(per_round):.3f} ({min(per_round):.3f}–{max(per_round):.3f})",
+            f"{(1 / mode.rate - 1 / base.rate) * 1e6:+.0f}", f"{mode.spans / mode.sent:.2f}",
+        ])
+    return "\n\n".join([
+        "## Task overhead (`python -m bench.task_overhead`)",
+        environment(),
+        f"{rounds} interleaved rounds x {tasks} `inventory.reserve_stock` tasks per mode; celery prefork -c 1, "
+        "acks late, prefetch 1; time from the first publish until the last order left `pending`.",
+        table(["mode", "tasks/s", "time/task vs untraced", "per-round median (range)", "added µs/task",
+               "spans/task exported"], rows),
+    ])
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=400, help="tasks per mode per round")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    text = report(measure(args.rounds, args.tasks), args.rounds, args.tasks)
+    print(text)
+    if not args.no_write:
+        write_section(SECTION, text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
