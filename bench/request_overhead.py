@@ -24,14 +24,16 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.e2e.stack import ROOT, Database, Stack, WebServer, delete_queues, free_port, run_id
 
-from .harness import Sink, environment, percentile, table, verdict, write_section
+from .harness import BENCHMARKS_MD, Sink, environment, percentile, table, verdict, write_section
 
 SECTION = "request_overhead"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -118,8 +120,57 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def measure(rounds: int, seconds: float, warmup: float) -> list[Mode]:
-    all_modes = modes()
+def start_py_spy(mode: Mode, name: str) -> tuple[subprocess.Popen, Path]:
+    """Sample ``mode``'s gunicorn worker with py-spy (``pip install py-spy``) during the measured rounds."""
+    output = Path(tempfile.gettempdir()) / f"py-spy-{name.replace(' ', '-').replace('%', '')}-{os.getpid()}.txt"
+    argv = ["py-spy", "record", "--pid", str(mode.worker_pid), "--rate", "250", "--nonblocking",
+            "--format", "raw", "--output", str(output)]
+    popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return popen, output
+
+
+TRACING_FRAMES = ("tracing_app/", "opentelemetry/")
+HOST_FRAMES = ("django/", "apps/", "psycopg/", "kombu/", "celery/", "amqp/", "gunicorn/")
+
+
+def tracing_overhead(stack: list[str]) -> str:
+    """The deepest tracing frame of a sample that is spent in tracing itself, else "".
+
+    A sample is tracing's own time when its deepest tracing frame has no host
+    frame (Django, the app, the driver, kombu) below it: time in the view or the
+    query that a tracing frame merely wraps is not overhead.
+    """
+    owner = ""
+    for frame in stack:
+        if any(marker in frame for marker in TRACING_FRAMES):
+            owner = frame
+        elif owner and any(marker in frame for marker in HOST_FRAMES):
+            owner = ""
+    return owner
+
+
+def stop_py_spy(popen: subprocess.Popen, output: Path) -> None:
+    """Stop sampling; print tracing's own share of the worker's samples, by function."""
+    popen.send_signal(signal.SIGINT)
+    popen.wait(30)
+    owners: dict[str, int] = {}
+    total = 0
+    for line in output.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        # "function (path:line)": drop the line so that a function counts once
+        owner = tracing_overhead([frame.rpartition(":")[0] for frame in stack.split(";")])
+        if owner:
+            owners[owner] = owners.get(owner, 0) + int(count)
+    print(f"py-spy: {total} samples of the worker (raw stacks: {output}); "
+          f"tracing's own time {sum(owners.values()) / max(1, total):.1%}, by deepest tracing function:")
+    for frame, count in sorted(owners.items(), key=lambda item: -item[1])[:25]:
+        print(f"  {count / total:6.2%}  {frame}")
+
+
+def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None = None,
+            profile: str = "") -> list[Mode]:
+    all_modes = [mode for mode in modes() if not only or mode.name in only or mode.name == "untraced"]
     database = Database(f"bench_{run_id()}").create()
     queue = f"bench-{run_id()}"
     sink = Sink()
@@ -140,6 +191,7 @@ def measure(rounds: int, seconds: float, warmup: float) -> list[Mode]:
         for index, mode in enumerate(all_modes):
             mode.requests_sent += len(result["post"][index]) + len(result["get"][index])
         cpu_before = [cpu_seconds(mode.worker_pid) for mode in all_modes]
+        spy = start_py_spy(next(m for m in all_modes if m.name == profile), profile) if profile else None
         for _ in range(rounds):
             result = load.run(urls, seconds)
             for index, mode in enumerate(all_modes):
@@ -151,6 +203,8 @@ def measure(rounds: int, seconds: float, warmup: float) -> list[Mode]:
                 mode.round_times.append((sum(post) + sum(get)) / max(1, len(post) + len(get)))
         for mode, before in zip(all_modes, cpu_before, strict=True):
             mode.cpu = cpu_seconds(mode.worker_pid) - before
+        if spy is not None:
+            stop_py_spy(*spy)
         load.stop()
         load = None
         # SIGTERM: gunicorn's worker exits normally and each tracer provider flushes.
@@ -248,17 +302,32 @@ def report(all_modes: list[Mode], rounds: int, seconds: float) -> str:
     ])
 
 
+def short_report(all_modes: list[Mode]) -> str:
+    """For --modes: time and CPU per request against untraced, no targets."""
+    base = all_modes[0]
+    rows = []
+    for mode in all_modes:
+        ratio = statistics.median(m / b for b, m in zip(base.round_times, mode.round_times, strict=True))
+        rows.append([mode.name, f"{ratio:.3f}", f"{(ratio - 1) * base.time_per_request * 1e6:+.0f}",
+                     f"{(mode.cpu / mode.requests - base.cpu / base.requests) * 1e6:+.0f}"])
+    return table(["mode", "time/req vs untraced", "added µs/req", "added worker CPU µs/req"], rows)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=8.0, help="per round (all modes)")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds (all modes) before the first round")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="the Markdown file to update")
+    parser.add_argument("--modes", nargs="+", metavar="MODE", help="only these (and untraced); no BENCHMARKS.md")
+    parser.add_argument("--profile", metavar="MODE", default="", help="sample MODE's worker with py-spy")
     args = parser.parse_args(argv)
-    text = report(measure(args.rounds, args.seconds, args.warmup), args.rounds, args.seconds)
+    all_modes = measure(args.rounds, args.seconds, args.warmup, args.modes, args.profile)
+    text = report(all_modes, args.rounds, args.seconds) if not args.modes else short_report(all_modes)
     print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    if not args.no_write and not args.modes:
+        write_section(SECTION, text, args.output)
     return text
 
 

@@ -26,10 +26,11 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.e2e.stack import ROOT
 
-from .harness import Sink, environment, table, verdict, write_section
+from .harness import BENCHMARKS_MD, Sink, environment, table, verdict, write_section
 
 SECTION = "span_pipeline"
 PIPELINES = ("tracing_app", "sdk", "none")
@@ -120,10 +121,10 @@ def run_child(sink: Sink, pipeline: str, rate: float, seconds: float) -> dict:
     return result
 
 
-def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict]) -> float:
+def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict], max_rate: float) -> float:
     """The highest rate tried that the pipeline sustained (0 when none)."""
     best, rate, failed = 0.0, FIRST_RATE, 0.0
-    while rate <= MAX_RATE:
+    while rate <= max_rate:
         result = run_child(sink, pipeline, rate, seconds)
         log.append({"pipeline": pipeline, **result})
         if not result["sustained"]:
@@ -139,11 +140,11 @@ def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict]) -
     return best
 
 
-def measure(seconds: float) -> dict:
+def measure(seconds: float, max_rate: float = MAX_RATE) -> dict:
     sink = Sink()
     try:
         log: list[dict] = []
-        sustained = {pipeline: find_sustained(sink, pipeline, seconds, log) for pipeline in ("tracing_app", "sdk")}
+        sustained = {name: find_sustained(sink, name, seconds, log, max_rate) for name in ("tracing_app", "sdk")}
         cost = {pipeline: run_child(sink, pipeline, FIRST_RATE, seconds) for pipeline in PIPELINES}
         overload = {pipeline: run_child(sink, pipeline, 0, seconds) for pipeline in ("tracing_app", "sdk")}
         return {"sustained": sustained, "cost": cost, "overload": overload, "log": log}
@@ -186,6 +187,8 @@ def main(argv: list[str] | None = None) -> str | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per step")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="the Markdown file to update")
+    parser.add_argument("--max-rate", type=float, default=MAX_RATE, help="stop the ladder here")
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
@@ -194,10 +197,10 @@ def main(argv: list[str] | None = None) -> str | None:
     if args.child:
         print(json.dumps(child(args.child, args.rate, args.seconds, args.endpoint, args.service)))
         return None
-    text = report(measure(args.seconds), args.seconds)
+    text = report(measure(args.seconds, args.max_rate), args.seconds)
     print(text)
     if not args.no_write:
-        write_section(SECTION, text)
+        write_section(SECTION, text, args.output)
     return text
 
 

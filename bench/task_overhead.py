@@ -21,13 +21,14 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 from celery import Celery
 
 from tests.e2e.stack import BROKER_URL, Database, Stack, delete_queues, run_id
 
-from .harness import Sink, environment, table, write_section
+from .harness import BENCHMARKS_MD, Sink, environment, table, write_section
 
 SECTION = "task_overhead"
 TASK = "inventory.reserve_stock"
@@ -158,11 +159,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tasks", type=int, default=400, help="tasks per mode per round")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="the Markdown file to update")
     args = parser.parse_args(argv)
     text = report(measure(args.rounds, args.tasks), args.rounds, args.tasks)
     print(text)
     if not args.no_write:
-        write_section(SECTION, text)
+        write_section(SECTION, text, args.output)
     return text
 
 

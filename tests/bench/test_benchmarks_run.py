@@ -1,0 +1,48 @@
+"""Smoke tests: each benchmark runs end to end (real gunicorn, worker, sink, PostgreSQL,
+RabbitMQ) with tiny durations and writes its section. No timing is asserted here: speed
+targets are ratios measured by the benchmarks themselves, see BENCHMARKS.md."""
+
+import pytest
+
+from bench import request_overhead, span_pipeline, task_overhead
+
+pytestmark = pytest.mark.services
+
+
+def generated(path, section):
+    text = path.read_text()
+    start, end = f"<!-- generated: {section} -->", f"<!-- /generated: {section} -->"
+    assert start in text and end in text, text
+    return text.partition(start)[2].partition(end)[0]
+
+
+def test_request_overhead_runs_every_mode(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    request_overhead.main(["--rounds", "1", "--seconds", "1", "--warmup", "0.3", "--output", str(output)])
+    section = generated(output, request_overhead.SECTION)
+    for mode in ("untraced", "disabled", "sampled 0%", "sampled 100%", "plain OpenTelemetry"):
+        assert f"| {mode} |" in section
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    # spans/req, the last column, proves each mode did what it claims: exported spans or none
+    assert rows["untraced"].rstrip(" |").endswith("0.00")
+    assert rows["sampled 0%"].rstrip(" |").endswith("0.00")
+    assert not rows["sampled 100%"].rstrip(" |").endswith("0.00")
+    assert not rows["plain OpenTelemetry"].rstrip(" |").endswith("0.00")
+    assert "disabled ≤ 1.01x untraced" in section
+
+
+def test_task_overhead_runs(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    task_overhead.main(["--rounds", "1", "--tasks", "10", "--output", str(output)])
+    section = generated(output, task_overhead.SECTION)
+    assert "| untraced |" in section and "| tracing_app, sampled 100% |" in section
+    assert "| plain OpenTelemetry |" in section
+
+
+def test_span_pipeline_runs_and_counts_drops(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    output.write_text("# Benchmarks\n\nhand-written notes stay\n")
+    span_pipeline.main(["--seconds", "0.3", "--max-rate", "2000", "--output", str(output)])
+    section = generated(output, span_pipeline.SECTION)
+    assert "| tracing_app |" in section and "| SDK BatchSpanProcessor + OTLPSpanExporter |" in section
+    assert "hand-written notes stay" in output.read_text()
