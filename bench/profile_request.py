@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from tests.e2e.stack import BROKER_URL, Database, delete_queues, run_id
+from tests.e2e.stack import BROKER_URL, Database, RabbitBroker, run_id
 
 from .harness import Sink
 from .request_overhead import modes
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         connections.close_all()
         sink.stop()
         database.drop()
-        delete_queues(queue)
+        RabbitBroker().cleanup(queue)
 
 
 if __name__ == "__main__":

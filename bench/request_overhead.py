@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.e2e.stack import ROOT, Database, Stack, WebServer, delete_queues, free_port, run_id
+from tests.e2e.stack import ROOT, Database, RabbitBroker, Stack, WebServer, free_port, run_id
 
 from .harness import BENCHMARKS_MD, Sink, environment, percentile, table, verdict, write_section
 
@@ -174,7 +174,7 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
     database = Database(f"bench_{run_id()}").create()
     queue = f"bench-{run_id()}"
     sink = Sink()
-    stack = Stack(database, queue, sink.endpoint)
+    stack = Stack(database, RabbitBroker(), queue, sink.endpoint)
     load = None
     try:
         migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
@@ -224,7 +224,7 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
         stack.stop()
         sink.stop()
         database.drop()
-        delete_queues(queue)
+        RabbitBroker().cleanup(queue)
 
 
 def ms(seconds: float) -> str:

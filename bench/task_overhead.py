@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 from celery import Celery
 
-from tests.e2e.stack import BROKER_URL, Database, Stack, delete_queues, run_id
+from tests.e2e.stack import BROKER_URL, Database, RabbitBroker, Stack, run_id
 
 from .harness import BENCHMARKS_MD, Sink, environment, table, write_section
 
@@ -93,7 +93,7 @@ def measure(rounds: int, tasks: int) -> list[Mode]:
     database = Database(f"bench_{run_id()}").create()
     prefix = f"bench-{run_id()}"
     sink = Sink()
-    stack = Stack(database, prefix, sink.endpoint)
+    stack = Stack(database, RabbitBroker(), prefix, sink.endpoint)
     publisher = Celery(broker=BROKER_URL)
     try:
         migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
@@ -131,7 +131,7 @@ def measure(rounds: int, tasks: int) -> list[Mode]:
         stack.stop()
         sink.stop()
         database.drop()
-        delete_queues(*(mode.queue for mode in all_modes if mode.queue))
+        RabbitBroker().cleanup(*(mode.queue for mode in all_modes if mode.queue))
 
 
 def report(all_modes: list[Mode], rounds: int, tasks: int) -> str:
