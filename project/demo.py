@@ -54,9 +54,13 @@ class Child:
                                       text=output is None)
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a warm shutdown that flushes spans), then SIGKILL whatever is left of the group."""
+        """SIGTERM (a warm shutdown that flushes spans), then SIGKILL whatever is left of the group.
+
+        SIGTERM goes to the main process only: gunicorn's and Celery's masters stop their
+        children themselves; a Celery pool child that gets SIGTERM directly dies mid-shutdown
+        and leaves its master waiting."""
         if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
+            os.kill(self.popen.pid, signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
