@@ -168,3 +168,17 @@ def test_requests_hook_sends_context_only_to_own_services(url, sent):
     propagation.requests_request_hook(None, request)
     propagate.inject(request.headers, context=context)  # what the instrumentor does next
     assert ("traceparent" in request.headers) is sent and ("baggage" in request.headers) is sent
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("PROPAGATE_TO", ["10.0.0.0/33"]),
+    ("INCOMING_POLICY", "maybe"),
+    ("INCOMING_POLICY_ROUTES", {"/api/": "sometimes"}),
+    ("INCOMING_POLICY_ROUTES", "/api/"),
+])
+def test_bad_propagation_settings_are_reported(key, value):
+    from tracing_app.conf import KEYS_BY_NAME, resolve
+
+    config = resolve({key: value}, {})
+    assert [p.check_id for p in config.problems] == ["tracing_app.E003"]
+    assert getattr(config, key.lower()) == KEYS_BY_NAME[key].parse(KEYS_BY_NAME[key].default)

@@ -91,3 +91,34 @@ def test_children_follow_the_parent_decision():
         finally:
             otel_context.detach(token)
     assert sorted(spans.names()) == ["request", "send reports.x"]
+
+
+def test_task_rules_decide_a_publish_without_a_parent():
+    """A command or beat publishing a task starts the trace: task and queue rules apply there."""
+    from celery import Celery
+
+    app = Celery("sampling", broker="memory://", set_as_current=False)
+    rules = [{"task": r"^reports\.", "ratio": 0.0}, {"queue": "^bulk$", "ratio": 0.0}]
+    with tracing_settings(SAMPLE_RATIO=1.0, SAMPLING_RULES=rules) as spans, app.connection_for_write() as conn:
+        app.send_task("reports.monthly", connection=conn)
+        app.send_task("orders.export", connection=conn, queue="bulk")
+        app.send_task("orders.export", connection=conn, queue="default")
+    assert spans.names() == ["send orders.export"]
+    assert spans.records()[0].attributes["messaging.destination.name"] == "default"
+
+
+@pytest.mark.urls("tests.business_urls")
+def test_a_failing_resolver_never_fails_the_request(client, monkeypatch):
+    from tracing_app import business
+
+    def broken(request):
+        raise RuntimeError("resolver bug")
+
+    monkeypatch.setattr(business, "load_resolver", lambda path: broken)
+    with tracing_settings() as spans:
+        from tracing_app import safety
+
+        safety.RAISE_ERRORS = False  # as in production: swallowed and logged once
+        response = client.get("/api/whoami/", HTTP_AUTHORIZATION="Bearer acme-alice")
+    assert response.status_code == 200
+    assert "GET api/whoami/" in spans.names()
