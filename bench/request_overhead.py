@@ -120,17 +120,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def start_py_spy(mode: Mode, name: str) -> tuple[subprocess.Popen, Path]:
+def start_py_spy(mode: Mode, name: str) -> tuple[str, subprocess.Popen, Path]:
     """Sample ``mode``'s gunicorn worker with py-spy (``pip install py-spy``) during the measured rounds."""
     output = Path(tempfile.gettempdir()) / f"py-spy-{name.replace(' ', '-').replace('%', '')}-{os.getpid()}.txt"
-    argv = ["py-spy", "record", "--pid", str(mode.worker_pid), "--rate", "250", "--nonblocking",
+    argv = ["py-spy", "record", "--pid", str(mode.worker_pid), "--rate", "250", "--nonblocking", "--full-filenames",
             "--format", "raw", "--output", str(output)]
     popen = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return popen, output
+    return name, popen, output
 
 
-TRACING_FRAMES = ("tracing_app/", "opentelemetry/")
-HOST_FRAMES = ("django/", "apps/", "psycopg/", "kombu/", "celery/", "amqp/", "gunicorn/")
+TRACING_FRAMES = ("/tracing_app/", "/opentelemetry/")
+HOST_FRAMES = ("/django/", "/apps/", "/psycopg/", "/kombu/", "/celery/", "/amqp/", "/gunicorn/")
 
 
 def tracing_overhead(stack: list[str]) -> str:
@@ -149,7 +149,7 @@ def tracing_overhead(stack: list[str]) -> str:
     return owner
 
 
-def stop_py_spy(popen: subprocess.Popen, output: Path) -> None:
+def stop_py_spy(name: str, popen: subprocess.Popen, output: Path) -> None:
     """Stop sampling; print tracing's own share of the worker's samples, by function."""
     popen.send_signal(signal.SIGINT)
     popen.wait(30)
@@ -162,14 +162,14 @@ def stop_py_spy(popen: subprocess.Popen, output: Path) -> None:
         owner = tracing_overhead([frame.rpartition(":")[0] for frame in stack.split(";")])
         if owner:
             owners[owner] = owners.get(owner, 0) + int(count)
-    print(f"py-spy: {total} samples of the worker (raw stacks: {output}); "
+    print(f"py-spy, {name}: {total} samples of the worker (raw stacks: {output}); "
           f"tracing's own time {sum(owners.values()) / max(1, total):.1%}, by deepest tracing function:")
     for frame, count in sorted(owners.items(), key=lambda item: -item[1])[:25]:
         print(f"  {count / total:6.2%}  {frame}")
 
 
 def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None = None,
-            profile: str = "") -> list[Mode]:
+            profile: tuple[str, ...] = ()) -> list[Mode]:
     all_modes = [mode for mode in modes() if not only or mode.name in only or mode.name == "untraced"]
     database = Database(f"bench_{run_id()}").create()
     queue = f"bench-{run_id()}"
@@ -191,7 +191,7 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
         for index, mode in enumerate(all_modes):
             mode.requests_sent += len(result["post"][index]) + len(result["get"][index])
         cpu_before = [cpu_seconds(mode.worker_pid) for mode in all_modes]
-        spy = start_py_spy(next(m for m in all_modes if m.name == profile), profile) if profile else None
+        spies = [start_py_spy(mode, mode.name) for mode in all_modes if mode.name in profile]
         for _ in range(rounds):
             result = load.run(urls, seconds)
             for index, mode in enumerate(all_modes):
@@ -203,7 +203,7 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
                 mode.round_times.append((sum(post) + sum(get)) / max(1, len(post) + len(get)))
         for mode, before in zip(all_modes, cpu_before, strict=True):
             mode.cpu = cpu_seconds(mode.worker_pid) - before
-        if spy is not None:
+        for spy in spies:
             stop_py_spy(*spy)
         load.stop()
         load = None
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="the Markdown file to update")
     parser.add_argument("--modes", nargs="+", metavar="MODE", help="only these (and untraced); no BENCHMARKS.md")
-    parser.add_argument("--profile", metavar="MODE", default="", help="sample MODE's worker with py-spy")
+    parser.add_argument("--profile", nargs="+", metavar="MODE", default=(), help="sample these workers with py-spy")
     args = parser.parse_args(argv)
     all_modes = measure(args.rounds, args.seconds, args.warmup, args.modes, args.profile)
     text = report(all_modes, args.rounds, args.seconds) if not args.modes else short_report(all_modes)
