@@ -19,6 +19,8 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .conf import TracingConfig
@@ -84,6 +86,25 @@ def describe(sql: str) -> tuple[str, str]:
     return operation, (found.group(1) if found else "")
 
 
+@functools.lru_cache(maxsize=1024)
+def statement_attributes(sql: str, backslash_escapes: bool) -> tuple[str, dict[str, Any]] | None:
+    """(span name, the statement's attributes) for ``sql``; None for housekeeping that is not traced.
+
+    Cached: the ORM sends the same few statement texts over and over, so the
+    regular expressions run once per text, not once per query. The dict is shared:
+    callers copy it (``{**connection_attributes, **statement}``), never change it.
+    """
+    if HOUSEKEEPING.match(sql):
+        return None
+    operation, collection = describe(sql)
+    attributes: dict[str, Any] = {ATTR_QUERY: normalize_sql(sql, backslash_escapes)}
+    if operation:
+        attributes[ATTR_OPERATION] = operation
+    if collection:
+        attributes[ATTR_COLLECTION] = collection
+    return f"{operation} {collection}".strip(), attributes
+
+
 class QueryTracer:
     """The execute wrapper added to each connection."""
 
@@ -104,34 +125,34 @@ class QueryTracer:
             self.attributes[ATTR_SERVER_PORT] = int(settings["PORT"])
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
-        if not integration.installed or not isinstance(sql, str) or HOUSEKEEPING.match(sql):
+        if not integration.installed or not isinstance(sql, str):
             return execute(sql, params, many, context)
-        operation, collection = describe(sql)
-        attributes = dict(self.attributes)
-        attributes[ATTR_QUERY] = normalize_sql(sql, self.backslash_escapes)
-        if operation:
-            attributes[ATTR_OPERATION] = operation
-        if collection:
-            attributes[ATTR_COLLECTION] = collection
+        statement = statement_attributes(sql, self.backslash_escapes)
+        if statement is None:
+            return execute(sql, params, many, context)
+        name, attributes = statement[0], {**self.attributes, **statement[1]}
         if many and isinstance(params, (list, tuple)):
             attributes[ATTR_BATCH_SIZE] = len(params)
-        name = f"{operation} {collection}".strip() or attributes[ATTR_SYSTEM]
-        with get_tracer().start_as_current_span(
-            name, kind=SpanKind.CLIENT, attributes=attributes, record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                return execute(sql, params, many, context)
-            except Exception as exc:
-                # Django re-raises driver errors as django.db.utils.*Error; the
-                # driver's own class (UndefinedTable, UniqueViolation) says more.
-                cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-                span.record_exception(exc)
-                span.set_attribute(ATTR_ERROR_TYPE, type(cause).__qualname__)
-                sqlstate = getattr(cause, "sqlstate", None)
-                if isinstance(sqlstate, str):
-                    span.set_attribute(ATTR_RESPONSE_STATUS, sqlstate)
-                span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
-                raise
+        # start_span + attach instead of start_as_current_span: the same span and
+        # context, without two generator-based context managers per query.
+        span = get_tracer().start_span(name or attributes[ATTR_SYSTEM], kind=SpanKind.CLIENT, attributes=attributes)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return execute(sql, params, many, context)
+        except Exception as exc:
+            # Django re-raises driver errors as django.db.utils.*Error; the
+            # driver's own class (UndefinedTable, UniqueViolation) says more.
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            span.record_exception(exc)
+            span.set_attribute(ATTR_ERROR_TYPE, type(cause).__qualname__)
+            sqlstate = getattr(cause, "sqlstate", None)
+            if isinstance(sqlstate, str):
+                span.set_attribute(ATTR_RESPONSE_STATUS, sqlstate)
+            span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
 
 class DatabaseIntegration(Integration):
