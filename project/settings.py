@@ -24,6 +24,8 @@ INSTALLED_APPS = [
     "tracing_app",
     "apps.inventory",
     "apps.orders",
+    "apps.notifications",
+    "django_celery_results",
 ]
 
 MIDDLEWARE = [
@@ -77,6 +79,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 # Keep Django's LOGGING (with trace ids) in the worker instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Results only where a task asks for them (chords do); the shop's tasks store none.
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_TASK_IGNORE_RESULT = True
+
+# order.* events: written to tracing_app's outbox with the order, published by
+# `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).
+EVENTS_BROKER_URL = os.environ.get("EVENTS_BROKER_URL", CELERY_BROKER_URL)
+EVENTS_EXCHANGE = os.environ.get("EVENTS_EXCHANGE", "shop.events")
+NOTIFICATIONS_QUEUE = os.environ.get("NOTIFICATIONS_QUEUE", "notifications")
 
 TRACING = {
     "SERVICE_NAME": "shop-web",

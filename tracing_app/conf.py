@@ -340,6 +340,15 @@ KEYS: tuple[Key, ...] = (
         "Response headers recorded as `http.response.header.*` (never Set-Cookie)."),
     Key("RECORD_TASK_ARGS", (), _patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
+    # -- messaging (issue 4): Celery trace shape, outbox relay ----------------------
+    Key("CELERY_NEW_TRACE_TASKS", (), _names,
+        "Task names (shell patterns allowed) whose runs start a new trace linked to the publisher "
+        "instead of joining its trace: fan-out and long-running jobs. The publisher's sampling "
+        "decision is kept."),
+    Key("CELERY_NEW_TRACE_QUEUES", (), _names,
+        "Like CELERY_NEW_TRACE_TASKS, by the queue (routing key) a task arrives on."),
+    Key("OUTBOX_BROKER_URL", "", _optional_text,
+        "AMQP URL `relay_outbox` publishes to. Empty: settings.CELERY_BROKER_URL."),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 

@@ -11,10 +11,11 @@ the ORM wrote it with parameters kept apart (never recorded).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -76,6 +77,16 @@ def _keep_identifiers(match: re.Match[str]) -> str:
 def normalize_sql(sql: str, backslash_escapes: bool = False) -> str:
     """``sql`` with every inline literal replaced by ``?``. Cached: ORM statements repeat."""
     return (_LITERALS_BACKSLASH if backslash_escapes else _LITERALS).sub(_keep_identifiers, sql)
+@contextlib.contextmanager
+def untraced() -> Iterator[None]:
+    """Queries inside the block get no span (tracing_app's own bookkeeping: outbox
+    polling, chord links). Uses OpenTelemetry's standard suppression key, so other
+    instrumentations stay quiet too."""
+    token = otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def describe(sql: str) -> tuple[str, str]:
@@ -125,7 +136,8 @@ class QueryTracer:
             self.attributes[ATTR_SERVER_PORT] = int(settings["PORT"])
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
-        if not integration.installed or not isinstance(sql, str):
+        if (not integration.installed or not isinstance(sql, str)
+                or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY)):
             return execute(sql, params, many, context)
         statement = statement_attributes(sql, self.backslash_escapes)
         if statement is None:

@@ -2,12 +2,14 @@ import json
 import logging
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.inventory.models import Stock
+from tracing_app.outbox import write_event
 
 from .models import Order
 
@@ -15,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 RESERVE_STOCK = "inventory.reserve_stock"
 SEND_CONFIRMATION = "orders.send_confirmation"
+ORDER_CREATED = "order.created"
 MAX_QUANTITY = 1000
 
 
@@ -47,6 +50,9 @@ def orders(request: HttpRequest) -> JsonResponse:
         return bad_request(f"unknown sku {data['sku']!r}")
     with transaction.atomic():
         order = Order.objects.create(**data)
+        # Published by `manage.py relay_outbox` once this transaction commits, never if it rolls back.
+        write_event(ORDER_CREATED, {"order_id": order.pk, "sku": order.sku, "quantity": order.quantity},
+                    exchange=settings.EVENTS_EXCHANGE)
         # The web process does not import the inventory tasks: it publishes by
         # name, as a service boundary would. on_commit: the worker must see the row.
         transaction.on_commit(lambda: current_app.send_task(RESERVE_STOCK, args=[order.pk]))
