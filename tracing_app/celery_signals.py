@@ -9,22 +9,47 @@ publish when the task is registered in the publishing process, so
 ``app.send_task("name")`` from a web process (the usual case) sends no context
 at all, and it is installed per process by patching. The span names and
 attributes here follow the messaging semantic conventions.
+
+Beyond one task:
+
+- ``send_task`` by name: ``before_task_publish`` and ``after_task_publish`` are sent
+  around the real ``producer.publish`` for every task, registered or not, so the
+  PRODUCER span times the publish itself.
+- Tasks published inside a running task (retries, chains, chord callbacks, plain
+  ``.delay()``) are children of that task's span, which is current while it runs.
+- Retries: every attempt is its own CONSUMER span with ``celery.task.attempt`` and a
+  link to the previous attempt (sent in the ``PREVIOUS_ATTEMPT_HEADER``).
+- countdown/ETA: ``celery.task.scheduled_wait_ms`` (publish to due time) and
+  ``celery.task.queue_wait_ms`` (due time, or publish time, to start) are separate.
+- ``TRACING["CELERY_NEW_TRACE_TASKS"]``/``["CELERY_NEW_TRACE_QUEUES"]``: those runs
+  start a new trace linked to the publisher, sampled as the publisher was.
+- Chords: each header task records its span (table ``ChordHeaderRun``); the header
+  task that completes the chord publishes the callback with links to all of them.
+- Failure, rejection (``Reject``), unknown or undecodable messages: ERROR status and
+  the exception on the span.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
+import datetime
+import fnmatch
 import logging
+import time
 from typing import Any
 
 from celery import signals
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import privacy, provider
 from .conf import TracingConfig
 from .integration import Integration
+from .linked_traces import LINK_SOURCE, new_trace_linked_to
+from .messaging import CARRIER
 from .safety import guarded
 
 logger = logging.getLogger(__name__)
@@ -40,12 +65,39 @@ ATTR_TASK_STATE = "celery.task.state"
 ATTR_RETRIES = "celery.task.retries"
 ATTR_ARGS = "celery.task.args"
 ATTR_KWARGS = "celery.task.kwargs"
+ATTR_ATTEMPT = "celery.task.attempt"
+ATTR_ETA = "celery.task.eta"
+ATTR_SCHEDULED_WAIT = "celery.task.scheduled_wait_ms"
+ATTR_QUEUE_WAIT = "celery.task.queue_wait_ms"
 ATTR_ERROR_TYPE = "error.type"
 SYSTEM = "celery"
+
+# Our own message headers, namespaced. Celery copies unknown headers onto
+# task.request (and into retried messages: each publish overwrites them).
+PREVIOUS_ATTEMPT_HEADER = "tracing_app_previous_attempt"
+CHORD_LINKS_HEADER = "tracing_app_chord_links"
+SENT_AT_HEADER = "tracing_app_sent_ns"
+MAX_CHORD_LINKS = 128
+
+_W3C = TraceContextTextMapPropagator()
+
+
+@dataclasses.dataclass
+class Run:
+    task_id: str
+    request: Any
+    span: trace.Span
+    var_token: contextvars.Token | None = None
+    otel_token: object = None
+
 
 _pending_publish: contextvars.ContextVar[trace.Span | None] = contextvars.ContextVar(
     "tracing_app_pending_publish", default=None
 )
+# The task running in this context. A context variable, not a dict by task id: a
+# retried task can start its next attempt (same id) in another thread of the
+# same worker before this attempt's postrun.
+_current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar("tracing_app_current_run", default=None)
 
 
 class TaskRequestGetter(Getter[Any]):
@@ -67,13 +119,75 @@ class TaskRequestGetter(Getter[Any]):
 REQUEST_GETTER = TaskRequestGetter()
 
 
+def traceparent_of(span: trace.Span) -> str:
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent", "")
+
+
+def span_context_of(traceparent: Any) -> trace.SpanContext | None:
+    if not isinstance(traceparent, str):
+        return None
+    found = trace.get_current_span(_W3C.extract({"traceparent": traceparent})).get_span_context()
+    return found if found.is_valid else None
+
+
+def _iso_to_ns(value: Any) -> int | None:
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return int(moment.timestamp() * 1e9)
+
+
+def wait_attributes(request: Any, now_ns: int) -> dict[str, Any]:
+    """``scheduled_wait_ms`` (publish to ETA) and ``queue_wait_ms`` (ETA, or publish, to start)."""
+    attributes: dict[str, Any] = {}
+    sent = getattr(request, SENT_AT_HEADER, None)
+    sent_ns = int(sent) if isinstance(sent, str) and sent.isdigit() else None
+    eta = getattr(request, "eta", None)
+    eta_ns = _iso_to_ns(eta)
+    if eta_ns is not None:
+        attributes[ATTR_ETA] = eta if isinstance(eta, str) else eta.isoformat()
+        if sent_ns is not None:
+            attributes[ATTR_SCHEDULED_WAIT] = round(max(0, eta_ns - sent_ns) / 1e6, 3)
+    due_ns = max(filter(None, (eta_ns, sent_ns)), default=None)
+    if due_ns is not None:
+        attributes[ATTR_QUEUE_WAIT] = round(max(0, now_ns - due_ns) / 1e6, 3)
+    return attributes
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return bool(name) and any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def _record_error(span: trace.Span, exception: BaseException) -> None:
+    span.record_exception(exception)
+    span.set_attribute(ATTR_ERROR_TYPE, type(exception).__qualname__)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+
+
+def _chord_callback_id(request: Any) -> str | None:
+    chord = getattr(request, "chord", None)
+    options = chord.get("options") if isinstance(chord, dict) else getattr(chord, "options", None)
+    return str(options.get("task_id")) if isinstance(options, dict) and options.get("task_id") else None
+
+
 class CeleryIntegration(Integration):
     name = "celery"
 
     def __init__(self) -> None:
         super().__init__()
-        self._running: dict[str, tuple[trace.Span, object]] = {}
         self.record_args: Any = None  # task names whose args/kwargs may be recorded (privacy.py)
+        self._new_trace_tasks: tuple[str, ...] = ()
+        self._new_trace_queues: tuple[str, ...] = ()
 
     _SIGNALS = (
         ("before_task_publish", "_before_publish"),
@@ -82,16 +196,23 @@ class CeleryIntegration(Integration):
         ("task_postrun", "_postrun"),
         ("task_failure", "_failure"),
         ("task_retry", "_retry"),
+        ("task_unknown", "_unknown"),
+        ("task_rejected", "_rejected"),
         ("worker_process_shutdown", "_flush"),
         ("worker_shutdown", "_flush"),
     )
 
     def _install(self, config: TracingConfig) -> None:
         self.record_args = privacy.task_args_recorder(config.record_task_args)
+        self.configure(config)
         for signal_name, method in self._SIGNALS:
             getattr(signals, signal_name).connect(
                 getattr(self, method), weak=False, dispatch_uid=f"tracing_app.{signal_name}"
             )
+
+    def configure(self, config: TracingConfig) -> None:
+        self._new_trace_tasks = tuple(config.celery_new_trace_tasks)
+        self._new_trace_queues = tuple(config.celery_new_trace_queues)
 
     def _uninstall(self) -> None:
         for signal_name, method in self._SIGNALS:
@@ -109,6 +230,7 @@ class CeleryIntegration(Integration):
                 # The previous publish in this context raised before after_task_publish.
                 stale.set_status(Status(StatusCode.ERROR, "publish did not complete"))
                 stale.end()
+                _pending_publish.set(None)
             if headers is None:
                 return
             task_name = sender or headers.get("task") or "unknown"
@@ -123,9 +245,25 @@ class CeleryIntegration(Integration):
                 attributes[ATTR_MESSAGE_ID] = str(headers["id"])
             if routing_key:
                 attributes[ATTR_ROUTING_KEY] = routing_key
+            if headers.get("retries"):
+                attributes[ATTR_RETRIES] = int(headers["retries"])
             span = provider.get_tracer().start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
-            propagate.inject(headers, context=trace.set_span_in_context(span))
+            self._mark_follow_up(headers)
+            propagate.inject(headers, context=trace.set_span_in_context(span), setter=CARRIER)
+            headers[SENT_AT_HEADER] = str(time.time_ns())
             _pending_publish.set(span)
+
+    def _mark_follow_up(self, headers: dict) -> None:
+        """A retry of the running task, or the callback of the chord it completes, carries links."""
+        run = _current_run.get()
+        headers.pop(PREVIOUS_ATTEMPT_HEADER, None)
+        headers.pop(CHORD_LINKS_HEADER, None)
+        if run is None or not headers.get("id"):
+            return
+        if str(headers["id"]) == run.task_id:
+            headers[PREVIOUS_ATTEMPT_HEADER] = traceparent_of(run.span)
+        elif str(headers["id"]) == _chord_callback_id(run.request) and getattr(run.request, "group", None):
+            headers[CHORD_LINKS_HEADER] = " ".join(pop_chord_header_runs(str(run.request.group)))
 
     def _after_publish(self, **kwargs: Any) -> None:
         span = _pending_publish.get()
@@ -135,58 +273,117 @@ class CeleryIntegration(Integration):
 
     # -- running -------------------------------------------------------------
 
+    def _links(self, request: Any) -> list[trace.Link]:
+        links = []
+        previous = span_context_of(getattr(request, PREVIOUS_ATTEMPT_HEADER, None))
+        if previous is not None:
+            links.append(trace.Link(previous, {LINK_SOURCE: "previous_attempt"}))
+        chord_links = getattr(request, CHORD_LINKS_HEADER, None)
+        if isinstance(chord_links, str):
+            for traceparent in chord_links.split()[:MAX_CHORD_LINKS]:
+                header = span_context_of(traceparent)
+                if header is not None:
+                    links.append(trace.Link(header, {LINK_SOURCE: "chord_header"}))
+        return links
+
     def _prerun(self, task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None,
                 **extra: Any) -> None:
         with guarded("starting a Celery task span"):
+            now_ns = time.time_ns()
             request = getattr(task, "request", None)
             # Eager calls (task.apply(), CELERY_TASK_ALWAYS_EAGER) carry no headers:
             # they continue the caller's current context instead.
             parent = propagate.extract(request, getter=REQUEST_GETTER, context=context.get_current())
             delivery = getattr(request, "delivery_info", None) or {}
+            queue = str(delivery.get("routing_key") or "")
+            retries = int(getattr(request, "retries", 0) or 0)
             attributes = {
                 ATTR_SYSTEM: SYSTEM,
                 ATTR_OPERATION_TYPE: "process",
                 ATTR_OPERATION_NAME: "process",
                 ATTR_TASK_NAME: task.name,
                 ATTR_MESSAGE_ID: str(task_id),
-                ATTR_DESTINATION: delivery.get("routing_key") or "",
-                ATTR_RETRIES: int(getattr(request, "retries", 0) or 0),
+                ATTR_DESTINATION: queue,
+                ATTR_RETRIES: retries,
+                ATTR_ATTEMPT: retries + 1,
+                **wait_attributes(request, now_ns),
             }
             if self.record_args is not None and self.record_args.search(task.name):
                 attributes[ATTR_ARGS] = privacy.bounded_repr(tuple(args or ()))
                 attributes[ATTR_KWARGS] = privacy.bounded_repr(dict(kwargs or {}))
+            links = self._links(request)
+            if _matches(task.name, self._new_trace_tasks) or _matches(queue, self._new_trace_queues):
+                publisher = trace.get_current_span(parent).get_span_context()
+                parent, publisher_links = new_trace_linked_to(publisher, "publisher")
+                links = publisher_links + links
             span = provider.get_tracer().start_span(
-                f"process {task.name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+                f"process {task.name}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes,
+                links=links or None, start_time=now_ns,
             )
-            token = context.attach(trace.set_span_in_context(span, parent))
-            self._running[str(task_id)] = (span, token)
+            run = Run(str(task_id), request, span)
+            run.var_token = _current_run.set(run)
+            run.otel_token = context.attach(trace.set_span_in_context(span, parent))
+            if getattr(request, "chord", None) and getattr(request, "group", None) and not request.is_eager:
+                record_chord_header_run(str(request.group), str(task_id), traceparent_of(span))
 
-    def _postrun(self, task_id: str | None = None, state: str | None = None, **kwargs: Any) -> None:
-        entry = self._running.pop(str(task_id), None)
-        if entry is None:
+    def _postrun(self, task_id: str | None = None, state: str | None = None, retval: Any = None,
+                 **kwargs: Any) -> None:
+        run = _current_run.get()
+        if run is None or run.task_id != str(task_id):
             return
-        span, token = entry
         with guarded("ending a Celery task span"):
             if state:
-                span.set_attribute(ATTR_TASK_STATE, state)
-            span.end()
-        context.detach(token)
+                run.span.set_attribute(ATTR_TASK_STATE, state)
+            if state == "REJECTED" and isinstance(retval, BaseException):
+                _record_error(run.span, retval)
+            run.span.end()
+        context.detach(run.otel_token)
+        _current_run.reset(run.var_token)
 
     def _failure(self, task_id: str | None = None, exception: BaseException | None = None, **kwargs: Any) -> None:
-        entry = self._running.get(str(task_id))
-        if entry is None or exception is None:
+        run = _current_run.get()
+        if run is None or run.task_id != str(task_id) or exception is None:
             return
         with guarded("recording a Celery task failure"):
-            span = entry[0]
-            span.record_exception(exception)
-            span.set_attribute(ATTR_ERROR_TYPE, type(exception).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+            _record_error(run.span, exception)
 
     def _retry(self, request: Any = None, reason: Any = None, **kwargs: Any) -> None:
-        entry = self._running.get(str(getattr(request, "id", "")))
-        if entry is not None:
+        run = _current_run.get()
+        if run is not None and run.task_id == str(getattr(request, "id", "")):
             with guarded("recording a Celery task retry"):
-                entry[0].add_event("retry", {"reason": str(reason)[:500]})
+                run.span.add_event("retry", {"reason": str(reason)[:500]})
+
+    def _unknown(self, name: str | None = None, id: str | None = None, message: Any = None,
+                 exc: BaseException | None = None, **kwargs: Any) -> None:
+        self._undeliverable(message, exc, name or "unknown", id)
+
+    def _rejected(self, message: Any = None, exc: BaseException | None = None, **kwargs: Any) -> None:
+        headers = getattr(message, "headers", None) or {}
+        self._undeliverable(message, exc, str(headers.get("task") or "unknown"), headers.get("id"))
+
+    def _undeliverable(self, message: Any, exc: BaseException | None, name: str, task_id: Any) -> None:
+        """A message the worker cannot run (unknown task, undecodable): an ERROR span in its trace."""
+        with guarded("tracing an undeliverable Celery message"):
+            headers = getattr(message, "headers", None) or {}
+            parent = propagate.extract(headers, getter=CARRIER, context=context.Context())
+            delivery = getattr(message, "delivery_info", None) or {}
+            attributes = {
+                ATTR_SYSTEM: SYSTEM,
+                ATTR_OPERATION_TYPE: "process",
+                ATTR_OPERATION_NAME: "process",
+                ATTR_TASK_NAME: name,
+                ATTR_DESTINATION: str(delivery.get("routing_key") or ""),
+                ATTR_TASK_STATE: "REJECTED",
+            }
+            if task_id:
+                attributes[ATTR_MESSAGE_ID] = str(task_id)
+            span = provider.get_tracer().start_span(f"process {name}", context=parent, kind=SpanKind.CONSUMER,
+                                                    attributes=attributes)
+            if exc is not None:
+                _record_error(span, exc)
+            else:
+                span.set_status(Status(StatusCode.ERROR, "message rejected"))
+            span.end()
 
     # -- process lifecycle -----------------------------------------------------
 
@@ -195,6 +392,30 @@ class CeleryIntegration(Integration):
         # at shutdown) without running atexit handlers: flush what it ended.
         with guarded("flushing spans at worker process shutdown"):
             provider.force_flush()
+
+
+# -- chord bookkeeping: which header spans the callback waited for ----------------
+
+
+def record_chord_header_run(group_id: str, task_id: str, traceparent: str) -> None:
+    from .db import untraced
+    from .models import ChordHeaderRun
+
+    with untraced():
+        ChordHeaderRun.objects.create(group_id=group_id, task_id=task_id, traceparent=traceparent)
+
+
+def pop_chord_header_runs(group_id: str) -> list[str]:
+    """The header spans of chord ``group_id`` (each task once, its last attempt), forgotten afterwards."""
+    from .db import untraced
+    from .models import ChordHeaderRun
+
+    with untraced():
+        runs = ChordHeaderRun.objects.filter(group_id=group_id)
+        rows = list(runs.order_by("id").values_list("task_id", "traceparent"))
+        runs.delete()
+    latest = dict(rows)  # a retried header task: its last attempt wins
+    return list(latest.values())[:MAX_CHORD_LINKS]
 
 
 integration = CeleryIntegration()

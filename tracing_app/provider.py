@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 
 from .business import BaggageSpanProcessor
 from .conf import TracingConfig
+from .linked_traces import LinkedTraceSampler
 from .propagation import BaggagePropagator, TraceContextPropagator
 from .sampling import RuleSampler, never_sampled
 
@@ -56,7 +57,9 @@ def build_sampler(config: TracingConfig) -> sampling.Sampler:
         root: sampling.Sampler = RuleSampler(ratio, config.sampling_rules, never_sampled(config))
     else:
         root = sampling.ALWAYS_OFF if name.endswith("always_off") else sampling.ALWAYS_ON
-    return sampling.ParentBased(root) if name.startswith("parentbased_") else root
+    sampler = sampling.ParentBased(root) if name.startswith("parentbased_") else root
+    # New traces linked to a publisher keep the publisher's decision (linked_traces.py).
+    return LinkedTraceSampler(sampler)
 
 
 def build_exporter(config: TracingConfig) -> SpanExporter | None:

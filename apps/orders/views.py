@@ -55,11 +55,13 @@ def orders(request: HttpRequest) -> JsonResponse:
                     exchange=settings.EVENTS_EXCHANGE)
         # The web process does not import the inventory tasks: it publishes by
         # name, as a service boundary would. on_commit: the worker must see the row.
-        transaction.on_commit(lambda: current_app.send_task(RESERVE_STOCK, args=[order.pk]))
+        # Nobody reads its result: ignore_result, or send_task asks the worker to store one.
+        transaction.on_commit(lambda: current_app.send_task(RESERVE_STOCK, args=[order.pk], ignore_result=True))
         email = getattr(request.user, "email", "")
         if email:
             # The address is a task argument: tracing_app never records it (RECORD_TASK_ARGS).
-            transaction.on_commit(lambda: current_app.send_task(SEND_CONFIRMATION, args=[order.pk, email]))
+            transaction.on_commit(lambda: current_app.send_task(SEND_CONFIRMATION, args=[order.pk, email],
+                                                                ignore_result=True))
     logger.info("order %s created", order.pk)
     return JsonResponse(order.as_json(), status=201)
 

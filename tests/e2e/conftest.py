@@ -43,5 +43,5 @@ def stack(request, otlp: OTLPReceiver) -> Iterator[Stack]:
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             print(stack.logs())
-        broker.cleanup(queue)
+        broker.cleanup(queue, stack.notifications_queue, stack.events_exchange)
         database.drop()

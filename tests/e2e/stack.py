@@ -222,6 +222,16 @@ class Process:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
+    def wait_output(self, text: str, timeout: float = 30.0) -> None:
+        """Wait until ``text`` appears in the process's output (a readiness line)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not print {text!r} in {timeout}s:\n{self.output()}")
+            time.sleep(0.1)
+
     def signal(self, signum: int) -> None:
         if self.popen.poll() is None:
             os.kill(self.popen.pid, signum)
@@ -252,6 +262,9 @@ class Stack:
         self.database = database
         self.broker = broker
         self.queue = queue
+        # order.* events: a topic exchange and the notifications queue, named per run.
+        self.events_exchange = f"{queue}.events"
+        self.notifications_queue = f"{queue}.notifications"
         self.otlp_endpoint = otlp_endpoint
         self.processes: list[Process] = []
 
@@ -266,6 +279,8 @@ class Stack:
             "CELERY_BROKER_URL": self.broker.url,
             **self.broker.env(),
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
+            "EVENTS_EXCHANGE": self.events_exchange,
+            "NOTIFICATIONS_QUEUE": self.notifications_queue,
             "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
@@ -303,6 +318,13 @@ class Stack:
              "--without-gossip", "--without-mingle", "--without-heartbeat", *extra],
             self.env(service_name, **env),
         )
+
+    def start_relay(self, *extra: str, service_name: str = "shop-relay", **env: str) -> Process:
+        return self.start("relay", [sys.executable, "manage.py", "relay_outbox", "--interval", "0.2", *extra],
+                          self.env(service_name, **env))
+
+    def start_consumer(self, service_name: str = "shop-notifications", **env: str) -> Process:
+        return self.start("consumer", [sys.executable, "manage.py", "consume_events"], self.env(service_name, **env))
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -1,5 +1,6 @@
-"""Foundation proof: POST /api/orders/ yields one connected trace across gunicorn,
-RabbitMQ, a Celery prefork worker and PostgreSQL, exported as real OTLP bytes."""
+"""POST /api/orders/ yields one connected trace across gunicorn, RabbitMQ, a Celery
+prefork worker, the outbox relay, the notifications consumer and PostgreSQL,
+exported as real OTLP bytes."""
 
 import json
 
@@ -10,12 +11,19 @@ from tracing_app.testing import Expect, assert_trace
 ORDER_TRACE = Expect("POST api/orders/", kind="SERVER", service="shop-web", children=[
     Expect("SELECT inventory_stock", kind="CLIENT", service="shop-web"),
     Expect("INSERT orders_order", kind="CLIENT", service="shop-web"),
+    Expect("INSERT tracing_app_outboxevent", kind="CLIENT", service="shop-web"),
     Expect("send inventory.reserve_stock", kind="PRODUCER", service="shop-web", children=[
         Expect("process inventory.reserve_stock", kind="CONSUMER", service="shop-worker", error=False, children=[
             Expect("SELECT orders_order", kind="CLIENT", service="shop-worker"),
             Expect("SELECT inventory_stock", kind="CLIENT", service="shop-worker"),
             Expect("UPDATE inventory_stock", kind="CLIENT", service="shop-worker"),
             Expect("UPDATE orders_order", kind="CLIENT", service="shop-worker"),
+        ]),
+    ]),
+    Expect("send order.created", kind="PRODUCER", service="shop-relay", children=[
+        Expect("process order.created", kind="CONSUMER", service="shop-notifications", error=False, children=[
+            Expect("SELECT notifications_notification", kind="CLIENT", service="shop-notifications"),
+            Expect("INSERT notifications_notification", kind="CLIENT", service="shop-notifications"),
         ]),
     ]),
 ])
@@ -26,20 +34,27 @@ def trace_of(spans, name):
 
 
 @pytest.mark.parametrize("stack", ["default", "embedded"], indirect=True)
-def test_order_is_one_trace_across_web_worker_and_database(stack, otlp):
+def test_order_is_one_trace_across_web_worker_relay_consumer_and_database(stack, otlp):
     web = stack.start_web()
     stack.start_worker("-P", "prefork", "-c", "2")
+    stack.start_consumer().wait_output("consuming from")  # the queue is bound before anything is published
 
     status, headers, body = web.request("POST", "/api/orders/", json.dumps({"sku": "widget", "quantity": 2}).encode())
     assert status == 201, body
     order = json.loads(body)
-
     spans = otlp.wait_for(lambda spans: any(s.name == "process inventory.reserve_stock" for s in spans)
                           and any(s.name == "POST api/orders/" for s in spans))
+    # The relay starts late on purpose: the event waited in the outbox, and the
+    # Celery path's spans all come before the relay's in the tree.
+    stack.start_relay()
+    spans = otlp.wait_for(lambda spans: {"send order.created", "process order.created"} <= {s.name for s in spans})
+
     trace_id = trace_of(spans, "POST api/orders/")
     assert headers["traceresponse"].split("-")[1] == trace_id
     assert_trace([s for s in spans if s.trace_id == trace_id], ORDER_TRACE)
     assert stack.database.query("select status from orders_order where id = %s", order["id"]) == [("reserved",)]
+    assert stack.database.query("select order_id, kind from notifications_notification") == [(order["id"], "order.created")]
+    assert stack.database.query("select count(*) from tracing_app_outboxevent where published_at is null") == [(0,)]
 
     server = next(s for s in spans if s.name == "POST api/orders/")
     assert server.attributes["http.route"] == "api/orders/"
@@ -47,7 +62,15 @@ def test_order_is_one_trace_across_web_worker_and_database(stack, otlp):
     insert = next(s for s in spans if s.name == "INSERT orders_order")
     assert insert.attributes["db.system.name"] == stack.database.system
     assert "%s" in insert.attributes["db.query.text"] and "widget" not in insert.attributes["db.query.text"]
-    assert not [s for s in spans if s.trace_id != trace_id], "no other traces (healthz is excluded)"
+    relay_send = next(s for s in spans if s.name == "send order.created")
+    assert relay_send.links == ((trace_id, server.span_id),), "the relay links to the span that wrote the event"
+    assert relay_send.attributes["messaging.system"] == "rabbitmq"
+    assert relay_send.attributes["messaging.destination.name"] == stack.events_exchange
+    assert relay_send.attributes["messaging.rabbitmq.destination.routing_key"] == "order.created"
+    assert relay_send.attributes["messaging.message.body.size"] > 0
+    process = next(s for s in spans if s.name == "process order.created")
+    assert process.attributes["messaging.message.id"] == relay_send.attributes["messaging.message.id"]
+    assert not [s for s in spans if s.trace_id != trace_id], "no other traces (healthz and outbox polling are untraced)"
 
 
 def test_incoming_traceparent_is_continued_and_health_check_untraced(stack, otlp):
