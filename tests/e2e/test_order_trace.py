@@ -53,7 +53,8 @@ def test_order_is_one_trace_across_web_worker_relay_consumer_and_database(stack,
     assert headers["traceresponse"].split("-")[1] == trace_id
     assert_trace([s for s in spans if s.trace_id == trace_id], ORDER_TRACE)
     assert stack.database.query("select status from orders_order where id = %s", order["id"]) == [("reserved",)]
-    assert stack.database.query("select order_id, kind from notifications_notification") == [(order["id"], "order.created")]
+    notifications = stack.database.query("select order_id, kind from notifications_notification")
+    assert notifications == [(order["id"], "order.created")]
     assert stack.database.query("select count(*) from tracing_app_outboxevent where published_at is null") == [(0,)]
 
     server = next(s for s in spans if s.name == "POST api/orders/")
