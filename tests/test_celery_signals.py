@@ -1,9 +1,19 @@
 """Celery publish and run spans, in process. The real-worker proof is in tests/e2e."""
 
+import datetime
+import time
+import uuid
+
 import pytest
-from celery import Celery
+from celery import Celery, current_app
+from kombu import Connection, Queue
+from kombu.messaging import Producer
 
 from tracing_app import celery_signals, get_tracer
+from tracing_app.celery_signals import SENT_AT_HEADER, wait_attributes
+from tracing_app.conf import resolve
+
+from .e2e.stack import BROKER_URL
 
 app = Celery("unit", broker="memory://", set_as_current=False)
 app.conf.task_always_eager = False
@@ -89,3 +99,68 @@ def test_uninstalled_integration_creates_no_spans(captured_spans):
         from tracing_app.conf import get_config
 
         celery_signals.integration.install(get_config())
+
+
+# -- beyond one task (issue 4) -------------------------------------------------
+
+
+@pytest.fixture
+def queue_name():
+    name = f"test-celery-{uuid.uuid4().hex[:10]}"
+    yield name
+    with Connection(BROKER_URL) as conn:
+        conn.default_channel.queue_delete(name)
+
+
+def test_send_task_by_name_producer_span_times_the_real_publish(queue_name, captured_spans, monkeypatch):
+    """Upstream instrumentation ends this span before the publish (or makes none for an
+    unregistered task); ours starts before ``Producer._publish`` and ends after it returned."""
+    assert "billing.charge" not in current_app.tasks
+    calls: list[tuple[int, int]] = []
+    original = Producer._publish
+
+    def timed(self, *args, **kwargs):
+        started = time.time_ns()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            calls.append((started, time.time_ns()))
+
+    monkeypatch.setattr(Producer, "_publish", timed)
+    with Connection(BROKER_URL) as conn:
+        Queue(queue_name)(conn.default_channel).declare()
+        result = current_app.send_task("billing.charge", args=[1], queue=queue_name, ignore_result=True)
+        deadline = time.monotonic() + 10
+        while (message := Queue(queue_name)(conn.default_channel).get(no_ack=True)) is None:
+            assert time.monotonic() < deadline, "the task message did not arrive"
+            time.sleep(0.05)
+    [send] = captured_spans.records()
+    [(publish_started, publish_ended)] = calls
+    assert send.name == "send billing.charge" and send.kind == "PRODUCER"
+    assert send.start_ns <= publish_started <= publish_ended <= send.end_ns
+    assert message.headers["id"] == result.id == send.attributes["messaging.message.id"]
+    assert message.headers["traceparent"].startswith(f"00-{send.trace_id}-{send.span_id}-")
+    assert message.headers[SENT_AT_HEADER].isdigit()
+
+
+def test_wait_attributes_separate_the_scheduled_wait_from_the_queue_wait():
+    sent = 1_700_000_000_000_000_000
+    eta = datetime.datetime.fromtimestamp(sent / 1e9 + 60, tz=datetime.UTC)
+    request = type("Request", (), {SENT_AT_HEADER: str(sent), "eta": eta.isoformat()})()
+    started = sent + 62_000_000_000
+    attributes = wait_attributes(request, started)
+    assert attributes["celery.task.scheduled_wait_ms"] == pytest.approx(60_000, abs=0.01)
+    assert attributes["celery.task.queue_wait_ms"] == pytest.approx(2_000, abs=0.01)
+    assert attributes["celery.task.eta"] == eta.isoformat()
+    no_eta = type("Request", (), {SENT_AT_HEADER: str(sent), "eta": None})()
+    assert wait_attributes(no_eta, sent + 5_000_000) == {"celery.task.queue_wait_ms": 5.0}
+    garbage = type("Request", (), {SENT_AT_HEADER: "soon", "eta": "tomorrow"})()
+    assert wait_attributes(garbage, started) == {}
+
+
+def test_new_trace_settings_are_lists_of_names():
+    config = resolve({"CELERY_NEW_TRACE_TASKS": ["reports.*"], "CELERY_NEW_TRACE_QUEUES": "bulk, exports"}, {})
+    assert config.celery_new_trace_tasks == ("reports.*",)
+    assert config.celery_new_trace_queues == ("bulk", "exports")
+    bad = resolve({"CELERY_NEW_TRACE_TASKS": [1]}, {})
+    assert [(p.check_id, p.key) for p in bad.problems] == [("tracing_app.E003", "CELERY_NEW_TRACE_TASKS")]
