@@ -4,7 +4,10 @@ Runs the demo stack as separate processes on embedded backends: a SQLite file
 and kombu's filesystem transport (no server; the task messages carry the same
 headers as over AMQP). ``manage.py tracing_tail`` receives the spans and prints
 each finished trace; the web server (gunicorn) and a Celery worker export to
-it through ``OTEL_EXPORTER_OTLP_ENDPOINT``. A scripted set of requests runs,
+it through ``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the notifications consumer
+(``consume_events``) and the outbox relay (``relay_outbox``), which starts once
+the orders are handled so that each order.created event visibly waited in the
+outbox. A scripted set of requests runs,
 then everything is stopped and the command exits: 0 when every step did what
 it should, 1 otherwise (with the processes' logs).
 
@@ -117,7 +120,10 @@ class Demo:
             return False
 
         # The tail prints straight to this terminal (its stdout is ours after the first line).
-        tail = self.start("tracing_tail", [*manage, "tracing_tail", "--port", "0", "--no-grpc", "--quiet", "1"],
+        # Quiet 5 s: an order's trace is printed whole, with the relay's part (the relay
+        # starts, and boots Django, only after the worker is done); at the end the tail
+        # prints whatever still waits.
+        tail = self.start("tracing_tail", [*manage, "tracing_tail", "--port", "0", "--no-grpc", "--quiet", "5"],
                           self.env(OTEL_SDK_DISABLED="true"), log=False)
         first = tail.popen.stdout.readline()
         found = re.search(r"OTEL_EXPORTER_OTLP_ENDPOINT=(\S+)", first)
@@ -135,6 +141,7 @@ class Demo:
         self.start("worker", [sys.executable, "-m", "celery", "-A", "project", "worker", "-l", "info",
                               "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
                               "--without-heartbeat"], self.env("shop-worker"))
+        self.start("notifications", [*manage, "consume_events"], self.env("shop-notifications"))
         if not self.wait_ready():
             return False
         self.say(f"web at {self.web_url}, worker running; sending requests")
@@ -199,7 +206,28 @@ class Demo:
             checks.append(final == "rejected")
         if checks[0]:
             checks.append(self.request("GET", f"/api/orders/{order['id']}/")[0] == 200)
+        checks.append(self.relay_events(checks[:2].count(True)))
         return all(checks)
+
+    def relay_events(self, expected: int, timeout: float = 60.0) -> bool:
+        """Start the outbox relay; wait until the consumer wrote a notification per order."""
+        notifications = next(c for c in self.children if c.name == "notifications")
+        deadline = time.monotonic() + timeout
+        while "consuming from" not in notifications.log.read_text(errors="replace"):  # its queue is bound
+            if time.monotonic() > deadline or notifications.popen.poll() is not None:
+                self.say("the notifications consumer did not start")
+                return False
+            time.sleep(0.2)
+        self.start("relay", [sys.executable, "manage.py", "relay_outbox"], self.env("shop-relay"))
+        while time.monotonic() < deadline:
+            with sqlite3.connect(self.data_dir / "shop.sqlite3", timeout=20) as conn:
+                (count,) = conn.execute("select count(*) from notifications_notification").fetchone()
+            if count >= expected:
+                self.say(f"relay published the order.created events; {count} notification(s) written")
+                return True
+            time.sleep(0.2)
+        self.say("the order.created events did not reach the notifications consumer")
+        return False
 
     def stop(self) -> None:
         # Web and worker first (their shutdown flushes spans to the tail), the tail last

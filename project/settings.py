@@ -86,6 +86,8 @@ CELERY_TASK_IGNORE_RESULT = True
 # order.* events: written to tracing_app's outbox with the order, published by
 # `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).
 EVENTS_BROKER_URL = os.environ.get("EVENTS_BROKER_URL", CELERY_BROKER_URL)
+EVENTS_BROKER_TRANSPORT_OPTIONS = globals().get("CELERY_BROKER_TRANSPORT_OPTIONS", {}) \
+    if EVENTS_BROKER_URL == CELERY_BROKER_URL else {}
 EVENTS_EXCHANGE = os.environ.get("EVENTS_EXCHANGE", "shop.events")
 NOTIFICATIONS_QUEUE = os.environ.get("NOTIFICATIONS_QUEUE", "notifications")
 

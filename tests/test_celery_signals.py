@@ -5,7 +5,7 @@ import time
 import uuid
 
 import pytest
-from celery import Celery, current_app
+from celery import Celery
 from kombu import Connection, Queue
 from kombu.messaging import Producer
 
@@ -13,7 +13,7 @@ from tracing_app import celery_signals, get_tracer
 from tracing_app.celery_signals import SENT_AT_HEADER, wait_attributes
 from tracing_app.conf import resolve
 
-from .e2e.stack import BROKER_URL
+from .e2e.stack import BROKER_URL, backends
 
 app = Celery("unit", broker="memory://", set_as_current=False)
 app.conf.task_always_eager = False
@@ -108,14 +108,17 @@ def test_uninstalled_integration_creates_no_spans(captured_spans):
 def queue_name():
     name = f"test-celery-{uuid.uuid4().hex[:10]}"
     yield name
-    with Connection(BROKER_URL) as conn:
-        conn.default_channel.queue_delete(name)
+    if backends().broker == "rabbitmq":
+        with Connection(BROKER_URL) as conn:
+            conn.default_channel.queue_delete(name)
 
 
 def test_send_task_by_name_producer_span_times_the_real_publish(queue_name, captured_spans, monkeypatch):
     """Upstream instrumentation ends this span before the publish (or makes none for an
     unregistered task); ours starts before ``Producer._publish`` and ends after it returned."""
-    assert "billing.charge" not in current_app.tasks
+    url = BROKER_URL if backends().broker == "rabbitmq" else "memory://"
+    web = Celery("web", broker=url, set_as_current=False)  # the task is not registered here
+    assert "billing.charge" not in web.tasks
     calls: list[tuple[int, int]] = []
     original = Producer._publish
 
@@ -127,9 +130,9 @@ def test_send_task_by_name_producer_span_times_the_real_publish(queue_name, capt
             calls.append((started, time.time_ns()))
 
     monkeypatch.setattr(Producer, "_publish", timed)
-    with Connection(BROKER_URL) as conn:
+    with web.connection_for_write() as conn:
         Queue(queue_name)(conn.default_channel).declare()
-        result = current_app.send_task("billing.charge", args=[1], queue=queue_name, ignore_result=True)
+        result = web.send_task("billing.charge", args=[1], queue=queue_name, ignore_result=True)
         deadline = time.monotonic() + 10
         while (message := Queue(queue_name)(conn.default_channel).get(no_ack=True)) is None:
             assert time.monotonic() < deadline, "the task message did not arrive"

@@ -15,14 +15,17 @@ from tracing_app.models import OutboxEvent
 from tracing_app.outbox import OutboxError, relay_pending, write_event
 from tracing_app.testing import Expect, assert_trace
 
-from .e2e.stack import BROKER_URL
+from .e2e.stack import BROKER_URL, backends
+
+# RabbitMQ when reachable, else kombu's in-memory transport (same exchange routing, in this process).
+EVENTS_URL = BROKER_URL if backends().broker == "rabbitmq" else "memory://"
 
 
 @pytest.fixture
 def events() -> Iterator[tuple[Connection, str, Queue]]:
     """A connection, an exchange name and a queue bound to it, all of this test's own."""
     name = f"test-outbox-{uuid.uuid4().hex[:10]}"
-    with Connection(BROKER_URL, transport_options={"confirm_publish": True}) as conn:
+    with Connection(EVENTS_URL, transport_options={"confirm_publish": True}) as conn:
         queue = Queue(name, Exchange(name, "topic", durable=True), routing_key="#", auto_delete=False)
         queue(conn.default_channel).declare()
         try:

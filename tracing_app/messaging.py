@@ -111,10 +111,19 @@ def header_problem(headers: Any) -> str:
     return ""
 
 
+def messaging_system(channel: Any) -> str:
+    """``rabbitmq`` for AMQP connections, else kombu's transport name (``filesystem``, ``memory``, ``redis``)."""
+    try:
+        driver = channel.connection.client.transport.driver_type
+    except AttributeError:
+        return SYSTEM
+    return SYSTEM if driver in ("amqp", None) else str(driver)
+
+
 def message_attributes(operation: str, exchange: str, routing_key: str, message_id: str | None,
-                       body_size: int | None) -> dict[str, Any]:
+                       body_size: int | None, system: str = SYSTEM) -> dict[str, Any]:
     attributes: dict[str, Any] = {
-        ATTR_SYSTEM: SYSTEM,
+        ATTR_SYSTEM: system,
         ATTR_OPERATION_TYPE: operation,
         ATTR_OPERATION_NAME: operation,
         ATTR_DESTINATION: exchange or "amq.default",
@@ -151,7 +160,8 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
     if message_id:
         kwargs["message_id"] = message_id
-    span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size)
+    span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
+                                         messaging_system(getattr(producer, "channel", None)))
     span_attributes.update(attributes or {})
     span = provider.get_tracer().start_span(
         f"send {routing_key or exchange_name}", context=parent, kind=SpanKind.PRODUCER, links=links,
@@ -196,7 +206,8 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
     span = provider.get_tracer().start_span(
         f"process {name or routing_key or 'message'}", context=parent, kind=SpanKind.CONSUMER,
         attributes=message_attributes("process", str(delivery.get("exchange") or ""), routing_key, message_id,
-                                      len(body) if isinstance(body, (bytes, str)) else None),
+                                      len(body) if isinstance(body, (bytes, str)) else None,
+                                      messaging_system(getattr(message, "channel", None))),
     )
     # Baggage from the headers travels on with the span.
     token = context.attach(trace.set_span_in_context(span, parent))

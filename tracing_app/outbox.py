@@ -112,13 +112,14 @@ def relay_pending(broker: Any, batch_size: int = 100, exchange_type: str = DEFAU
 
 def run_relay(broker_url: str, *, interval: float = 0.5, batch_size: int = 100,
               exchange_type: str = DEFAULT_EXCHANGE_TYPE, once: bool = False,
-              stop: threading.Event | None = None) -> int:
+              stop: threading.Event | None = None, transport_options: Mapping[str, Any] | None = None) -> int:
     """Relay until ``stop`` is set (or one pass with ``once``). Survives broker and database outages."""
     from kombu import Connection
 
     stop = stop or threading.Event()
     total = 0
-    connection = Connection(broker_url, transport_options={"confirm_publish": True})
+    # Publisher confirms: an event is marked published only once the broker has it.
+    connection = Connection(broker_url, transport_options={**(transport_options or {}), "confirm_publish": True})
     try:
         while not stop.is_set():
             try:

@@ -205,6 +205,16 @@ def make_database(chosen: Backends) -> Database | SqliteDatabase:
     return (SqliteDatabase(name) if chosen.database == "sqlite" else Database(name)).create()
 
 
+def require_real_services(what: str) -> Backends:
+    """Backends for a test that is about PostgreSQL or RabbitMQ themselves: it fails, never skips, without them."""
+    chosen = backends()
+    if chosen.database != "postgresql" or chosen.broker != "rabbitmq":
+        import pytest
+
+        pytest.fail(f"{what} needs PostgreSQL and RabbitMQ; {chosen.summary()}", pytrace=False)
+    return chosen
+
+
 def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
     return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 

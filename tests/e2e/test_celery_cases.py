@@ -18,16 +18,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from celery import chain, current_app, group
+from celery import Celery, chain, group
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from tracing_app import get_tracer
 from tracing_app.receiver import OTLPReceiver
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
-from .stack import Database, Stack, delete_queues, run_id
+from .stack import BROKER_URL, Stack, make_broker, make_database, require_real_services, run_id
 
 pytestmark = pytest.mark.services
+
+# The test process publishes through an app of its own (the test settings' broker is in memory).
+publisher = Celery("e2e-publisher", broker=BROKER_URL, set_as_current=False)
 
 
 class CeleryStack:
@@ -41,11 +44,11 @@ class CeleryStack:
     # their own queries to the worker's spans.
     def sig(self, name: str, *args: object, ignore_result: bool = True, **options: object):
         options.setdefault("queue", self.queue)
-        return current_app.signature(name, args=args, options={"ignore_result": ignore_result, **options})
+        return publisher.signature(name, args=args, options={"ignore_result": ignore_result, **options})
 
     def send(self, name: str, *args: object, ignore_result: bool = True, **options: object):
         options.setdefault("queue", self.queue)
-        return current_app.send_task(name, args=args, ignore_result=ignore_result, **options)
+        return publisher.send_task(name, args=args, ignore_result=ignore_result, **options)
 
     def trace(self, captured, trace_id: str, expected: Expect) -> list:
         """The spans of ``trace_id`` from both processes, once as many as ``expected`` has arrived."""
@@ -66,9 +69,10 @@ def captured_in(captured, trace_id: str) -> list:
 
 @pytest.fixture(scope="module")
 def celery_stack() -> Iterator[CeleryStack]:
+    chosen = require_real_services("Celery canvas, retries and ETA on a real broker")
     with OTLPReceiver() as otlp:
-        database = Database(f"e2e_{run_id()}").create()
-        stack = Stack(database, f"e2e-{run_id()}", otlp.endpoint)
+        database, broker = make_database(chosen), make_broker(chosen)
+        stack = Stack(database, broker, f"e2e-{run_id()}", otlp.endpoint)
         bulk_queue = f"{stack.queue}.bulk"
         try:
             migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
@@ -83,7 +87,7 @@ def celery_stack() -> Iterator[CeleryStack]:
         finally:
             stack.stop()
             print(stack.logs())
-            delete_queues(stack.queue, bulk_queue)
+            broker.cleanup(stack.queue, bulk_queue)
             database.drop()
 
 
@@ -100,7 +104,7 @@ def span_named(spans, name: str, **attributes):
 
 
 def test_send_task_by_name_propagates_to_the_worker(celery_stack, captured_spans):
-    assert "e2e.add" not in current_app.tasks, "published by name, as from a web process"
+    assert "e2e.add" not in publisher.tasks, "published by name, as from a web process"
     with root_span("test") as root:
         celery_stack.send("e2e.add", 2, 3, ignore_result=False)
     expected = Expect("test", children=[

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from kombu import Connection, Exchange
 
 from tracing_app import get_tracer
@@ -13,13 +14,18 @@ from tracing_app.messaging import publish
 from tracing_app.testing import Expect, assert_trace
 
 from .proxy import TcpProxy
-from .stack import BROKER_URL
+from .stack import BROKER_URL, require_real_services
 
 HANDLED = [
     Expect("SELECT notifications_notification", kind="CLIENT", service="shop-notifications"),
     Expect("INSERT notifications_notification", kind="CLIENT", service="shop-notifications"),
 ]
 WARNING = "has no usable trace context"
+
+
+@pytest.fixture(autouse=True)
+def rabbitmq():
+    require_real_services("raw AMQP headers and a broker restart")
 
 
 def send_raw(stack, headers: dict | None, message_id: str, url: str = BROKER_URL) -> None:

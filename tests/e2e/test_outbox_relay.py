@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from kombu import Connection, Exchange, Queue
 
-from .stack import BROKER_URL
+from .stack import BROKER_URL, require_real_services
 
 EVENTS = 1000
 
 
 def test_two_relays_never_publish_the_same_event_twice(stack):
+    require_real_services("SELECT ... FOR UPDATE SKIP LOCKED")
     exchange = Exchange(stack.events_exchange, "topic", durable=True)
     queue = Queue(stack.notifications_queue, exchange, routing_key="#", durable=True)
     with Connection(BROKER_URL) as conn:

@@ -28,13 +28,18 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        broker_url = (options["broker_url"] or get_config().outbox_broker_url
-                      or getattr(settings, "CELERY_BROKER_URL", "") or "amqp://guest:guest@localhost:5672//")
+        broker_url = options["broker_url"] or get_config().outbox_broker_url
+        transport_options = {}
+        if not broker_url:
+            # The Celery broker, with its transport options (the embedded demo's folders).
+            broker_url = getattr(settings, "CELERY_BROKER_URL", "") or "amqp://guest:guest@localhost:5672//"
+            transport_options = dict(getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {})
         self.stdout.write(f"relay_outbox: publishing to {broker_url.rpartition('@')[2]}", ending="\n")
         self.stdout.flush()
         try:
             total = run_relay(broker_url, interval=options["interval"], batch_size=options["batch_size"],
-                              exchange_type=options["exchange_type"], once=options["once"], stop=stop)
+                              exchange_type=options["exchange_type"], once=options["once"], stop=stop,
+                              transport_options=transport_options)
         finally:
             force_flush()
         self.stdout.write(f"relay_outbox: published {total} event(s)")

@@ -18,7 +18,8 @@ class Command(BaseCommand):
     help = "Consume order events from RabbitMQ and write notifications."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with Connection(settings.EVENTS_BROKER_URL) as connection:
+        with Connection(settings.EVENTS_BROKER_URL,
+                        transport_options=settings.EVENTS_BROKER_TRANSPORT_OPTIONS) as connection:
             consumer = EventConsumer(connection)
 
             def stop(*_: Any) -> None:
