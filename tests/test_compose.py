@@ -98,3 +98,11 @@ def test_collector_config_is_one_traces_pipeline_from_otlp_to_jaeger():
     volume = SERVICES["otel-collector"]["volumes"][0]
     assert volume.startswith("./deploy/otel-collector.yaml:")
     assert volume.split(":")[1] in " ".join(SERVICES["otel-collector"]["command"])
+
+
+def test_relay_starts_after_the_notifications_queue_is_bound():
+    assert {"notifications", "relay"} <= APP_SERVICES
+    assert SERVICES["notifications"]["command"] == "python manage.py consume_events"
+    assert SERVICES["relay"]["command"] == "python manage.py relay_outbox"
+    assert SERVICES["relay"]["depends_on"]["notifications"]["condition"] == "service_healthy"
+    assert "queue_declare(queue='notifications', passive=True)" in SERVICES["notifications"]["healthcheck"]["test"][-1]

@@ -22,18 +22,24 @@ Outgoing calls ask ``should_propagate(host)`` before sending trace context
 (``tracing_app.propagation``). Log records carry ``trace_id``/``span_id``: use
 ``tracing_app.logs.TextFormatter`` or ``JsonFormatter`` in ``LOGGING``.
 
+Messages outside Celery: ``tracing_app.messaging.publish()`` and ``consuming()``
+trace raw kombu messages through ``KombuHeadersCarrier`` (AMQP headers). The
+transactional outbox: ``tracing_app.outbox.write_event()`` inside
+``transaction.atomic()``, published by ``manage.py relay_outbox``.
+
 The names below are the public API; everything else may change.
 """
 
 from .business import business_context
 from .conf import TracingConfig, get_config
 from .lifecycle import start, stop
+from .messaging import KombuHeadersCarrier
 from .propagation import should_propagate
 from .provider import force_flush, get_tracer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "TracingConfig", "__version__", "business_context", "force_flush", "get_config", "get_tracer",
-    "should_propagate", "start", "stop",
+    "KombuHeadersCarrier", "TracingConfig", "__version__", "business_context", "force_flush", "get_config",
+    "get_tracer", "should_propagate", "start", "stop",
 ]
