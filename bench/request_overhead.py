@@ -4,7 +4,8 @@ The demo's ``POST /api/orders/`` (an ORM insert and a Celery publish to RabbitMQ
 and ``GET /api/orders/<id>/`` against gunicorn with one sync worker and real
 PostgreSQL, in five modes served side by side, one gunicorn each:
 
-- untraced: ``tracing_app`` not installed (``bench.settings_untraced``);
+- untraced: no tracing middleware, ``tracing_app`` disabled (installed only for the
+  outbox table the demo writes to; ``bench.settings_untraced``);
 - disabled: installed, ``OTEL_SDK_DISABLED=true``;
 - sampled 0%: installed, exporting, ratio sampler at 0;
 - sampled 100%: installed, every request traced and exported over OTLP/HTTP;
