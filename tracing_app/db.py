@@ -77,6 +77,8 @@ def _keep_identifiers(match: re.Match[str]) -> str:
 def normalize_sql(sql: str, backslash_escapes: bool = False) -> str:
     """``sql`` with every inline literal replaced by ``?``. Cached: ORM statements repeat."""
     return (_LITERALS_BACKSLASH if backslash_escapes else _LITERALS).sub(_keep_identifiers, sql)
+
+
 @contextlib.contextmanager
 def untraced() -> Iterator[None]:
     """Queries inside the block get no span (tracing_app's own bookkeeping: outbox
