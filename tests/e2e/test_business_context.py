@@ -1,5 +1,6 @@
-"""Business context, log correlation and privacy across gunicorn, RabbitMQ and a Celery
-prefork worker, checked on the OTLP bytes the processes export."""
+"""Business context, log correlation and privacy across gunicorn, RabbitMQ, a Celery
+prefork worker, the outbox relay and the notifications consumer (raw kombu), checked
+on the OTLP bytes the processes export."""
 
 import json
 import re
@@ -17,9 +18,11 @@ def trace_id_in(line):
     return match.group(1)
 
 
-def test_tenant_reaches_every_span_and_log_line_in_web_and_worker(stack, otlp):
+def test_tenant_reaches_every_span_and_log_line_in_web_worker_relay_and_consumer(stack, otlp):
     web = stack.start_web()
     worker = stack.start_worker("-P", "prefork", "-c", "1")
+    stack.start_consumer().wait_output("consuming from")
+    stack.start_relay()
     # The client also claims another tenant in baggage: the trust boundary drops it.
     status, headers, body = web.request("POST", "/api/orders/", json.dumps({"sku": "widget", "quantity": 1}).encode(),
                                         headers={**ALICE, "baggage": "tenant.id=globex,enduser.id=1"})
@@ -27,10 +30,11 @@ def test_tenant_reaches_every_span_and_log_line_in_web_and_worker(stack, otlp):
     order_id = json.loads(body)["id"]
     trace_id = headers["traceresponse"].split("-")[1]
 
-    spans = otlp.wait_for(lambda spans: {"process inventory.reserve_stock", "process orders.send_confirmation"}
+    spans = otlp.wait_for(lambda spans: {"process inventory.reserve_stock", "process orders.send_confirmation",
+                                         "send order.created", "process order.created"}
                           <= {s.name for s in spans if s.trace_id == trace_id})
     trace = [s for s in spans if s.trace_id == trace_id]
-    assert {s.service for s in trace} == {"shop-web", "shop-worker"}
+    assert {s.service for s in trace} == {"shop-web", "shop-worker", "shop-relay", "shop-notifications"}
     worker_spans = [s for s in trace if s.service == "shop-worker"]
     assert len(worker_spans) >= 6  # two task runs and their queries
     for span in trace:
