@@ -77,6 +77,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_folder / "control"),
         "polling_interval": 0.1,
     }
+    # Celery's loop for polling transports waits up to 2 s in drain_events while the
+    # worker's prefetch is full; with one message of headroom the next task is
+    # already there when a pool process frees up.
+    CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 # Keep Django's LOGGING (with trace ids) in the worker instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Results only where a task asks for them (chords do); the shop's tasks store none.

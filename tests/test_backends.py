@@ -52,20 +52,30 @@ def test_embedded_on_purpose_does_not_probe(probes, monkeypatch):
     assert stack.backends().embedded
 
 
-def run_pytest(**env: str) -> subprocess.CompletedProcess:
+def run_pytest(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "TRACING_"))}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_waterfall.py"],
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
                           cwd=stack.ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=300)
 
 
 def test_a_run_without_services_passes_and_its_summary_names_the_embedded_backends():
-    result = run_pytest(**DEAD)
+    result = run_pytest("tests/test_waterfall.py", **DEAD)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "tracing_app backends" in result.stdout
     assert "database: SQLite (embedded); broker: kombu filesystem transport (embedded)" in result.stdout
 
 
 def test_a_run_without_services_fails_when_they_are_required():
-    result = run_pytest(TRACING_REQUIRE_SERVICES="1", **DEAD)
+    result = run_pytest("tests/test_waterfall.py", TRACING_REQUIRE_SERVICES="1", **DEAD)
     assert result.returncode != 0
     assert "TRACING_REQUIRE_SERVICES=1 but PostgreSQL is unreachable" in result.stdout + result.stderr
+
+
+def test_tests_that_measure_the_real_services_are_listed_not_run_on_embedded_backends():
+    """Relies on the benchmarks' smoke tests, the ones marked ``services``."""
+    result = run_pytest("-m", "services", "tests", **DEAD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test(s) need the real services and did not run:" in result.stdout
+    assert "needs the real PostgreSQL and RabbitMQ" in result.stdout
+    required = run_pytest("-m", "services", "tests", TRACING_EMBEDDED="1", TRACING_REQUIRE_SERVICES="1")
+    assert required.returncode == 1 and "needs the real PostgreSQL and RabbitMQ" in required.stdout
