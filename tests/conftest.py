@@ -1,30 +1,17 @@
-import os
-
-import pytest
-
 pytest_plugins = ["tracing_app.testing"]
-
-NEEDS_SERVICES: list[str] = []  # services tests that did not run, for the terminal summary
 
 
 def pytest_runtest_setup(item):
-    """``@pytest.mark.services``: the test measures the real PostgreSQL and RabbitMQ
-    (benchmarks), so the embedded backends cannot stand in. When the run fell back to
-    them it does not run, and the summary lists it; under TRACING_REQUIRE_SERVICES=1
-    (CI) it fails instead."""
-    from tests.e2e.stack import backends
+    """``@pytest.mark.services``: see ``tests.e2e.stack.require_real_services``."""
+    from tests.e2e.stack import require_real_services
 
-    if item.get_closest_marker("services") and backends().why:
-        reason = "needs the real PostgreSQL and RabbitMQ: " + "; ".join(backends().why)
-        if os.environ.get("TRACING_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason, pytrace=False)
-        NEEDS_SERVICES.append(item.nodeid)
-        pytest.skip(reason)
+    if item.get_closest_marker("services"):
+        require_real_services(item.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter):
     """Say which backends the end-to-end tests ran on: a green run on SQLite is not one on PostgreSQL."""
-    from tests.e2e.stack import USED, backends
+    from tests.e2e.stack import NEEDS_SERVICES, USED, backends
 
     terminalreporter.section("tracing_app backends")
     terminalreporter.write_line(f"run default: {backends().summary()}")

@@ -205,14 +205,24 @@ def make_database(chosen: Backends) -> Database | SqliteDatabase:
     return (SqliteDatabase(name) if chosen.database == "sqlite" else Database(name)).create()
 
 
-def require_real_services(what: str) -> Backends:
-    """Backends for a test that is about PostgreSQL or RabbitMQ themselves: it fails, never skips, without them."""
-    chosen = backends()
-    if chosen.database != "postgresql" or chosen.broker != "rabbitmq":
-        import pytest
+NEEDS_SERVICES: list[str] = []  # tests that did not run for want of the real servers, for the summary
 
-        pytest.fail(f"{what} needs PostgreSQL and RabbitMQ; {chosen.summary()}", pytrace=False)
-    return chosen
+
+def require_real_services(what: str) -> Backends:
+    """Backends for a test that is about PostgreSQL or RabbitMQ themselves (SKIP LOCKED, AMQP
+    specifics, benchmarks): the embedded backends cannot stand in. Without the real servers
+    the test does not run and the run's summary lists it; under TRACING_REQUIRE_SERVICES=1
+    (CI) it fails instead."""
+    import pytest
+
+    chosen = backends()
+    if chosen.database == "postgresql" and chosen.broker == "rabbitmq":
+        return chosen
+    reason = f"{what} needs the real PostgreSQL and RabbitMQ (this run: {chosen.database}, {chosen.broker})"
+    if os.environ.get("TRACING_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason, pytrace=False)
+    NEEDS_SERVICES.append(os.environ.get("PYTEST_CURRENT_TEST", what).rpartition(" ")[0] or what)
+    pytest.skip(reason)
 
 
 def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
