@@ -48,4 +48,12 @@ def test_orphans_start_their_own_tree_and_short_spans_get_one_bar_cell():
                                                      end=50_000_001)]
     lines = render_waterfall(spans, bar_width=10).splitlines()
     assert lines[1].split("|")[1] == "█" * 10
-    assert lines[2].startswith("  web            orphan [INTERNAL]") and lines[2].split("|")[1] == "     █    "
+    assert lines[2].startswith("  web                  orphan [INTERNAL]") and lines[2].split("|")[1] == "     █    "
+
+
+def test_columns_line_up_whatever_the_length_of_names():
+    spans = [record("root", end=10_000_000),
+             record("x" * 60, span_id="s2", parent_id="s1", service="shop-notifications")]
+    lines = render_waterfall(spans).splitlines()[1:]
+    assert len({line.index("|") for line in lines}) == 1, lines
+    assert "shop-notifications " in lines[1]

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from .spans import Node, SpanRecord, build_trees
 
 BAR_WIDTH = 30
-SERVICE_WIDTH = 14
-NAME_WIDTH = 46
+SERVICE_WIDTH = 20
+MIN_NAME_WIDTH = 46
 MAX_REMEMBERED = 10_000  # printed trace ids kept to label late spans "(continued)"
 
 
@@ -80,20 +80,24 @@ def render_waterfall(spans: Sequence[SpanRecord], bar_width: int = BAR_WIDTH, co
     )
     lines = [title]
 
+    rows: list[tuple[SpanRecord, str]] = []
+
     def walk(node: Node, depth: int) -> None:
-        span = node.span
-        label = "  " * depth + f"{span.name} [{span.kind}]"
-        mark = "!" if span.error else " "
-        line = (f"{mark} {span.service[:SERVICE_WIDTH]:<{SERVICE_WIDTH}} {label:<{NAME_WIDTH}} "
-                f"{_duration(span.duration_ms):>10} |{_bar(span, start_ns, total_ns, bar_width)}|")
-        if span.error:
-            line += f" ERROR {span.status_message}".rstrip()
-        lines.append(line)
+        rows.append((node.span, "  " * depth + f"{node.span.name} [{node.span.kind}]"))
         for child in node.children:
             walk(child, depth + 1)
 
     for root in build_trees(spans):
         walk(root, 0)
+    # The name column fits this trace's longest label, so durations and bars line up.
+    name_width = max(MIN_NAME_WIDTH, *(len(label) for _, label in rows))
+    for span, label in rows:
+        line = (f"{'!' if span.error else ' '} {span.service[:SERVICE_WIDTH]:<{SERVICE_WIDTH}} "
+                f"{label:<{name_width}} {_duration(span.duration_ms):>10} "
+                f"|{_bar(span, start_ns, total_ns, bar_width)}|")
+        if span.error:
+            line += f" ERROR {span.status_message}".rstrip()
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from tests.e2e.test_order_trace import ORDER_TRACE
 
 ROOT = Path(__file__).resolve().parents[2]
-LINE = re.compile(r"^(?P<error>[ !]) (?P<service>.{14}) (?P<indent> *)(?P<name>.+?) \[(?P<kind>\w+)\]\s+[\d.]+ m?s \|")
+LINE = re.compile(r"^(?P<error>[ !]) (?P<service>.{20}) (?P<indent> *)(?P<name>.+?) \[(?P<kind>\w+)\]\s+[\d.]+ m?s \|")
 
 
 def parse_traces(output: str) -> dict[str, list[tuple[int, str, str, str]]]:
@@ -31,8 +31,7 @@ def parse_traces(output: str) -> dict[str, list[tuple[int, str, str, str]]]:
 
 
 def flatten(expect, depth=0):
-    # The waterfall's service column is 14 characters wide (shop-notifications is cut).
-    yield depth, expect.service[:14], expect.name, expect.kind
+    yield depth, expect.service, expect.name, expect.kind
     for child in expect.children:
         yield from flatten(child, depth + 1)
 
