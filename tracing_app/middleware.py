@@ -262,15 +262,19 @@ class TracingMiddleware:
              exc: BaseException | None) -> None:
         match = getattr(request, "resolver_match", None)
         route = getattr(match, "route", None)
+        # One set_attributes call: the SDK takes the span's lock once, not per attribute.
+        ending: dict[str, Any] = {}
         if route:
             span.update_name(f"{method} {route}")
-            span.set_attribute(ATTR_ROUTE, route)
+            ending[ATTR_ROUTE] = route
         if response is not None:
-            span.set_attribute(ATTR_STATUS, response.status_code)
-            if response.status_code >= 500:
-                if not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
-                    span.set_attribute(ATTR_ERROR_TYPE, str(response.status_code))
-                span.set_status(Status(StatusCode.ERROR))
+            ending[ATTR_STATUS] = response.status_code
+        if ending:
+            span.set_attributes(ending)
+        if response is not None and response.status_code >= 500:
+            if not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
+                span.set_attribute(ATTR_ERROR_TYPE, str(response.status_code))
+            span.set_status(Status(StatusCode.ERROR))
         if exc is not None:
             span.record_exception(exc)
             span.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
