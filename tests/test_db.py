@@ -3,11 +3,13 @@ or SQLite where PostgreSQL cannot be reached (see tests/settings.py)."""
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from opentelemetry import trace
+from opentelemetry.sdk.trace import sampling
 
 from apps.inventory.models import Stock
 from apps.orders.models import Order
 from tracing_app import db, get_tracer
-from tracing_app.testing import Expect, assert_trace
+from tracing_app.testing import Expect, assert_trace, capture_spans
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +81,36 @@ def test_uninstalled_integration_traces_nothing(captured_spans):
 ])
 def test_describe_finds_operation_and_table(sql, expected):
     assert db.describe(sql) == expected
+
+
+def _current_span_inside_query():
+    """The span that is current while the driver runs a query (a user wrapper inside ours sees it)."""
+    seen = []
+
+    def spy(execute, sql, params, many, context):
+        seen.append(trace.get_current_span())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        list(Stock.objects.filter(sku="widget"))
+    return seen[0]
+
+
+UNSAMPLED_PARENT = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=True))
+
+
+def test_query_under_an_unsampled_parent_creates_no_span_with_a_parent_based_sampler():
+    with capture_spans(sampler=sampling.ParentBased(sampling.ALWAYS_ON)) as spans:
+        with trace.use_span(UNSAMPLED_PARENT):
+            inside = _current_span_inside_query()
+    # No child span (not even a non-recording one) was made: the query runs under the parent.
+    assert inside is UNSAMPLED_PARENT
+    assert spans.names() == []
+
+
+def test_query_under_an_unsampled_parent_is_still_traced_when_the_sampler_ignores_parents():
+    with capture_spans(sampler=sampling.ALWAYS_ON) as spans:
+        with trace.use_span(UNSAMPLED_PARENT):
+            inside = _current_span_inside_query()
+    assert inside is not UNSAMPLED_PARENT
+    assert spans.names() == ["SELECT inventory_stock"]
