@@ -167,3 +167,39 @@ def test_new_trace_settings_are_lists_of_names():
     assert config.celery_new_trace_queues == ("bulk", "exports")
     bad = resolve({"CELERY_NEW_TRACE_TASKS": [1]}, {})
     assert [(p.check_id, p.key) for p in bad.problems] == [("tracing_app.E003", "CELERY_NEW_TRACE_TASKS")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_publish_in_a_request_joins_the_request_trace(client, captured_spans):
+    """The demo's view publishes reserve_stock in transaction.on_commit: after the COMMIT, in the request's trace."""
+    from apps.inventory.models import Stock
+    from tracing_app.testing import Expect, assert_trace
+
+    Stock.objects.update_or_create(sku="widget", defaults={"quantity": 5})
+    captured_spans.clear()
+    response = client.post("/api/orders/", {"sku": "widget", "quantity": 1}, content_type="application/json")
+    assert response.status_code == 201
+    assert_trace(captured_spans.records(), Expect("POST api/orders/", kind="SERVER", children=[
+        Expect("SELECT inventory_stock", kind="CLIENT"),
+        Expect("INSERT orders_order", kind="CLIENT"),
+        Expect("INSERT tracing_app_outboxevent", kind="CLIENT"),
+        Expect("send inventory.reserve_stock", kind="PRODUCER"),
+    ]))
+
+
+@pytest.mark.django_db
+def test_chord_header_runs_are_popped_once_and_stale_ones_forgotten(captured_spans):
+    from tracing_app.celery_signals import pop_chord_header_runs, record_chord_header_run
+    from tracing_app.models import ChordHeaderRun
+
+    record_chord_header_run("g1", "t1", "00-" + "a" * 32 + "-" + "1" * 16 + "-01")
+    record_chord_header_run("g1", "t1", "00-" + "a" * 32 + "-" + "2" * 16 + "-01")  # t1 retried: last attempt wins
+    record_chord_header_run("g1", "t2", "00-" + "a" * 32 + "-" + "3" * 16 + "-01")
+    record_chord_header_run("abandoned", "t9", "00-" + "a" * 32 + "-" + "9" * 16 + "-01")
+    ChordHeaderRun.objects.filter(group_id="abandoned").update(
+        created_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    assert [tp.split("-")[2] for tp in pop_chord_header_runs("g1")] == ["2" * 16, "3" * 16]
+    assert pop_chord_header_runs("g1") == []
+    assert not ChordHeaderRun.objects.exists(), "the abandoned chord's row is gone too"
+    own_queries = ["UPDATE tracing_app_chordheaderrun", "SELECT tracing_app_chordheaderrun"]
+    assert captured_spans.names() == own_queries, "the bookkeeping queries are not traced"

@@ -78,6 +78,7 @@ PREVIOUS_ATTEMPT_HEADER = "tracing_app_previous_attempt"
 CHORD_LINKS_HEADER = "tracing_app_chord_links"
 SENT_AT_HEADER = "tracing_app_sent_ns"
 MAX_CHORD_LINKS = 128
+CHORD_RUN_MAX_AGE = datetime.timedelta(days=1)
 
 _W3C = TraceContextTextMapPropagator()
 
@@ -407,6 +408,8 @@ def record_chord_header_run(group_id: str, task_id: str, traceparent: str) -> No
 
 def pop_chord_header_runs(group_id: str) -> list[str]:
     """The header spans of chord ``group_id`` (each task once, its last attempt), forgotten afterwards."""
+    from django.utils import timezone
+
     from .db import untraced
     from .models import ChordHeaderRun
 
@@ -414,6 +417,8 @@ def pop_chord_header_runs(group_id: str) -> list[str]:
         runs = ChordHeaderRun.objects.filter(group_id=group_id)
         rows = list(runs.order_by("id").values_list("task_id", "traceparent"))
         runs.delete()
+        # Chords whose callback never ran (a header failed) leave rows behind: forget them after a day.
+        ChordHeaderRun.objects.filter(created_at__lt=timezone.now() - CHORD_RUN_MAX_AGE).delete()
     latest = dict(rows)  # a retried header task: its last attempt wins
     return list(latest.values())[:MAX_CHORD_LINKS]
 
