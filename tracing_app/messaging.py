@@ -91,24 +91,30 @@ class KombuHeadersCarrier(Getter[Mapping[str, Any]], Setter[dict]):
 CARRIER = KombuHeadersCarrier()
 
 
-def header_problem(headers: Any) -> str:
-    """Why ``headers`` carry no usable trace context, or "" when they do."""
+def extract(headers: Any) -> tuple[context.Context, str]:
+    """(the context in ``headers``, "") or (an empty context, why ``headers`` carry no usable one)."""
     if not isinstance(headers, Mapping) or TRACEPARENT not in headers:
-        return "no traceparent header"
+        return context.Context(), "no traceparent header"
     for key in propagate.get_global_textmap().fields:
         if key not in headers:
             continue
         value = headers[key]
         if not isinstance(value, str):
-            return f"header {key!r} is a {type(value).__name__}, not a string"
+            return context.Context(), f"header {key!r} is a {type(value).__name__}, not a string"
         if len(value) > MAX_HEADER_CHARS:
-            return f"header {key!r} is {len(value)} characters long (at most {MAX_HEADER_CHARS})"
+            return context.Context(), f"header {key!r} is {len(value)} characters long (at most {MAX_HEADER_CHARS})"
     traceparent = headers[TRACEPARENT].strip().lower()
     if not TRACEPARENT_FORMAT.match(traceparent) or traceparent.startswith("ff"):
-        return f"traceparent {headers[TRACEPARENT][:80]!r} is malformed"
-    if not trace.get_current_span(propagate.extract(headers, getter=CARRIER)).get_span_context().is_valid:
-        return f"traceparent {headers[TRACEPARENT][:80]!r} is not a valid span context"
-    return ""
+        return context.Context(), f"traceparent {headers[TRACEPARENT][:80]!r} is malformed"
+    found = propagate.extract(headers, getter=CARRIER, context=context.Context())
+    if not trace.get_current_span(found).get_span_context().is_valid:
+        return context.Context(), f"traceparent {headers[TRACEPARENT][:80]!r} is not a valid span context"
+    return found, ""
+
+
+def header_problem(headers: Any) -> str:
+    """Why ``headers`` carry no usable trace context, or "" when they do."""
+    return extract(headers)[1]
 
 
 def messaging_system(channel: Any) -> str:
@@ -194,14 +200,11 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
     delivery = getattr(message, "delivery_info", None) or {}
     properties = getattr(message, "properties", None) or {}
     routing_key = str(delivery.get("routing_key") or "")
-    problem = header_problem(headers)
+    parent, problem = extract(headers)
     message_id = properties.get("message_id")
     if problem:
         logger.warning("tracing_app: message %s (%s) has no usable trace context: %s; starting a new trace",
                        message_id or "without id", routing_key, problem)
-        parent = context.Context()
-    else:
-        parent = propagate.extract(headers, getter=CARRIER, context=context.Context())
     body = getattr(message, "body", None)
     span = provider.get_tracer().start_span(
         f"process {name or routing_key or 'message'}", context=parent, kind=SpanKind.CONSUMER,

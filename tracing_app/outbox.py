@@ -30,10 +30,10 @@ from typing import Any
 
 from django.db import close_old_connections, transaction
 from django.utils import timezone
-from opentelemetry import context, propagate, trace
+from opentelemetry import propagate, trace
 
 from .db import untraced
-from .messaging import CARRIER, header_problem, publish
+from .messaging import CARRIER, extract, publish
 from .models import OutboxEvent
 
 logger = logging.getLogger(__name__)
@@ -70,10 +70,7 @@ def write_event(routing_key: str, payload: Any, *, exchange: str, headers: Mappi
 
 
 def _publish_event(producer: Any, event: OutboxEvent, exchange: Any) -> None:
-    stored = event.trace_context or {}
-    writer = context.Context()
-    if not header_problem(stored):
-        writer = propagate.extract(stored, getter=CARRIER, context=writer)
+    writer, _ = extract(event.trace_context or {})  # none or unusable: a new trace
     writer_span = trace.get_current_span(writer).get_span_context()
     links = [trace.Link(writer_span, {"messaging.link.source": "outbox.write"})] if writer_span.is_valid else None
     waited = (timezone.now() - event.created_at).total_seconds() * 1000 if event.created_at else 0.0
