@@ -120,10 +120,10 @@ class Demo:
             return False
 
         # The tail prints straight to this terminal (its stdout is ours after the first line).
-        # Quiet 5 s: an order's trace is printed whole, with the relay's part (the relay
-        # starts, and boots Django, only after the worker is done); at the end the tail
-        # prints whatever still waits.
-        tail = self.start("tracing_tail", [*manage, "tracing_tail", "--port", "0", "--no-grpc", "--quiet", "5"],
+        # Quiet 10 s: an order's trace is printed whole, with the relay's part (the relay
+        # starts, and boots Django, only after the worker is done) even on a busy machine;
+        # at the end the tail prints whatever still waits.
+        tail = self.start("tracing_tail", [*manage, "tracing_tail", "--port", "0", "--no-grpc", "--quiet", "10"],
                           self.env(OTEL_SDK_DISABLED="true"), log=False)
         first = tail.popen.stdout.readline()
         found = re.search(r"OTEL_EXPORTER_OTLP_ENDPOINT=(\S+)", first)
