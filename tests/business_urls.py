@@ -23,7 +23,7 @@ def whoami(request, **kwargs):
 
 
 def boom(request):
-    raise RuntimeError("boom")
+    raise RuntimeError(f"boom {request.GET.get('email', '')}")
 
 
 urlpatterns = [

@@ -85,7 +85,8 @@ def test_failing_task_is_an_error_with_the_exception(captured_spans):
     result = fail.apply()
     assert result.failed()
     span = captured_spans.records()[0]
-    assert span.error and "ValueError: no stock" in span.status_message
+    # No exception message by default (RECORD_EXCEPTION_MESSAGES): it may quote user data.
+    assert span.error and span.status_message == "ValueError"
     assert span.attributes["error.type"] == "ValueError"
     assert [name for name, _ in span.events] == ["exception"]
 

@@ -101,3 +101,30 @@ def test_span_names_have_bounded_cardinality(client):
     names = spans.names()
     assert "_OTHER api/whoami/" in names and "GET reports/<int:pk>/" in names
     assert not [name for name in names if "123456789" in name or "FROBNICATE" in name]
+
+
+def test_exception_messages_are_not_recorded_unless_enabled(client):
+    with tracing_settings() as default:
+        with pytest.raises(RuntimeError):
+            client.get("/boom/?email=SECRET-MAIL")
+    server = server_span(default)
+    assert server.error and server.status_message == "RuntimeError"
+    event = dict(server.events)["exception"]
+    assert event["exception.type"] == "RuntimeError" and "business_urls.py" in event["exception.stacktrace"]
+    assert b"SECRET-MAIL" not in default.otlp_bytes()
+    with tracing_settings(RECORD_EXCEPTION_MESSAGES=True) as enabled:
+        with pytest.raises(RuntimeError):
+            client.get("/boom/?email=SECRET-MAIL")
+    assert server_span(enabled).status_message == "RuntimeError: boom SECRET-MAIL"
+
+
+@pytest.mark.django_db
+def test_database_error_messages_never_quote_values_by_default():
+    from django.db import DatabaseError
+
+    with tracing_settings() as spans:
+        with pytest.raises(DatabaseError), connection.cursor() as cursor:
+            cursor.execute("SELECT CAST(%s AS integer)", ["SECRET-NOT-A-NUMBER"])
+    exported = spans.otlp_bytes()
+    assert b"SECRET-NOT-A-NUMBER" not in exported
+    assert next(s for s in spans.records() if s.kind == "CLIENT").error

@@ -170,9 +170,7 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def _record_error(span: trace.Span, exception: BaseException) -> None:
-    span.record_exception(exception)
-    span.set_attribute(ATTR_ERROR_TYPE, type(exception).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exception).__name__}: {exception}"))
+    privacy.record_error(span, exception)
 
 
 def _chord_callback_id(request: Any) -> str | None:

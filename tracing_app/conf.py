@@ -338,6 +338,9 @@ KEYS: tuple[Key, ...] = (
         "Request headers recorded as `http.request.header.*` (never Authorization, Cookie)."),
     Key("RECORD_RESPONSE_HEADERS", (), _headers,
         "Response headers recorded as `http.response.header.*` (never Set-Cookie)."),
+    Key("RECORD_EXCEPTION_MESSAGES", False, _bool,
+        "Record exception messages (they may quote user data: arguments, duplicate keys); "
+        "off: type and stack frames only."),
     Key("RECORD_TASK_ARGS", (), _patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
     # -- messaging (issue 4): Celery trace shape, outbox relay ----------------------

@@ -23,8 +23,9 @@ from django.db.backends.signals import connection_created
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
+from . import privacy
 from .conf import TracingConfig
 from .integration import Integration
 from .provider import get_tracer
@@ -188,12 +189,10 @@ class QueryTracer:
             # Django re-raises driver errors as django.db.utils.*Error; the
             # driver's own class (UndefinedTable, UniqueViolation) says more.
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            span.record_exception(exc)
-            span.set_attribute(ATTR_ERROR_TYPE, type(cause).__qualname__)
+            privacy.record_error(span, exc, error_type=type(cause).__qualname__, status=type(cause).__name__)
             sqlstate = getattr(cause, "sqlstate", None)
             if isinstance(sqlstate, str):
                 span.set_attribute(ATTR_RESPONSE_STATUS, sqlstate)
-            span.set_status(Status(StatusCode.ERROR, type(cause).__name__))
             raise
         finally:
             otel_context.detach(token)

@@ -40,9 +40,9 @@ from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter, Setter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
-from . import provider
+from . import privacy, provider
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +147,7 @@ def _name(exchange: Any) -> str:
 
 
 def _record_error(span: trace.Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+    privacy.record_error(span, exc)
 
 
 def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = "",

@@ -252,8 +252,7 @@ class TracingMiddleware:
         span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)
         if span is not None:
             with guarded("recording a view exception"):
-                span.record_exception(exception)
-                span.set_attribute(ATTR_ERROR_TYPE, type(exception).__qualname__)
+                privacy.record_error(span, exception)
                 setattr(request, REQUEST_ERROR_ATTRIBUTE, True)
         return None
 
@@ -272,11 +271,10 @@ class TracingMiddleware:
         if ending:
             span.set_attributes(ending)
         if response is not None and response.status_code >= 500:
+            # A view exception already set error.type and the status (process_exception).
             if not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
                 span.set_attribute(ATTR_ERROR_TYPE, str(response.status_code))
-            span.set_status(Status(StatusCode.ERROR))
+                span.set_status(Status(StatusCode.ERROR))
         if exc is not None:
-            span.record_exception(exc)
-            span.set_attribute(ATTR_ERROR_TYPE, type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            privacy.record_error(span, exc)
         span.end()

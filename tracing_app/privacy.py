@@ -1,7 +1,9 @@
 """What request data may become telemetry: allowlists, checked once at install time.
 
 Defaults record nothing a user typed: no query string, no headers, no task
-arguments, no SQL literals (``db.normalize_sql``). Authorization, Cookie and
+arguments, no SQL literals (``db.normalize_sql``), no exception messages (a
+``ValueError`` quoting an argument, a unique violation quoting the duplicate
+e-mail): errors keep their type and stack frames (``record_error``). Authorization, Cookie and
 Set-Cookie are refused even when listed (``conf._headers`` reports them as
 ``tracing_app.E003``, and they are filtered here again).
 """
@@ -9,10 +11,14 @@ Set-Cookie are refused even when listed (``conf._headers`` reports them as
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from .conf import NEVER_ALLOWED_HEADERS
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from .conf import NEVER_ALLOWED_HEADERS, get_config
 
 MAX_HEADER_VALUE = 256
 MAX_ARGS_REPR = 1000
@@ -56,3 +62,25 @@ def task_args_recorder(patterns: Iterable[str]) -> re.Pattern[str] | None:
 def bounded_repr(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= MAX_ARGS_REPR else text[:MAX_ARGS_REPR - 1] + "…"
+
+
+def record_error(span: trace.Span, exc: BaseException, error_type: str = "", status: str | None = None) -> None:
+    """Mark ``span`` as failed by ``exc``: an ``exception`` event, ``error.type`` and the status.
+
+    The message (``str(exc)``) is recorded only with ``RECORD_EXCEPTION_MESSAGES``;
+    otherwise the event has the type and the stack frames (file, line, code, never
+    values) and the status description is the type name. ``status`` replaces the
+    status description."""
+    name = type(exc).__name__
+    span.set_attribute("error.type", error_type or type(exc).__qualname__)
+    if get_config().record_exception_messages:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, status if status is not None else f"{name}: {exc}"))
+        return
+    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+    qualified = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    span.add_event("exception", {
+        "exception.type": qualified,
+        "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{qualified}",
+    })
+    span.set_status(Status(StatusCode.ERROR, status if status is not None else name))
