@@ -17,6 +17,7 @@ from tests.e2e.stack import ADMIN_URL, BROKER_URL, ROOT, Process, free_port
 from .sink import read_counts
 
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PACKAGES = ("django", "celery", "kombu", "psycopg", "gunicorn", "opentelemetry-sdk",
             "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-django", "protobuf")
 
@@ -43,6 +44,12 @@ class Sink:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its threads (the export thread included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def percentile(values: list[float], q: float) -> float:

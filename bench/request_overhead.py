@@ -34,10 +34,9 @@ from pathlib import Path
 
 from tests.e2e.stack import ROOT, Database, RabbitBroker, Stack, WebServer, free_port, run_id
 
-from .harness import BENCHMARKS_MD, Sink, environment, percentile, table, verdict, write_section
+from .harness import BENCHMARKS_MD, Sink, cpu_seconds, environment, percentile, table, verdict, write_section
 
 SECTION = "request_overhead"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclasses.dataclass
@@ -113,12 +112,6 @@ def worker_pid(master_pid: int) -> int:
     if len(children) != 1:
         raise RuntimeError(f"expected one gunicorn worker under {master_pid}, found {children}")
     return int(children[0])
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and all its threads (the export thread included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def start_py_spy(mode: Mode, name: str) -> tuple[str, subprocess.Popen, Path]:

@@ -12,7 +12,7 @@ down. ``bench.sink`` (another process) counts what arrived: dropped = created -
 received. A rate is *sustained* when nothing was dropped, the child kept the
 rate, and the final flush took under a second (a pipeline that is falling behind
 has a long queue to flush). Rates double from 1000/s until one is not sustained,
-then the midpoint is tried. A last run creates spans flat out to show what
+then three bisection steps narrow it down. A last run creates spans flat out to show what
 overload does to drops and memory.
 """
 
@@ -121,8 +121,13 @@ def run_child(sink: Sink, pipeline: str, rate: float, seconds: float) -> dict:
     return result
 
 
-def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict], max_rate: float) -> float:
-    """The highest rate tried that the pipeline sustained (0 when none)."""
+def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict], max_rate: float,
+                   refinements: int = 3) -> float:
+    """The highest rate tried that the pipeline sustained (0 when none).
+
+    Rates double from FIRST_RATE until one is not sustained; then ``refinements``
+    bisection steps (geometric) narrow the bracket.
+    """
     best, rate, failed = 0.0, FIRST_RATE, 0.0
     while rate <= max_rate:
         result = run_child(sink, pipeline, rate, seconds)
@@ -131,12 +136,14 @@ def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict], m
             failed = rate
             break
         best, rate = rate, rate * 2
-    if best and failed:
+    for _ in range(refinements if best and failed else 0):
         middle = round(math.sqrt(best * failed), -2)
         result = run_child(sink, pipeline, middle, seconds)
         log.append({"pipeline": pipeline, **result})
         if result["sustained"]:
             best = middle
+        else:
+            failed = middle
     return best
 
 

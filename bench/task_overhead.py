@@ -28,7 +28,7 @@ from celery import Celery
 
 from tests.e2e.stack import BROKER_URL, Database, RabbitBroker, Stack, run_id
 
-from .harness import BENCHMARKS_MD, Sink, environment, table, write_section
+from .harness import BENCHMARKS_MD, Sink, cpu_seconds, environment, table, write_section
 
 SECTION = "task_overhead"
 TASK = "inventory.reserve_stock"
@@ -45,6 +45,8 @@ class Mode:
     elapsed: float = 0.0
     round_rates: list[float] = dataclasses.field(default_factory=list)
     spans: int = 0
+    cpu: float = 0.0  # CPU seconds of the worker's processes (main + pool child) in measured rounds
+    pid: int = 0
     sent: int = 0  # warm-up included: spans are counted over every task run
 
     @property
@@ -88,6 +90,20 @@ def run_batch(database: Database, publisher: Celery, queue: str, count: int, tim
             time.sleep(0.02)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its descendants (the Celery main process and its pool child)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current)
+            pending += [int(child) for child in
+                        Path(f"/proc/{current}/task/{current}/children").read_text().split()]
+        except FileNotFoundError:  # exited between the two reads
+            continue
+    return total
+
+
 def measure(rounds: int, tasks: int) -> list[Mode]:
     all_modes = modes()
     database = Database(f"bench_{run_id()}").create()
@@ -105,16 +121,18 @@ def measure(rounds: int, tasks: int) -> list[Mode]:
             mode.queue = f"{prefix}-{index}"
             env = stack.env(mode.service, DJANGO_SETTINGS_MODULE=mode.settings, CELERY_TASK_DEFAULT_QUEUE=mode.queue)
             env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the defaults a user gets
-            stack.start(mode.service, [
+            mode.pid = stack.start(mode.service, [
                 sys.executable, "-m", "celery", "-A", mode.app, "worker", "-Q", mode.queue, "-l", "warning",
                 "-P", "prefork", "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            ], env)
+            ], env).popen.pid
         for mode in all_modes:  # warm-up: the worker is up, connected and has run the task
             run_batch(database, publisher, mode.queue, max(5, tasks // 10), timeout=120)
             mode.sent += max(5, tasks // 10)
         for index in range(rounds):
             for mode in all_modes[index % len(all_modes):] + all_modes[:index % len(all_modes)]:
+                cpu_before = tree_cpu_seconds(mode.pid)
                 seconds = run_batch(database, publisher, mode.queue, tasks)
+                mode.cpu += tree_cpu_seconds(mode.pid) - cpu_before
                 mode.tasks += tasks
                 mode.sent += tasks
                 mode.elapsed += seconds
@@ -136,28 +154,34 @@ def measure(rounds: int, tasks: int) -> list[Mode]:
 
 def report(all_modes: list[Mode], rounds: int, tasks: int) -> str:
     base = all_modes[0]
+    base_time, base_cpu = 1 / base.rate, base.cpu / base.tasks
     rows = []
     for mode in all_modes:
+        # The median over rounds ignores a round that another process on this machine disturbed.
         per_round = [b / m for b, m in zip(base.round_rates, mode.round_rates, strict=True)]
+        ratio = statistics.median(per_round)
+        cpu = mode.cpu / mode.tasks
         rows.append([
-            mode.name, f"{mode.rate:.0f}", f"{base.rate / mode.rate:.3f}",
-            f"{statistics.median(per_round):.3f} ({min(per_round):.3f}–{max(per_round):.3f})",
-            f"{(1 / mode.rate - 1 / base.rate) * 1e6:+.0f}", f"{mode.spans / mode.sent:.2f}",
+            mode.name, f"{mode.rate:.0f}", f"{ratio:.3f} ({min(per_round):.3f}–{max(per_round):.3f})",
+            f"{(ratio - 1) * base_time * 1e6:+.0f}", f"{cpu * 1e6:.0f} ({(cpu - base_cpu) * 1e6:+.0f})",
+            f"{mode.spans / mode.sent:.2f}",
         ])
     return "\n\n".join([
         "## Task overhead (`python -m bench.task_overhead`)",
         environment(),
         f"{rounds} interleaved rounds x {tasks} `inventory.reserve_stock` tasks per mode; celery prefork -c 1, "
-        "acks late, prefetch 1; time from the first publish until the last order left `pending`.",
-        table(["mode", "tasks/s", "time/task vs untraced", "per-round median (range)", "added µs/task",
-               "spans/task exported"], rows),
+        "acks late, prefetch 1; a round's time runs from the first publish until the last order left `pending`. "
+        "Time per task vs untraced is the median of the rounds' ratios; worker CPU is the Celery main process "
+        "and its pool child, user + system, per task.",
+        table(["mode", "tasks/s", "time/task vs untraced: median (range)", "added µs/task",
+               "worker CPU µs/task (added)", "spans/task exported"], rows),
     ])
 
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--tasks", type=int, default=400, help="tasks per mode per round")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--tasks", type=int, default=150, help="tasks per mode per round")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     parser.add_argument("--output", type=Path, default=BENCHMARKS_MD, help="the Markdown file to update")
     args = parser.parse_args(argv)
