@@ -316,3 +316,20 @@ def test_new_trace_of_an_unsampled_publisher_is_not_sampled(celery_stack):
         marker = celery_stack.send("e2e.fan_out_report")
     celery_stack.otlp.wait_for(lambda spans: any(s.attributes.get("messaging.message.id") == marker.id for s in spans))
     assert not [s for s in celery_stack.otlp.spans if s.attributes.get("messaging.message.id") == result.id]
+
+
+def test_message_the_worker_rejects_is_an_error_in_the_publisher_trace(celery_stack, captured_spans):
+    """A message on the task queue that is no task message (no ``task`` header): task_rejected."""
+    from kombu import Connection
+
+    from tracing_app.messaging import publish
+
+    with Connection(BROKER_URL) as conn, conn.Producer() as producer:
+        with root_span("test") as root:
+            publish(producer, b'{"not": "a task"}', exchange="", routing_key=celery_stack.queue,
+                    message_id="stray-1", content_type="application/json", content_encoding="utf-8")
+    expected = Expect("test", children=[Expect(f"send {celery_stack.queue}", kind="PRODUCER", children=[
+        Expect("process unknown", kind="CONSUMER", service="shop-worker", error=True,
+               attributes={"celery.task.state": "REJECTED"}),
+    ])])
+    assert_trace(celery_stack.trace(captured_spans, trace_id_of(root), expected), expected)
