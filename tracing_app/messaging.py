@@ -147,6 +147,7 @@ def _name(exchange: Any) -> str:
 
 
 def _record_error(span: trace.Span, exc: BaseException) -> None:
+    # The exception's message only with RECORD_EXCEPTION_MESSAGES (privacy.py).
     privacy.record_error(span, exc)
 
 
