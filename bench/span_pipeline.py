@@ -12,8 +12,8 @@ down. ``bench.sink`` (another process) counts what arrived: dropped = created -
 received. A rate is *sustained* when nothing was dropped, the child kept the
 rate, and the final flush took under a second (a pipeline that is falling behind
 has a long queue to flush). Rates double from 1000/s until one is not sustained,
-then three bisection steps narrow it down. A last run creates spans flat out to show what
-overload does to drops and memory.
+then three bisection steps narrow it down; the two pipelines take turns step by
+step. A last run creates spans flat out to show what overload does to drops and memory.
 """
 
 from __future__ import annotations
@@ -121,37 +121,52 @@ def run_child(sink: Sink, pipeline: str, rate: float, seconds: float) -> dict:
     return result
 
 
-def find_sustained(sink: Sink, pipeline: str, seconds: float, log: list[dict], max_rate: float,
-                   refinements: int = 3) -> float:
-    """The highest rate tried that the pipeline sustained (0 when none).
+class Ladder:
+    """The search for one pipeline's highest sustained rate.
 
     Rates double from FIRST_RATE until one is not sustained; then ``refinements``
-    bisection steps (geometric) narrow the bracket.
+    bisection steps (geometric) narrow the bracket. ``rate`` is the next rate to
+    try, None when done.
     """
-    best, rate, failed = 0.0, FIRST_RATE, 0.0
-    while rate <= max_rate:
-        result = run_child(sink, pipeline, rate, seconds)
-        log.append({"pipeline": pipeline, **result})
-        if not result["sustained"]:
-            failed = rate
-            break
-        best, rate = rate, rate * 2
-    for _ in range(refinements if best and failed else 0):
-        middle = round(math.sqrt(best * failed), -2)
-        result = run_child(sink, pipeline, middle, seconds)
-        log.append({"pipeline": pipeline, **result})
-        if result["sustained"]:
-            best = middle
+
+    def __init__(self, max_rate: float, refinements: int = 3) -> None:
+        self.best, self.failed = 0.0, 0.0
+        self.rate: float | None = FIRST_RATE
+        self.max_rate, self.refinements = max_rate, refinements
+
+    def record(self, sustained: bool) -> None:
+        if sustained:
+            self.best = self.rate
         else:
-            failed = middle
-    return best
+            self.failed = self.rate
+        if not self.failed:
+            self.rate = self.rate * 2 if self.rate * 2 <= self.max_rate else None
+        elif self.best and self.refinements:
+            self.refinements -= 1
+            self.rate = round(math.sqrt(self.best * self.failed), -2)
+        else:
+            self.rate = None
+
+
+def find_sustained(sink: Sink, pipelines: tuple[str, ...], seconds: float, log: list[dict],
+                   max_rate: float) -> dict[str, float]:
+    """Each pipeline's highest sustained rate (0 when none). The pipelines take turns,
+    step by step, so a busy minute on this shared machine hits them alike."""
+    ladders = {pipeline: Ladder(max_rate) for pipeline in pipelines}
+    while any(ladder.rate for ladder in ladders.values()):
+        for pipeline, ladder in ladders.items():
+            if ladder.rate:
+                result = run_child(sink, pipeline, ladder.rate, seconds)
+                log.append({"pipeline": pipeline, **result})
+                ladder.record(result["sustained"])
+    return {pipeline: ladder.best for pipeline, ladder in ladders.items()}
 
 
 def measure(seconds: float, max_rate: float = MAX_RATE) -> dict:
     sink = Sink()
     try:
         log: list[dict] = []
-        sustained = {name: find_sustained(sink, name, seconds, log, max_rate) for name in ("tracing_app", "sdk")}
+        sustained = find_sustained(sink, ("tracing_app", "sdk"), seconds, log, max_rate)
         cost = {pipeline: run_child(sink, pipeline, FIRST_RATE, seconds) for pipeline in PIPELINES}
         overload = {pipeline: run_child(sink, pipeline, 0, seconds) for pipeline in ("tracing_app", "sdk")}
         return {"sustained": sustained, "cost": cost, "overload": overload, "log": log}
