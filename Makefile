@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install run worker clean demo tail
+.PHONY: test lint install run worker pricing protos clean demo tail
 
 $(STAMP): requirements/base.txt requirements/dev.txt requirements/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -23,6 +23,16 @@ run: $(STAMP)
 
 worker: $(STAMP)
 	OTEL_SERVICE_NAME=shop-worker $(VENV)/bin/celery -A project worker -l info
+
+pricing: $(STAMP)
+	OTEL_SERVICE_NAME=shop-pricing $(PY) manage.py serve_pricing
+
+# Regenerate the checked-in gRPC code after editing a .proto (tests/test_pricing_service.py
+# fails when they differ). Paths are relative to the repository root so that the
+# generated imports read `from apps.pricing.api import pricing_pb2`.
+PROTOS := apps/pricing/api/pricing.proto
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .demo

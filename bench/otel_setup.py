@@ -1,6 +1,7 @@
 """Plain OpenTelemetry, set up as its documentation shows a new user: the SDK provider with
-``BatchSpanProcessor`` + ``OTLPSpanExporter`` (OTLP/HTTP) and the Django, Celery and psycopg
-instrumentors, all with their defaults. The baseline tracing_app has to beat.
+``BatchSpanProcessor`` + ``OTLPSpanExporter`` (OTLP/HTTP) and the Django, Celery, psycopg
+and gRPC client instrumentors (the order flow calls the pricing service), all with their
+defaults. The baseline tracing_app has to beat.
 
 Endpoint and service name come from the standard ``OTEL_*`` variables.
 """
@@ -26,3 +27,6 @@ def install(django: bool = True) -> None:
         DjangoInstrumentor().instrument()
     PsycopgInstrumentor().instrument()
     CeleryInstrumentor().instrument()
+    from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient
+
+    GrpcInstrumentorClient().instrument()

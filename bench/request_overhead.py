@@ -1,6 +1,6 @@
 """Request overhead: ``python -m bench.request_overhead [--rounds N --seconds S]``.
 
-The demo's ``POST /api/orders/`` (an ORM insert and a Celery publish to RabbitMQ)
+The demo's ``POST /api/orders/`` (a pricing gRPC call, an ORM insert and a Celery publish to RabbitMQ)
 and ``GET /api/orders/<id>/`` against gunicorn with one sync worker and real
 PostgreSQL, in five modes served side by side, one gunicorn each:
 
@@ -124,7 +124,7 @@ def start_py_spy(mode: Mode, name: str) -> tuple[str, subprocess.Popen, Path]:
 
 
 TRACING_FRAMES = ("/tracing_app/", "/opentelemetry/")
-HOST_FRAMES = ("/django/", "/apps/", "/psycopg/", "/kombu/", "/celery/", "/amqp/", "/gunicorn/")
+HOST_FRAMES = ("/django/", "/apps/", "/psycopg/", "/kombu/", "/celery/", "/amqp/", "/gunicorn/", "/grpc/")
 
 
 def tracing_overhead(stack: list[str]) -> str:
@@ -174,6 +174,9 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
         migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
         if migrate.returncode != 0:
             raise RuntimeError(migrate.stdout + migrate.stderr)
+        # The order flow calls the pricing gRPC service; one untraced server serves every
+        # mode alike, so its cost is the same in each and only the callers' tracing differs.
+        stack.start_pricing(DJANGO_SETTINGS_MODULE="bench.settings_untraced")
         for mode in all_modes:  # start them all, then wait: they boot in parallel
             start_web(stack, mode)
         for mode in all_modes:

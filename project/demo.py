@@ -3,11 +3,11 @@
 Runs the demo stack as separate processes on embedded backends: a SQLite file
 and kombu's filesystem transport (no server; the task messages carry the same
 headers as over AMQP). ``manage.py tracing_tail`` receives the spans and prints
-each finished trace; the web server (gunicorn) and a Celery worker export to
-it through ``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the notifications consumer
-(``consume_events``) and the outbox relay (``relay_outbox``), which starts once
-the orders are handled so that each order.created event visibly waited in the
-outbox. A scripted set of requests runs,
+each finished trace; the web server (gunicorn), a Celery worker and the pricing
+gRPC server export to it through ``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the
+notifications consumer (``consume_events``) and the outbox relay (``relay_outbox``),
+which starts once the orders are handled so that each order.created event visibly
+waited in the outbox. A scripted set of requests runs,
 then everything is stopped and the command exits: 0 when every step did what
 it should, 1 otherwise (with the processes' logs).
 
@@ -83,6 +83,7 @@ class Demo:
         self.children: list[Child] = []
         self.web_url = ""
         self.tail_endpoint = ""
+        self.pricing_target = f"127.0.0.1:{free_port()}"
         self.forwarder: threading.Thread | None = None
 
     def env(self, service: str = "shop-manage", **extra: str) -> dict[str, str]:
@@ -95,6 +96,7 @@ class Demo:
             "OTEL_SERVICE_NAME": service,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.tail_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",  # spans reach the tail within 0.2 s
+            "PRICING_TARGET": self.pricing_target,
             "PYTHONUNBUFFERED": "1",
         })
         env.update(extra)
@@ -134,6 +136,7 @@ class Demo:
         self.say(f"tracing_tail receives OTLP at {self.tail_endpoint}")
         self.forwarder = _forward(tail.popen.stdout)
 
+        self.start("pricing", [*manage, "serve_pricing", "--listen", self.pricing_target], self.env("shop-pricing"))
         port = free_port()
         self.web_url = f"http://127.0.0.1:{port}"
         self.start("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "project.wsgi",
@@ -144,7 +147,7 @@ class Demo:
         self.start("notifications", [*manage, "consume_events"], self.env("shop-notifications"))
         if not self.wait_ready():
             return False
-        self.say(f"web at {self.web_url}, worker running; sending requests")
+        self.say(f"web at {self.web_url}, pricing (gRPC) at {self.pricing_target}, worker running; sending requests")
         # Stopping (main's finally) flushes web and worker, then the tail prints what is pending.
         return self.script()
 
@@ -169,11 +172,24 @@ class Demo:
                     return False
             try:
                 with urllib.request.urlopen(self.web_url + "/healthz", timeout=2):
-                    return True
+                    pass
             except OSError:
                 time.sleep(0.2)
-        self.say("the web server did not answer in time")
+                continue
+            if self.pricing_ready():
+                return True
+        self.say("the web server or the pricing server did not answer in time")
         return False
+
+    def pricing_ready(self) -> bool:
+        import grpc
+
+        with grpc.insecure_channel(self.pricing_target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                return True
+            except grpc.FutureTimeoutError:
+                return False
 
     def wait_status(self, order_id: int, timeout: float = 60.0) -> str:
         """Wait until the worker has handled the order. Reads the database file directly,

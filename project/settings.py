@@ -4,6 +4,10 @@ DATABASE_URL          postgres://user@host:5432/name or sqlite:///path (default:
 CELERY_BROKER_URL     amqp://guest:guest@host:5672// (default: local RabbitMQ), or filesystem://
                       for the embedded demo: a broker that needs no server
 CELERY_BROKER_FOLDER  where filesystem:// keeps its messages (default .demo/broker)
+PRICING_LISTEN        host:port the pricing gRPC server listens on (default 0.0.0.0:50051)
+PRICING_TARGET        host:port web and worker call pricing at (default 127.0.0.1:50051)
+PRICING_TIMEOUT       seconds a pricing call may take (default 2)
+ORDER_WEBHOOK_URL     when set, the worker POSTs each reserved/rejected order there
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
 
@@ -26,6 +30,7 @@ INSTALLED_APPS = [
     "apps.orders",
     "apps.notifications",
     "django_celery_results",
+    "apps.pricing",
 ]
 
 MIDDLEWARE = [
@@ -95,12 +100,20 @@ EVENTS_BROKER_TRANSPORT_OPTIONS = globals().get("CELERY_BROKER_TRANSPORT_OPTIONS
 EVENTS_EXCHANGE = os.environ.get("EVENTS_EXCHANGE", "shop.events")
 NOTIFICATIONS_QUEUE = os.environ.get("NOTIFICATIONS_QUEUE", "notifications")
 
+# Pricing gRPC service (apps/pricing) and the outgoing order webhook.
+PRICING_LISTEN = os.environ.get("PRICING_LISTEN", "0.0.0.0:50051")
+PRICING_TARGET = os.environ.get("PRICING_TARGET", "127.0.0.1:50051")
+PRICING_TIMEOUT = float(os.environ.get("PRICING_TIMEOUT", "2"))
+ORDER_WEBHOOK_URL = os.environ.get("ORDER_WEBHOOK_URL", "")
+
 TRACING = {
     "SERVICE_NAME": "shop-web",
     "SERVICE_VERSION": "0.1.0",
     "ENVIRONMENT": os.environ.get("DEPLOYMENT_ENVIRONMENT", "dev"),
     "OTLP_ENDPOINT": "http://localhost:4318",
     "EXCLUDED_URLS": [r"^/healthz$"],
+    # The demo needs these libraries: `manage.py check` says so if one is missing.
+    "INTEGRATIONS": {"grpc": True, "http_client": True},
 }
 
 # Every line names its service, trace and span (tracing_app.logs): paste a trace_id

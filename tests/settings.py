@@ -23,3 +23,8 @@ TRACING = {**TRACING, "EXPORTER": "none"}
 # In-process tests publish to kombu's in-memory transport; the end-to-end tests
 # start real processes against RabbitMQ with their own settings.
 CELERY_BROKER_URL = "memory://"
+
+# In-process tests never reach a pricing server by accident (another run's, on the
+# default port): a socket path that does not exist fails at once with UNAVAILABLE.
+# Tests that need pricing start one (tests/e2e) or replace the client.
+PRICING_TARGET = "unix:/nonexistent/tracing-app-tests-pricing.sock"

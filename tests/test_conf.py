@@ -95,7 +95,8 @@ def test_user_dict_is_never_mutated():
     user = {"INTEGRATIONS": {"celery": False}}
     config = resolve(user, {})
     assert user == {"INTEGRATIONS": {"celery": False}}
-    assert config.integrations == {"django": True, "celery": False, "database": True, "logging": True}
+    assert config.integrations == {"django": True, "celery": False, "database": True, "logging": True,
+                                   "grpc": True, "http_client": True}
 
 
 def test_typo_in_attribute_access_raises():

@@ -26,8 +26,31 @@ from .conf import get_config
 from .provider import load_propagator
 
 MIDDLEWARE_PATH = "tracing_app.middleware.TracingMiddleware"
-# INTEGRATIONS name -> the module its library provides
-INTEGRATION_LIBRARIES = {"celery": "celery"}
+# INTEGRATIONS name -> the module(s) its library provides. Enabled without them,
+# the integration is reported here (E006) and skipped by install_enabled().
+INTEGRATION_LIBRARIES: dict[str, str | tuple[str, ...]] = {
+    "celery": ("celery",),
+    "grpc": ("grpc",),
+    "http_client": ("requests", "opentelemetry.instrumentation.requests"),
+}
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a parent package is missing
+        return False
+
+
+def missing_library(integration: str) -> str | None:
+    """The first module the integration needs that cannot be imported, or None."""
+    modules = INTEGRATION_LIBRARIES.get(integration, ())
+    modules = (modules,) if isinstance(modules, str) else modules
+    return next((m for m in modules if not _importable(m)), None)
+
+
+def library_installed(integration: str) -> bool:
+    return missing_library(integration) is None
 
 
 @checks.register("tracing_app")
@@ -45,11 +68,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 hint="Use tracecontext and baggage, or install the package that provides it.",
                 id="tracing_app.E005",
             ))
-    for name, module in INTEGRATION_LIBRARIES.items():
-        if config.integration_enabled(name) and importlib.util.find_spec(module) is None:
+    for name in INTEGRATION_LIBRARIES:
+        module = missing_library(name) if config.integration_enabled(name) else None
+        if module is not None:
             messages.append(checks.Error(
                 f"The {name} integration is enabled but {module!r} is not installed.",
-                hint=f"Install {module}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
+                hint=f"Install the package that provides {module}, "
+                     f"or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
                 id="tracing_app.E006",
             ))
     return messages

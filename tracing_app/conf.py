@@ -251,7 +251,15 @@ def _sdk_disabled(value: Any) -> bool:
     return not _bool(value)
 
 
-DEFAULT_INTEGRATIONS = {"django": True, "celery": True, "database": True, "logging": True}
+DEFAULT_INTEGRATIONS = {
+    "django": True,
+    "celery": True,
+    "database": True,
+    "logging": True,
+    # Synchronous service hops: gRPC interceptors and outgoing HTTP (requests).
+    "grpc": True,
+    "http_client": True,
+}
 
 
 @dataclasses.dataclass(frozen=True)

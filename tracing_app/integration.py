@@ -23,6 +23,8 @@ REGISTRY = {
     "celery": "tracing_app.celery_signals:integration",
     "database": "tracing_app.db:integration",
     "logging": "tracing_app.logs:integration",
+    "grpc": "tracing_app.grpc_interceptors:integration",
+    "http_client": "tracing_app.http_client:integration",
 }
 
 
@@ -63,11 +65,18 @@ def get_integration(name: str) -> Integration:
 
 
 def install_enabled(config: TracingConfig) -> list[str]:
+    from .checks import library_installed
+
     installed = []
     for name in REGISTRY:
-        if config.integration_enabled(name):
-            get_integration(name).install(config)
-            installed.append(name)
+        if not config.integration_enabled(name):
+            continue
+        if not library_installed(name):
+            # Reported by the system check tracing_app.E006; the rest is still traced.
+            logger.debug("tracing_app: %s integration skipped, its library is not installed", name)
+            continue
+        get_integration(name).install(config)
+        installed.append(name)
     return installed
 
 

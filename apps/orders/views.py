@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.inventory.models import Stock
+from apps.pricing import client as pricing
 from tracing_app.outbox import write_event
 
 from .models import Order
@@ -48,6 +49,17 @@ def orders(request: HttpRequest) -> JsonResponse:
         return bad_request(error)
     if not Stock.objects.filter(sku=data["sku"]).exists():
         return bad_request(f"unknown sku {data['sku']!r}")
+    try:
+        quote = pricing.quote(data["sku"], data["quantity"])
+    except pricing.PriceNotFound:
+        return bad_request(f"sku {data['sku']!r} has no price")
+    except pricing.PricingUnavailable as exc:
+        # Pricing being down does not lose the order: it is taken with its price
+        # pending, and reserve_stock prices it (retrying while pricing is down).
+        logger.warning("order taken with its price pending: %s", exc)
+        quote = None
+    if quote is not None:
+        data.update(total_cents=quote.total_cents, currency=quote.currency)
     with transaction.atomic():
         order = Order.objects.create(**data)
         # Published by `manage.py relay_outbox` once this transaction commits, never if it rolls back.

@@ -8,6 +8,7 @@ from django.test import Client
 
 from apps.inventory.models import Stock
 from apps.orders.models import Order
+from apps.pricing import client as pricing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,12 +45,45 @@ def test_bad_orders_answer_400_with_a_clear_message(body, message, published):
     assert Order.objects.count() == 0 and published == []
 
 
-def test_good_order_is_created_and_reserve_stock_is_published_after_commit(published):
+@pytest.fixture
+def quotes(monkeypatch):
+    """The pricing client answering from a dict (sku -> unit cents); the real service
+    is exercised end to end in tests/e2e/test_pricing_trace.py."""
+    prices = {"widget": 1999}
+
+    def quote(sku, quantity, timeout=None):
+        if sku not in prices:
+            raise pricing.PriceNotFound(f"no price for sku {sku!r}")
+        return pricing.Quote(sku, quantity, prices[sku], prices[sku] * quantity, "EUR")
+
+    monkeypatch.setattr(pricing, "quote", quote)
+    return prices
+
+
+def test_good_order_is_priced_created_and_reserve_stock_is_published_after_commit(published, quotes):
     Stock.objects.get_or_create(sku="widget", defaults={"quantity": 10})  # flushed by earlier tests
     response = post(json.dumps({"sku": "widget", "quantity": 2}))
     assert response.status_code == 201
     order = Order.objects.get()
-    assert response.json() == {"id": order.pk, "sku": "widget", "quantity": 2, "status": "pending"}
+    assert response.json() == {"id": order.pk, "sku": "widget", "quantity": 2, "status": "pending",
+                               "total_cents": 3998, "currency": "EUR"}
+    assert published == ["inventory.reserve_stock"]
+
+
+def test_sku_without_a_price_is_refused(published, quotes):
+    Stock.objects.get_or_create(sku="gizmo", defaults={"quantity": 10})
+    response = post(json.dumps({"sku": "gizmo", "quantity": 1}))
+    assert (response.status_code, response.json()) == (400, {"error": "sku 'gizmo' has no price"})
+    assert Order.objects.count() == 0 and published == []
+
+
+def test_pricing_unreachable_takes_the_order_with_its_price_pending(published):
+    """tests/settings.py points PRICING_TARGET at a socket that does not exist: the real
+    client gets UNAVAILABLE, and the order is still taken for the worker to price."""
+    Stock.objects.get_or_create(sku="widget", defaults={"quantity": 10})
+    response = post(json.dumps({"sku": "widget", "quantity": 1}))
+    assert response.status_code == 201
+    assert response.json()["total_cents"] is None and response.json()["currency"] is None
     assert published == ["inventory.reserve_stock"]
 
 
@@ -57,7 +91,7 @@ def test_order_detail_and_missing_order():
     order = Order.objects.create(sku="gadget", quantity=1)
     client = Client()
     assert client.get(f"/api/orders/{order.pk}/").json() == {
-        "id": order.pk, "sku": "gadget", "quantity": 1, "status": "pending"}
+        "id": order.pk, "sku": "gadget", "quantity": 1, "status": "pending", "total_cents": None, "currency": None}
     assert client.get("/api/orders/999999/").status_code == 404
 
 

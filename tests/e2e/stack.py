@@ -1,4 +1,5 @@
-"""Real processes for end-to-end tests: a database, a broker, gunicorn and Celery workers.
+"""Real processes for end-to-end tests: a database, a broker, gunicorn, Celery workers
+and the pricing gRPC server.
 
 Backends are chosen once per test run by ``backends()``: the real PostgreSQL and
 RabbitMQ when they can be reached (``E2E_POSTGRES_URL``, an admin URL, default
@@ -24,10 +25,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -287,6 +290,9 @@ class Stack:
         self.notifications_queue = f"{queue}.notifications"
         self.otlp_endpoint = otlp_endpoint
         self.processes: list[Process] = []
+        # Where web and worker call pricing; start_pricing() listens there. Set
+        # before they start (their env carries it).
+        self.pricing_target = f"127.0.0.1:{free_port()}"
 
     def env(self, service_name: str, **extra: str) -> dict[str, str]:
         env = {
@@ -304,6 +310,7 @@ class Stack:
             "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
+            "PRICING_TARGET": self.pricing_target,
             "PYTHONUNBUFFERED": "1",
         })
         env.update(extra)
@@ -346,12 +353,38 @@ class Stack:
     def start_consumer(self, service_name: str = "shop-notifications", **env: str) -> Process:
         return self.start("consumer", [sys.executable, "manage.py", "consume_events"], self.env(service_name, **env))
 
+    def start_pricing(self, service_name: str = "shop-pricing", **env: str) -> Process:
+        """``manage.py serve_pricing`` on ``pricing_target``, returned once it accepts gRPC connections."""
+        process = self.start(
+            "pricing", [sys.executable, "manage.py", "serve_pricing", "--listen", self.pricing_target],
+            self.env(service_name, **env),
+        )
+        wait_for_grpc(self.pricing_target, process)
+        return process
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name} =====\n{p.output()[-6000:]}" for p in self.processes)
+
+
+def wait_for_grpc(target: str, process: Process, timeout: float = 30.0) -> None:
+    """Until a gRPC channel to ``target`` is READY (an HTTP/2 handshake with the server)."""
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited:\n{process.output()}")
+        with grpc.insecure_channel(target) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=1)
+                return
+            except grpc.FutureTimeoutError:
+                pass
+    raise TimeoutError(f"{process.name} not ready in {timeout}s:\n{process.output()}")
 
 
 class WebServer:
@@ -382,3 +415,30 @@ class WebServer:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
+
+
+class Recorder:
+    """An HTTP service on loopback (a partner's webhook) that answers 204 and keeps what it got."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        self.bodies: list[bytes] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                recorder.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                recorder.headers.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -18,7 +18,8 @@ def trace_id_in(line):
     return match.group(1)
 
 
-def test_tenant_reaches_every_span_and_log_line_in_web_worker_relay_and_consumer(stack, otlp):
+def test_tenant_reaches_every_span_and_log_line_in_web_worker_pricing_relay_and_consumer(stack, otlp):
+    stack.start_pricing()
     web = stack.start_web()
     worker = stack.start_worker("-P", "prefork", "-c", "1")
     stack.start_consumer().wait_output("consuming from")
@@ -32,9 +33,12 @@ def test_tenant_reaches_every_span_and_log_line_in_web_worker_relay_and_consumer
 
     spans = otlp.wait_for(lambda spans: {"process inventory.reserve_stock", "process orders.send_confirmation",
                                          "send order.created", "process order.created"}
-                          <= {s.name for s in spans if s.trace_id == trace_id})
+                          <= {s.name for s in spans if s.trace_id == trace_id}
+                          and sum(s.service == "shop-pricing" and s.kind == "SERVER" for s in spans) == 2)
     trace = [s for s in spans if s.trace_id == trace_id]
-    assert {s.service for s in trace} == {"shop-web", "shop-worker", "shop-relay", "shop-notifications"}
+    # The pricing server (gRPC, from web and worker) gets the baggage through the call's metadata.
+    assert {s.service for s in trace} == {"shop-web", "shop-worker", "shop-pricing", "shop-relay",
+                                          "shop-notifications"}
     worker_spans = [s for s in trace if s.service == "shop-worker"]
     assert len(worker_spans) >= 6  # two task runs and their queries
     for span in trace:

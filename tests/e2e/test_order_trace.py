@@ -1,6 +1,6 @@
 """POST /api/orders/ yields one connected trace across gunicorn, RabbitMQ, a Celery
-prefork worker, the outbox relay, the notifications consumer and PostgreSQL,
-exported as real OTLP bytes."""
+prefork worker, the pricing gRPC server, the outbox relay, the notifications consumer
+and PostgreSQL, exported as real OTLP bytes."""
 
 import json
 
@@ -8,12 +8,27 @@ import pytest
 
 from tracing_app.testing import Expect, assert_trace
 
+GET_QUOTE = "shop.pricing.v1.Pricing/GetQuote"
+
+
+def quote_call(caller: str, error: bool = False) -> Expect:
+    """A pricing call from ``caller``: its CLIENT span, the server's span, the server's query."""
+    return Expect(GET_QUOTE, kind="CLIENT", service=caller, error=error, children=[
+        Expect(GET_QUOTE, kind="SERVER", service="shop-pricing", error=error, children=[
+            Expect("SELECT pricing_price", kind="CLIENT", service="shop-pricing"),
+        ]),
+    ])
+
+
 ORDER_TRACE = Expect("POST api/orders/", kind="SERVER", service="shop-web", children=[
     Expect("SELECT inventory_stock", kind="CLIENT", service="shop-web"),
+    quote_call("shop-web"),
     Expect("INSERT orders_order", kind="CLIENT", service="shop-web"),
     Expect("INSERT tracing_app_outboxevent", kind="CLIENT", service="shop-web"),
     Expect("send inventory.reserve_stock", kind="PRODUCER", service="shop-web", children=[
         Expect("process inventory.reserve_stock", kind="CONSUMER", service="shop-worker", error=False, children=[
+            Expect("SELECT orders_order", kind="CLIENT", service="shop-worker"),
+            quote_call("shop-worker"),
             Expect("SELECT orders_order", kind="CLIENT", service="shop-worker"),
             Expect("SELECT inventory_stock", kind="CLIENT", service="shop-worker"),
             Expect("UPDATE inventory_stock", kind="CLIENT", service="shop-worker"),
@@ -34,7 +49,8 @@ def trace_of(spans, name):
 
 
 @pytest.mark.parametrize("stack", ["default", "embedded"], indirect=True)
-def test_order_is_one_trace_across_web_worker_relay_consumer_and_database(stack, otlp):
+def test_order_is_one_trace_across_web_worker_pricing_relay_consumer_and_database(stack, otlp):
+    stack.start_pricing()
     web = stack.start_web()
     stack.start_worker("-P", "prefork", "-c", "2")
     stack.start_consumer().wait_output("consuming from")  # the queue is bound before anything is published
@@ -43,7 +59,8 @@ def test_order_is_one_trace_across_web_worker_relay_consumer_and_database(stack,
     assert status == 201, body
     order = json.loads(body)
     spans = otlp.wait_for(lambda spans: any(s.name == "process inventory.reserve_stock" for s in spans)
-                          and any(s.name == "POST api/orders/" for s in spans))
+                          and any(s.name == "POST api/orders/" for s in spans)
+                          and sum(s.service == "shop-pricing" and s.kind == "SERVER" for s in spans) == 2)
     # The relay starts late on purpose: the event waited in the outbox, and the
     # Celery path's spans all come before the relay's in the tree.
     stack.start_relay()
@@ -52,7 +69,9 @@ def test_order_is_one_trace_across_web_worker_relay_consumer_and_database(stack,
     trace_id = trace_of(spans, "POST api/orders/")
     assert headers["traceresponse"].split("-")[1] == trace_id
     assert_trace([s for s in spans if s.trace_id == trace_id], ORDER_TRACE)
-    assert stack.database.query("select status from orders_order where id = %s", order["id"]) == [("reserved",)]
+    assert order["total_cents"] == 2 * 1999
+    assert stack.database.query("select status, total_cents from orders_order where id = %s", order["id"]) == [
+        ("reserved", 2 * 1999)]
     notifications = stack.database.query("select order_id, kind from notifications_notification")
     assert notifications == [(order["id"], "order.created")]
     assert stack.database.query("select count(*) from tracing_app_outboxevent where published_at is null") == [(0,)]
