@@ -182,6 +182,8 @@ def test_on_commit_publish_in_a_request_joins_the_request_trace(client, captured
     assert response.status_code == 201
     assert_trace(captured_spans.records(), Expect("POST api/orders/", kind="SERVER", children=[
         Expect("SELECT inventory_stock", kind="CLIENT"),
+        # tests/settings.py: no pricing server, the order is taken with its price pending
+        Expect("shop.pricing.v1.Pricing/GetQuote", kind="CLIENT", error=True),
         Expect("INSERT orders_order", kind="CLIENT"),
         Expect("INSERT tracing_app_outboxevent", kind="CLIENT"),
         Expect("send inventory.reserve_stock", kind="PRODUCER"),

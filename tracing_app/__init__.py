@@ -27,6 +27,12 @@ trace raw kombu messages through ``KombuHeadersCarrier`` (AMQP headers). The
 transactional outbox: ``tracing_app.outbox.write_event()`` inside
 ``transaction.atomic()``, published by ``manage.py relay_outbox``.
 
+Synchronous hops: gRPC calls are traced by ``TracingClientInterceptor`` and
+``TracingServerInterceptor`` from ``tracing_app.grpc_interceptors`` (public; a
+module of its own because grpcio is optional), added where the channel and the
+server are built. Outgoing ``requests`` calls are traced by the ``http_client``
+integration with no code. Both are ``TRACING["INTEGRATIONS"]`` switches.
+
 The names below are the public API; everything else may change.
 """
 
