@@ -1,6 +1,6 @@
 """Business context, log correlation and privacy across gunicorn, RabbitMQ, a Celery
-prefork worker, the outbox relay and the notifications consumer (raw kombu), checked
-on the OTLP bytes the processes export."""
+prefork worker, the pricing gRPC service, the outbox relay and the notifications
+consumer (raw kombu), checked on the OTLP bytes the processes export."""
 
 import json
 import re
