@@ -38,8 +38,9 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .conf import TracingConfig
+from .conf import TracingConfig, get_config
 from .integration import Integration
+from .privacy import record_error
 from .propagation import should_propagate
 from .provider import get_tracer
 from .safety import guarded
@@ -107,11 +108,14 @@ def _details_text(details: Any) -> str:
 def _finish(span: trace.Span, code: grpc.StatusCode, details: Any) -> None:
     """Record the call's status. Every non-OK code is an error on both sides (the
     RPC semantic conventions leave client-caused codes such as NOT_FOUND unset on
-    servers; we mark them, so a failed call is visible from either end)."""
+    servers; we mark them, so a failed call is visible from either end).
+
+    The status details are text the server wrote, often with request data in it:
+    like exception messages, they are recorded only with RECORD_EXCEPTION_MESSAGES."""
     span.set_attribute(ATTR_STATUS_CODE, code.value[0])
     if code is not grpc.StatusCode.OK:
         span.set_attribute(ATTR_ERROR_TYPE, code.name)
-        text = _details_text(details)
+        text = _details_text(details) if get_config().record_exception_messages else ""
         span.set_status(Status(StatusCode.ERROR, f"{code.name}: {text}" if text else code.name))
     span.end()
 
@@ -168,9 +172,9 @@ class TracingClientInterceptor(grpc.UnaryUnaryClientInterceptor):
             outcome = continuation(client_call_details, request)
         except Exception as exc:
             with guarded("ending a gRPC client span"):
-                span.record_exception(exc)
                 code = exc.code() if isinstance(exc, grpc.RpcError) else grpc.StatusCode.UNKNOWN
-                _finish(span, code, str(exc))
+                record_error(span, exc, error_type=code.name)
+                _finish(span, code, f"{type(exc).__name__}: {exc}")
             raise
         # A blocking call is already done (the callback runs at once); a .future()
         # call ends its span when the response or the error arrives.
@@ -250,7 +254,7 @@ class TracingServerInterceptor(grpc.ServerInterceptor):
         details = servicer_context.details()
         if code is None and exc is not None:
             # Not an abort: the handler crashed, the caller gets UNKNOWN.
-            span.record_exception(exc)
+            record_error(span, exc, error_type=grpc.StatusCode.UNKNOWN.name)
             code, details = grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
         elif code is None:
             # The answer of a handler that returns after its deadline is dropped: the
