@@ -9,6 +9,7 @@ import sys
 
 import grpc
 import psycopg
+import pytest
 
 from tracing_app.testing import Expect, assert_trace
 
@@ -61,6 +62,7 @@ def test_unknown_sku_is_not_found_on_client_and_server(stack, otlp):
     assert stack.database.query("select count(*) from orders_order") == [(0,)]
 
 
+@pytest.mark.services  # LOCK TABLE on the real PostgreSQL holds the pricing query past the deadline
 def test_deadline_exceeded_on_client_and_server_and_the_worker_prices_the_order(stack, otlp):
     stack.start_pricing()
     web = stack.start_web(PRICING_TIMEOUT="0.5")
