@@ -78,7 +78,8 @@ def test_deadline_exceeded_on_client_and_server_and_the_worker_prices_the_order(
     assert order["total_cents"] is None, "taken with its price pending"
 
     spans = otlp.wait_for(lambda spans: pricing_servers(spans) == 2
-                          and any(s.name == "process inventory.reserve_stock" for s in spans))
+                          and any(s.name == "process inventory.reserve_stock" for s in spans)
+                          and any(s.name == "POST api/orders/" for s in spans))
     assert_trace(spans, Expect("POST api/orders/", kind="SERVER", service="shop-web", error=False, children=[
         Expect("SELECT inventory_stock", kind="CLIENT", service="shop-web"),
         quote_call("shop-web", error=True),
@@ -104,7 +105,8 @@ def test_pricing_down_order_is_taken_and_priced_once_pricing_is_back(stack, otlp
     stack.start_pricing()
     stack.start_worker("-P", "solo")
     spans = otlp.wait_for(lambda spans: pricing_servers(spans) == 1
-                          and any(s.name == "process inventory.reserve_stock" for s in spans))
+                          and any(s.name == "process inventory.reserve_stock" for s in spans)
+                          and any(s.name == "POST api/orders/" for s in spans))
     assert_trace(spans, Expect("POST api/orders/", kind="SERVER", service="shop-web", error=False, children=[
         Expect("SELECT inventory_stock", kind="CLIENT", service="shop-web"),
         Expect(GET_QUOTE, kind="CLIENT", service="shop-web", error=True),
@@ -126,7 +128,8 @@ def test_worker_webhook_call_carries_the_order_trace(stack, otlp):
         status, _, body = web.request("POST", "/api/orders/", ORDER)
         assert status == 201, body
         spans = otlp.wait_for(lambda spans: pricing_servers(spans) == 2
-                              and any(s.name == "process inventory.reserve_stock" for s in spans))
+                              and any(s.name == "process inventory.reserve_stock" for s in spans)
+                              and any(s.name == "POST api/orders/" for s in spans))
     finally:
         partner.stop()
     assert_trace(spans, Expect("POST api/orders/", kind="SERVER", service="shop-web", children=[
