@@ -2,10 +2,14 @@
 
 import os
 
+# Flush each worker's spans when it exits (recycled or stopped), and warn at
+# start-up if a worker has no working exporter. See tracing_app/gunicorn.py.
+from tracing_app.gunicorn import post_worker_init, worker_exit  # noqa: F401
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
-# Recycle workers now and then, as production deployments do; tracing_app flushes
-# a worker's spans before it exits.
+# Recycle workers now and then, as production deployments do; worker_exit
+# flushes a worker's spans before it exits.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "1000"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "50"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))

@@ -41,11 +41,11 @@ from .conf import TracingConfig, get_config
 from .lifecycle import start, stop
 from .messaging import KombuHeadersCarrier
 from .propagation import should_propagate
-from .provider import force_flush, get_tracer
+from .provider import export_stats, force_flush, get_tracer, shutdown
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "KombuHeadersCarrier", "TracingConfig", "__version__", "business_context", "force_flush", "get_config",
-    "get_tracer", "should_propagate", "start", "stop",
+    "KombuHeadersCarrier", "TracingConfig", "__version__", "business_context", "export_stats", "force_flush",
+    "get_config", "get_tracer", "should_propagate", "shutdown", "start", "stop",
 ]

@@ -45,7 +45,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import privacy, provider
+from . import celery_lifecycle, privacy, provider
 from .conf import TracingConfig
 from .integration import Integration
 from .linked_traces import LINK_SOURCE, new_trace_linked_to
@@ -197,8 +197,6 @@ class CeleryIntegration(Integration):
         ("task_retry", "_retry"),
         ("task_unknown", "_unknown"),
         ("task_rejected", "_rejected"),
-        ("worker_process_shutdown", "_flush"),
-        ("worker_shutdown", "_flush"),
     )
 
     def _install(self, config: TracingConfig) -> None:
@@ -208,6 +206,7 @@ class CeleryIntegration(Integration):
             getattr(signals, signal_name).connect(
                 getattr(self, method), weak=False, dispatch_uid=f"tracing_app.{signal_name}"
             )
+        celery_lifecycle.install()  # process start/exit flushing, spans of killed tasks
 
     def configure(self, config: TracingConfig) -> None:
         self._new_trace_tasks = tuple(config.celery_new_trace_tasks)
@@ -218,6 +217,7 @@ class CeleryIntegration(Integration):
             getattr(signals, signal_name).disconnect(
                 getattr(self, method), dispatch_uid=f"tracing_app.{signal_name}"
             )
+        celery_lifecycle.uninstall()
 
     # -- publishing ----------------------------------------------------------
 
@@ -330,6 +330,12 @@ class CeleryIntegration(Integration):
         run = _current_run.get()
         if run is None or run.task_id != str(task_id):
             return
+        if state is None and celery_lifecycle.main_process_reports_interrupted_tasks():
+            # The pool is killing this child mid-task (hard time limit, revoke with
+            # terminate=True); the main process ends this task's span (celery_lifecycle).
+            context.detach(run.otel_token)
+            _current_run.reset(run.var_token)
+            return
         with guarded("ending a Celery task span"):
             if state:
                 run.span.set_attribute(ATTR_TASK_STATE, state)
@@ -383,14 +389,6 @@ class CeleryIntegration(Integration):
             else:
                 span.set_status(Status(StatusCode.ERROR, "message rejected"))
             span.end()
-
-    # -- process lifecycle -----------------------------------------------------
-
-    def _flush(self, **kwargs: Any) -> None:
-        # A prefork child is about to exit (recycled by --max-tasks-per-child or
-        # at shutdown) without running atexit handlers: flush what it ended.
-        with guarded("flushing spans at worker process shutdown"):
-            provider.force_flush()
 
 
 # -- chord bookkeeping: which header spans the callback waited for ----------------

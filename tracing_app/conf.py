@@ -307,11 +307,14 @@ KEYS: tuple[Key, ...] = (
         "Which integrations to install: a dict of name to bool, merged over the defaults."),
     Key("BATCH_SCHEDULE_DELAY", 5.0, _positive(float), "Seconds between batch exports.",
         env=("OTEL_BSP_SCHEDULE_DELAY",), env_parse=_millis_to_seconds),
-    Key("BATCH_MAX_QUEUE_SIZE", 2048, _positive(int), "Spans held for export at most; more are dropped.",
+    Key("BATCH_MAX_QUEUE_SIZE", 2048, _positive(int),
+        "Spans held for export at most (the memory cap while the collector is slow or down); "
+        "more are dropped and counted.",
         env=("OTEL_BSP_MAX_QUEUE_SIZE",)),
     Key("BATCH_MAX_EXPORT_SIZE", 512, _positive(int), "Spans sent in one export request at most.",
         env=("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)),
-    Key("BATCH_EXPORT_TIMEOUT", 30.0, _positive(float), "Seconds one batch export may take.",
+    Key("BATCH_EXPORT_TIMEOUT", 30.0, _positive(float),
+        "Seconds one batch may spend being exported, retries included; then it is dropped and counted.",
         env=("OTEL_BSP_EXPORT_TIMEOUT",), env_parse=_millis_to_seconds),
     # -- business context (baggage), trust boundary, propagation targets (issue 6) --
     Key("BAGGAGE_RESOLVER", "tracing_app.business.user_context", _optional_text,
@@ -360,6 +363,10 @@ KEYS: tuple[Key, ...] = (
         "Like CELERY_NEW_TRACE_TASKS, by the queue (routing key) a task arrives on."),
     Key("OUTBOX_BROKER_URL", "", _optional_text,
         "AMQP URL `relay_outbox` publishes to. Empty: settings.CELERY_BROKER_URL."),
+    # -- export pipeline and process lifecycle (issue 3) --
+    Key("SHUTDOWN_TIMEOUT", 3.0, _positive(float),
+        "Seconds a process may spend flushing spans when it exits (a Celery child, a gunicorn worker, "
+        "a manage.py command) or in force_flush(); what is unsent by then is dropped and counted."),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from opentelemetry import propagate, trace
@@ -19,11 +20,12 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from .business import BaggageSpanProcessor
 from .conf import TracingConfig
+from .export import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from .linked_traces import LinkedTraceSampler
+from .otlp_http import HttpTransport
 from .propagation import BaggagePropagator, TraceContextPropagator
 from .sampling import RuleSampler, never_sampled
 
@@ -35,6 +37,7 @@ BUILTIN_PROPAGATORS = {"tracecontext": TraceContextPropagator, "baggage": Baggag
 
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
+_processor: ExportProcessor | None = None
 _tracers: dict[str, trace.Tracer] = {}
 
 
@@ -62,33 +65,39 @@ def build_sampler(config: TracingConfig) -> sampling.Sampler:
     return LinkedTraceSampler(sampler)
 
 
-def build_exporter(config: TracingConfig) -> SpanExporter | None:
+def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | None:
+    """What ``ExportProcessor`` calls, in each process, to build that process's transport."""
     if config.exporter == "none":
         return None
+    endpoint, headers = config.traces_endpoint, dict(config.otlp_headers)
     if config.exporter == "console":
-        return ConsoleSpanExporter(service_name=config.service_name)
-    headers = dict(config.otlp_headers)
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return lambda: SdkExporterTransport(ConsoleSpanExporter(service_name=config.service_name), "console")
     if config.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        def grpc_transport() -> Transport:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        endpoint = config.traces_endpoint
-        insecure = not endpoint.startswith("https://")
-        return GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+            insecure = not endpoint.startswith("https://")
+            exporter = GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
+            return SdkExporterTransport(exporter, endpoint)
 
-    return HttpExporter(endpoint=config.traces_endpoint, headers=headers, timeout=config.otlp_timeout)
+        return grpc_transport
+    return lambda: HttpTransport(endpoint, headers)
 
 
-def build_processor(config: TracingConfig) -> SpanProcessor | None:
-    exporter = build_exporter(config)
-    if exporter is None:
+def build_processor(config: TracingConfig) -> ExportProcessor | None:
+    factory = build_transport_factory(config)
+    if factory is None:
         return None
-    return BatchSpanProcessor(
-        exporter,
+    return ExportProcessor(
+        factory,
         max_queue_size=config.batch_max_queue_size,
-        schedule_delay_millis=config.batch_schedule_delay * 1000,
-        max_export_batch_size=min(config.batch_max_export_size, config.batch_max_queue_size),
-        export_timeout_millis=config.batch_export_timeout * 1000,
+        max_export_batch_size=config.batch_max_export_size,
+        schedule_delay=config.batch_schedule_delay,
+        export_timeout=config.batch_export_timeout,
+        request_timeout=config.otlp_timeout,
+        shutdown_timeout=config.shutdown_timeout,
     )
 
 
@@ -112,11 +121,13 @@ def build_propagator(config: TracingConfig) -> TextMapPropagator:
     return CompositePropagator(found)
 
 
-def build_provider(config: TracingConfig) -> TracerProvider:
+def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:
+    """A provider exporting through ``processor`` (default: ``build_processor(config)``)."""
+    processor = processor if processor is not None else build_processor(config)
     # shutdown_on_exit: the SDK's own atexit hook would flush without our bound;
     # install_provider registers ours instead.
     provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config), shutdown_on_exit=False)
-    add_processors(provider, config, build_processor(config))
+    add_processors(provider, config, processor)
     return provider
 
 
@@ -131,11 +142,12 @@ def add_processors(provider: TracerProvider, config: TracingConfig, exporting: S
 
 def install_provider(config: TracingConfig) -> TracerProvider:
     """Build, register and return this process's provider; later calls return the same one."""
-    global _provider
+    global _provider, _processor
     with _lock:
         if _provider is not None:
             return _provider
-        _provider = build_provider(config)
+        _processor = build_processor(config)
+        _provider = build_provider(config, _processor)
         _tracers.clear()
         propagate.set_global_textmap(build_propagator(config))
         trace.set_tracer_provider(_provider)
@@ -171,13 +183,47 @@ def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
     return tracer
 
 
-def force_flush(timeout_millis: int = 5000) -> bool:
+def force_flush(timeout_millis: int | None = None) -> bool:
+    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT)."""
     provider = _provider
-    return provider.force_flush(timeout_millis) if provider is not None else True
+    if provider is None:
+        return True
+    if timeout_millis is None:
+        processor = _processor
+        timeout_millis = int((processor.shutdown_timeout if processor else 3.0) * 1000)
+    return provider.force_flush(timeout_millis)
 
 
 def shutdown() -> None:
-    """Flush what is pending and stop exporting. Safe to call more than once."""
+    """Flush what is pending (bounded by SHUTDOWN_TIMEOUT) and stop exporting. Safe to call more than once."""
     provider = _provider
     if provider is not None:
         provider.shutdown()
+
+
+def export_stats() -> ExportStats | None:
+    """This process's export counters (exported, dropped and why), or None when nothing is exported."""
+    processor = _processor
+    return processor.stats if processor is not None else None
+
+
+def exporter_problem() -> str | None:
+    """Why this process would export nothing, or None. Builds the process's transport now.
+
+    Called where a process starts serving (a Celery pool child, a gunicorn
+    worker), so that a broken exporter is reported once at start-up instead of
+    spans vanishing silently.
+    """
+    from .conf import get_config
+
+    config = get_config()
+    if not config.enabled or config.exporter == "none":
+        return None
+    if _provider is None:
+        return "tracing_app's tracer provider was not built in this process (was django.setup() run?)"
+    processor = _processor
+    if processor is None:
+        return "no span processor is installed"
+    if processor.transport() is None:
+        return f"its exporter could not be built: {processor.transport_error}"
+    return None

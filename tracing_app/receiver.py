@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import socket
 import threading
 import time
 import zlib
@@ -29,6 +30,7 @@ class Fault:
     status: int = 0  # answer with this HTTP status instead of 200 (0: answer normally)
     delay: float = 0.0  # seconds to wait before answering
     retry_after: str = ""  # Retry-After header value sent with the status
+    times: int = 0  # misbehave for this many requests, then answer normally (0: until changed)
 
 
 class OTLPReceiver:
@@ -40,12 +42,14 @@ class OTLPReceiver:
         self.spans: list[SpanRecord] = []
         self._keep = keep
         self.bodies: list[bytes] = []  # every decoded export request, as received (privacy tests grep them)
-        self.requests = 0
+        self.requests = 0  # POSTs received
+        self.answered = 0  # POSTs answered (a delayed answer counts once it is sent)
         self.fault = Fault()
         self._on_spans = on_spans
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
+        self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
     @property
@@ -62,8 +66,16 @@ class OTLPReceiver:
         return self
 
     def stop(self) -> None:
+        """Stop listening and close kept-alive connections: a stopped receiver refuses, like a dead collector."""
         self._server.shutdown()
         self._server.server_close()
+        with self._cond:
+            connections, self._connections = set(self._connections), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> OTLPReceiver:
         return self.start()
@@ -87,6 +99,10 @@ class OTLPReceiver:
                 self._cond.wait(min(remaining, 0.2))
             return list(self.spans)
 
+    def add(self, records: list[SpanRecord]) -> None:
+        """Store spans that arrived another way (``OTLPGrpcReceiver(..., on_spans=receiver.add)``)."""
+        self._received(records)
+
     def _received(self, records: list[SpanRecord], body: bytes = b"") -> None:
         with self._cond:
             if self._keep:
@@ -102,10 +118,31 @@ class OTLPReceiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                with receiver._cond:
+                    receiver._connections.add(self.connection)
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except ConnectionError:
+                    pass  # the client gave up (an export timeout) or the receiver was stopped
+
+            def finish(self) -> None:
+                with receiver._cond:
+                    receiver._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.requests += 1
-                fault = receiver.fault
+                with receiver._cond:
+                    receiver.requests += 1
+                    fault = receiver.fault
+                    if fault.times:
+                        fault.times -= 1
+                        if not fault.times:
+                            receiver.fault = Fault()
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.status:
@@ -135,6 +172,8 @@ class OTLPReceiver:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                with receiver._cond:
+                    receiver.answered += 1
 
             def log_message(self, format: str, *args: object) -> None:
                 pass

@@ -15,6 +15,7 @@ leftovers from an earlier (or a parallel) run never leak in.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -29,12 +30,15 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from kombu import Connection
+
+from tracing_app.receiver import OTLPGrpcReceiver, OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -175,6 +179,9 @@ class RabbitBroker:
     def env(self) -> dict[str, str]:
         return {}
 
+    def transport_options(self) -> dict[str, object]:
+        return {}
+
     def cleanup(self, *queues: str) -> None:
         """Remove this run's queues (and their exchanges) from RabbitMQ."""
         with Connection(BROKER_URL) as conn:
@@ -194,6 +201,12 @@ class FilesystemBroker:
 
     def env(self) -> dict[str, str]:
         return {"CELERY_BROKER_FOLDER": str(self.folder)}
+
+    def transport_options(self) -> dict[str, object]:
+        """What project/settings.py configures from CELERY_BROKER_FOLDER, for a publisher in the test process."""
+        (self.folder / "messages").mkdir(parents=True, exist_ok=True)
+        return {"data_folder_in": str(self.folder / "messages"), "data_folder_out": str(self.folder / "messages"),
+                "control_folder": str(self.folder / "control")}
 
     def cleanup(self, *queues: str) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -255,6 +268,18 @@ class Process:
                 raise TimeoutError(f"{self.name} did not print {text!r} in {timeout}s:\n{self.output()}")
             time.sleep(0.1)
 
+    def wait_for_output(self, text: str, timeout: float = 30.0) -> str:
+        """Wait until ``text`` appears in the process's output; return the output."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            output = self.output()
+            if text in output:
+                return output
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise TimeoutError(f"{text!r} not in {self.name}'s output:\n{self.output()[-4000:]}")
+
     def signal(self, signum: int) -> None:
         if self.popen.poll() is None:
             os.kill(self.popen.pid, signum)
@@ -277,6 +302,18 @@ class Process:
         self.popen.wait(5)
 
 
+@contextlib.contextmanager
+def grpc_receiver() -> Iterator[tuple[OTLPReceiver, str]]:
+    """An OTLP/gRPC receiver; yields (store, endpoint): its spans land in ``store`` (``wait_for``)."""
+    store = OTLPReceiver().start()  # (its HTTP side is unused; started so that stop() returns)
+    server = OTLPGrpcReceiver("127.0.0.1", 0, store.add).start()
+    try:
+        yield store, server.endpoint
+    finally:
+        server.stop()
+        store.stop()
+
+
 class Stack:
     """The demo's processes against one database, one queue and one OTLP receiver."""
 
@@ -293,6 +330,7 @@ class Stack:
         # Where web and worker call pricing; start_pricing() listens there. Set
         # before they start (their env carries it).
         self.pricing_target = f"127.0.0.1:{free_port()}"
+        self._publisher: Any = None
 
     def env(self, service_name: str, **extra: str) -> dict[str, str]:
         env = {
@@ -339,10 +377,11 @@ class Stack:
         return web
 
     def start_worker(self, *extra: str, service_name: str = "shop-worker", **env: str) -> Process:
+        """A Celery worker on this stack's queue; it also runs the test tasks in ``tests/e2e/tasks.py``."""
         return self.start(
             "worker",
             [sys.executable, "-m", "celery", "-A", "project", "worker", "-Q", self.queue, "-l", "info",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", *extra],
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "--include", "tests.e2e.tasks", *extra],
             self.env(service_name, **env),
         )
 
@@ -362,7 +401,18 @@ class Stack:
         wait_for_grpc(self.pricing_target, process)
         return process
 
+    def publish(self, task_name: str, *args: object, **options: object) -> str:
+        """Send a task to this stack's queue and broker from the test process; returns the task id."""
+        if self._publisher is None:
+            from celery import Celery
+
+            self._publisher = Celery("e2e-publisher", broker=self.broker.url, set_as_current=False)
+            self._publisher.conf.broker_transport_options = self.broker.transport_options()
+        return self._publisher.send_task(task_name, args=list(args), queue=self.queue, **options).id
+
     def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
         for process in reversed(self.processes):
             process.stop()
 

@@ -1,0 +1,94 @@
+"""manage.py commands and runserver flush their spans at exit, and never hang
+there when the collector is down or silent; tracing_check --worker proves that a
+real worker continues the canary's trace."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tracing_app.receiver import Fault
+
+from .stack import ROOT, free_port
+
+NO_PERIODIC_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "60000"}
+MAKE_SPAN = "from tracing_app import get_tracer; get_tracer().start_span('command work').end()"
+
+
+def test_command_spans_are_flushed_at_exit(stack, otlp):
+    result = stack.manage("shell", "-c", MAKE_SPAN, **NO_PERIODIC_EXPORT)
+    assert result.returncode == 0, result.stderr
+    assert [s.name for s in otlp.wait_for(lambda spans: spans, timeout=5)] == ["command work"]
+
+
+def test_command_exits_within_the_shutdown_bound_when_the_collector_never_answers(stack, otlp):
+    otlp.fault = Fault(delay=120.0)
+    # If exit waited for the collector, this would take 120 s and hit the 60 s timeout.
+    result = stack.manage("shell", "-c", MAKE_SPAN, timeout=60, **NO_PERIODIC_EXPORT)
+    assert result.returncode == 0, result.stderr
+    assert otlp.answered == 0
+    assert "1 span(s) not exported at shutdown (bound: SHUTDOWN_TIMEOUT=3s)" in result.stderr
+
+
+def test_makemigrations_with_nothing_listening_exits_without_waiting(stack):
+    refused = f"http://127.0.0.1:{free_port()}"
+    result = stack.manage("makemigrations", "--check", "--dry-run", timeout=60,
+                          OTEL_EXPORTER_OTLP_ENDPOINT=refused)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Its query spans were tried once more at exit, refused, and dropped right away:
+    # "were dropped" (the flush finished) and not "not exported at shutdown" (the bound ran out).
+    assert "span(s) were dropped while" in result.stderr, result.stderr
+    assert "not exported at shutdown" not in result.stderr
+
+
+def test_runserver_with_autoreloader_flushes_at_ctrl_c(stack, otlp):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT,
+        env=stack.env("shop-dev", **NO_PERIODIC_EXPORT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, text=True,
+    )
+    try:
+        status = wait_and_get(f"http://127.0.0.1:{port}/api/orders/999/", process)
+        assert status == 404
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the reloader and its child both get it
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    spans = otlp.wait_for(lambda spans: any(s.kind == "SERVER" for s in spans), timeout=10)
+    server = next(s for s in spans if s.kind == "SERVER")
+    assert (server.name, server.service) == ("GET api/orders/<int:pk>/", "shop-dev"), output
+
+
+def wait_and_get(url, process, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("runserver did not answer")
+
+
+def test_tracing_check_worker_confirms_the_canary_ran_in_the_same_trace(stack, otlp):
+    stack.start_worker("-P", "prefork", "-c", "1")
+    result = stack.manage("tracing_check", "--worker", "--queue", stack.queue, "--timeout", "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "propagation works" in result.stdout
+    trace_id = result.stdout.split("canary task sent in trace ")[1].split(";")[0]
+    spans = otlp.wait_for(lambda spans: any(s.name == "process tracing_app.canary" for s in spans), timeout=15)
+    worker_span = next(s for s in spans if s.name == "process tracing_app.canary")
+    assert worker_span.trace_id == trace_id and worker_span.service == "shop-worker"
+
+
+def test_tracing_check_worker_fails_when_no_worker_answers(stack, otlp):
+    result = stack.manage("tracing_check", "--worker", "--queue", stack.queue, "--timeout", "2")
+    assert result.returncode != 0
+    assert "no worker ran the canary task within 2s" in result.stderr and "hint:" in result.stderr

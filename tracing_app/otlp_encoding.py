@@ -1,0 +1,236 @@
+"""Finished SDK spans as an OTLP ``ExportTraceServiceRequest``, written straight to protobuf bytes.
+
+Why our own encoder: the SDK's ``encode_spans`` builds a protobuf message object
+for every span, attribute and value and then serializes the tree; that costs
+about as much CPU as creating the span did (measured ~30 µs per span against
+~8 µs here), and in a process with a GIL the export thread's CPU is taken from
+the requests. Writing the wire format directly, with the resource, scope and
+attribute keys encoded once and cached, is the same bytes for a fraction of the
+work. ``tests/test_otlp_encoding.py`` decodes our bytes with ``opentelemetry-proto``
+and compares them with the SDK encoder's message, field for field.
+
+Field numbers are those of ``opentelemetry/proto/trace/v1/trace.proto`` and
+``common.proto``; the comments name each one.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+_SMALL = [bytes((n,)) for n in range(128)]
+_pack_double = struct.Struct("<d").pack
+_pack_fixed64 = struct.Struct("<Q").pack
+_pack_fixed32 = struct.Struct("<I").pack
+
+# Span.flags bits: "has is_remote" (0x100) and "is_remote" (0x200), as the SDK sets them.
+FLAGS_LOCAL = _pack_fixed32(0x100)
+FLAGS_REMOTE = _pack_fixed32(0x300)
+
+
+def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
+    if value < 0:
+        value += 1 << 64  # int64 negatives are ten-byte two's complement varints
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: tag, length, payload."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _any_value(value: Any) -> bytes:
+    # AnyValue: 1 string, 2 bool, 3 int64, 4 double, 5 array, 6 kvlist, 7 bytes.
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode("utf-8", "replace"))
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _pack_double(value)
+    if isinstance(value, bytes):
+        return _field(b"\x3a", value)
+    if isinstance(value, Sequence):
+        # ArrayValue: 1 repeated AnyValue
+        return _field(b"\x2a", b"".join(_field(b"\x0a", _any_value(item)) for item in value))
+    if isinstance(value, Mapping):
+        # KeyValueList: 1 repeated KeyValue
+        return _field(b"\x32", b"".join(_field(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
+    if value is None:
+        return b""
+    raise TypeError(f"cannot encode attribute value of type {type(value).__name__}")
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def _key_value(key: str, value: Any) -> bytes:
+    # KeyValue: 1 key, 2 value. Keys repeat across spans: encode each once.
+    encoded_key = _KEYS.get(key)
+    if encoded_key is None:
+        encoded_key = _field(b"\x0a", key.encode("utf-8", "replace"))
+        if len(_KEYS) < 4096:
+            _KEYS[key] = encoded_key
+    return encoded_key + _field(b"\x12", _any_value(value))
+
+
+# Encoded attributes by (tag, key, type, value): most attribute values repeat from span
+# to span (db.system.name, a route, a query's text), and a dict lookup is far cheaper
+# than encoding. The type is part of the key because True == 1 == 1.0 in Python.
+_PAIRS: dict[tuple[bytes, str, type, Any], bytes] = {}
+PAIR_CACHE_SIZE = 16384
+PAIR_CACHE_MAX_BYTES = 1024
+
+
+def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
+    if not attributes:
+        return b""
+    parts = []
+    cache = _PAIRS
+    for key, value in attributes.items():
+        cache_key = (tag, key, value.__class__, value)
+        try:
+            parts.append(cache[cache_key])
+            continue
+        except KeyError:
+            pass
+        except TypeError:
+            cache_key = None  # unhashable (a list value): encode without caching
+        try:
+            encoded = _field(tag, _key_value(key, value))
+        except (TypeError, ValueError, OverflowError):
+            continue  # the SDK validates values on set; skip what still cannot be encoded
+        parts.append(encoded)
+        if cache_key is not None and len(encoded) <= PAIR_CACHE_MAX_BYTES:
+            if len(cache) >= PAIR_CACHE_SIZE:
+                cache.clear()
+            cache[cache_key] = encoded
+    return b"".join(parts)
+
+
+_NAMES: dict[tuple[str, Any], bytes] = {}
+
+
+def encode_span(span: ReadableSpan) -> bytes:
+    """One ``Span`` message (without its field tag)."""
+    context = span.get_span_context()
+    parent = span.parent
+    # Span: 1 trace_id, 2 span_id, 3 trace_state, 4 parent_span_id, 5 name, 6 kind.
+    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
+    if context.trace_state:
+        out.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in context.trace_state.items()).encode()))
+    if parent is not None:
+        out.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+    name_and_kind = _NAMES.get((span.name, span.kind))
+    if name_and_kind is None:
+        # 5 name, 6 kind (SDK kinds are the proto enum minus one); span names repeat too.
+        name_and_kind = _field(b"\x2a", span.name.encode("utf-8", "replace")) + b"\x30" + _SMALL[span.kind.value + 1]
+        if len(_NAMES) >= PAIR_CACHE_SIZE:
+            _NAMES.clear()
+        _NAMES[(span.name, span.kind)] = name_and_kind
+    out.append(name_and_kind)
+    # 7 start_time_unix_nano, 8 end_time_unix_nano (fixed64); 9 attributes; 10 dropped count.
+    out.append(b"\x39" + _pack_fixed64(span.start_time or 0))
+    out.append(b"\x41" + _pack_fixed64(span.end_time or 0))
+    out.append(_attributes(b"\x4a", span.attributes))
+    if span.dropped_attributes:
+        out.append(b"\x50" + _varint(span.dropped_attributes))
+    # 11 events (Event: 1 time fixed64, 2 name, 3 attributes, 4 dropped), 12 dropped count.
+    for event in span.events:
+        body = b"\x09" + _pack_fixed64(event.timestamp) + _field(b"\x12", event.name.encode("utf-8", "replace"))
+        body += _attributes(b"\x1a", event.attributes)
+        if event.dropped_attributes:
+            body += b"\x20" + _varint(event.dropped_attributes)
+        out.append(_field(b"\x5a", body))
+    if span.dropped_events:
+        out.append(b"\x60" + _varint(span.dropped_events))
+    # 13 links (Link: 1 trace_id, 2 span_id, 4 attributes, 5 dropped, 6 flags fixed32), 14 dropped count.
+    for link in span.links:
+        linked = link.context
+        body = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
+        body += _attributes(b"\x22", link.attributes)
+        if link.dropped_attributes:
+            body += b"\x28" + _varint(link.dropped_attributes)
+        body += b"\x35" + (FLAGS_REMOTE if linked.is_remote else FLAGS_LOCAL)
+        out.append(_field(b"\x6a", body))
+    if span.dropped_links:
+        out.append(b"\x70" + _varint(span.dropped_links))
+    # 15 status (Status: 2 message, 3 code); 16 flags (fixed32, tag 0x85 0x01).
+    status = span.status
+    body = b""
+    if status.description:
+        body = _field(b"\x12", status.description.encode("utf-8", "replace"))
+    if status.status_code.value:
+        body += b"\x18" + _SMALL[status.status_code.value]
+    out.append(_field(b"\x7a", body))
+    out.append(b"\x85\x01" + (FLAGS_REMOTE if parent is not None and parent.is_remote else FLAGS_LOCAL))
+    return b"".join(out)
+
+
+class Encoder:
+    """Encodes batches; remembers each resource's and scope's bytes (they never change)."""
+
+    def __init__(self) -> None:
+        self._resources: dict[int, tuple[Any, bytes, bytes]] = {}
+        self._scopes: dict[int, tuple[Any, bytes, bytes]] = {}
+
+    def _resource(self, resource: Any) -> tuple[Any, bytes, bytes]:
+        cached = self._resources.get(id(resource))
+        if cached is None or cached[0] is not resource:
+            # ResourceSpans: 1 resource (Resource: 1 attributes); 3 schema_url.
+            encoded = _field(b"\x0a", _attributes(b"\x0a", resource.attributes))
+            schema = _field(b"\x1a", resource.schema_url.encode()) if resource.schema_url else b""
+            cached = (resource, encoded, schema)
+            if len(self._resources) > 64:
+                self._resources.clear()
+            self._resources[id(resource)] = cached
+        return cached
+
+    def _scope(self, scope: Any) -> tuple[Any, bytes, bytes]:
+        cached = self._scopes.get(id(scope))
+        if cached is None or cached[0] is not scope:
+            # ScopeSpans: 1 scope (InstrumentationScope: 1 name, 2 version, 3 attributes); 3 schema_url.
+            body = b""
+            if scope is not None:
+                body = _field(b"\x0a", scope.name.encode()) if scope.name else b""
+                body += _field(b"\x12", scope.version.encode()) if scope.version else b""
+                body += _attributes(b"\x1a", scope.attributes)
+            schema = _field(b"\x1a", scope.schema_url.encode()) if scope is not None and scope.schema_url else b""
+            cached = (scope, _field(b"\x0a", body), schema)
+            if len(self._scopes) > 256:
+                self._scopes.clear()
+            self._scopes[id(scope)] = cached
+        return cached
+
+    def encode(self, spans: Iterable[ReadableSpan]) -> bytes:
+        """An ``ExportTraceServiceRequest`` (1: repeated ResourceSpans) holding ``spans``."""
+        grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+        for span in spans:
+            resource, scope = span.resource, span.instrumentation_scope
+            by_scope = grouped.get(id(resource))
+            if by_scope is None:
+                by_scope = grouped[id(resource)] = (resource, {})
+            entry = by_scope[1].get(id(scope))
+            if entry is None:
+                entry = by_scope[1][id(scope)] = (scope, [])
+            entry[1].append(_field(b"\x12", encode_span(span)))  # ScopeSpans.spans = 2
+        out = []
+        for resource, scopes in grouped.values():
+            _, encoded_resource, resource_schema = self._resource(resource)
+            scope_spans = []
+            for scope, encoded_spans in scopes.values():
+                _, encoded_scope, scope_schema = self._scope(scope)
+                scope_spans.append(_field(b"\x12", encoded_scope + b"".join(encoded_spans) + scope_schema))
+            out.append(_field(b"\x0a", encoded_resource + b"".join(scope_spans) + resource_schema))
+        return b"".join(out)
