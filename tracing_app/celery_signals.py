@@ -49,17 +49,19 @@ from . import celery_lifecycle, privacy, provider
 from .conf import TracingConfig
 from .integration import Integration
 from .linked_traces import LINK_SOURCE, new_trace_linked_to
-from .messaging import CARRIER
+from .messaging import (
+    ATTR_DESTINATION,
+    ATTR_MESSAGE_ID,
+    ATTR_OPERATION_NAME,
+    ATTR_OPERATION_TYPE,
+    ATTR_ROUTING_KEY,
+    ATTR_SYSTEM,
+    CARRIER,
+)
 from .safety import guarded
 
 logger = logging.getLogger(__name__)
 
-ATTR_SYSTEM = "messaging.system"
-ATTR_OPERATION_TYPE = "messaging.operation.type"
-ATTR_OPERATION_NAME = "messaging.operation.name"
-ATTR_DESTINATION = "messaging.destination.name"
-ATTR_ROUTING_KEY = "messaging.rabbitmq.destination.routing_key"
-ATTR_MESSAGE_ID = "messaging.message.id"
 ATTR_TASK_NAME = "celery.task.name"
 ATTR_TASK_STATE = "celery.task.state"
 ATTR_RETRIES = "celery.task.retries"
