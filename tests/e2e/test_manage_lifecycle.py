@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from tracing_app.receiver import Fault
 
@@ -54,13 +55,28 @@ def test_runserver_with_autoreloader_flushes_at_ctrl_c(stack, otlp):
         status = wait_and_get(f"http://127.0.0.1:{port}/api/orders/999/", process)
         assert status == 404
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the reloader and its child both get it
-        output, _ = process.communicate(timeout=30)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired as timeout:
+            # Seen once in a loaded full run, never alone: show where each process of the group stands.
+            raise AssertionError(f"runserver did not exit after Ctrl-C:\n{stacks_of_group(process.pid)}") from timeout
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     spans = otlp.wait_for(lambda spans: any(s.kind == "SERVER" for s in spans), timeout=10)
     server = next(s for s in spans if s.kind == "SERVER")
     assert (server.name, server.service) == ("GET api/orders/<int:pk>/", "shop-dev"), output
+
+
+def stacks_of_group(pgid):
+    """Python stacks of every process in a process group (py-spy, pinned in requirements/dev.txt)."""
+    pids = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()
+    dumps = []
+    for pid in pids:
+        dump = subprocess.run([str(Path(sys.executable).with_name("py-spy")), "dump", "--pid", pid],
+                              capture_output=True, text=True, timeout=30)
+        dumps.append(f"--- pid {pid}\n{dump.stdout}{dump.stderr}")
+    return "\n".join(dumps) or "no process left in the group"
 
 
 def wait_and_get(url, process, timeout=30.0):
