@@ -118,3 +118,34 @@ def test_middleware_removes_itself_when_tracing_is_off(captured_spans):
         from tracing_app.conf import get_config
 
         middleware.integration.install(get_config())
+
+
+def test_a_recorded_request_span_has_every_server_attribute(captured_spans):
+    Client(HTTP_USER_AGENT="bench/1.0", HTTP_HOST="shop.example:8443").get("/shop/items/42/?page=2")
+    assert only_span(captured_spans).attributes == {
+        "http.request.method": "GET",
+        "url.path": "/shop/items/42/",
+        "url.scheme": "http",
+        "server.address": "shop.example",
+        "server.port": 8443,
+        "client.address": "127.0.0.1",
+        "user_agent.original": "bench/1.0",
+        "network.protocol.version": "1.1",
+        "http.route": "shop/items/<int:pk>/",
+        "http.response.status_code": 200,
+    }
+
+
+def test_an_unsampled_request_builds_only_what_the_sampler_reads(client, monkeypatch):
+    from tests.tracing_settings import tracing_settings
+
+    built = []
+    server_attributes = middleware._server_attributes
+    monkeypatch.setattr(middleware, "_server_attributes", lambda *args: built.append(args) or server_attributes(*args))
+    with tracing_settings(SAMPLE_RATIO=0.0) as dropped:
+        response = client.get("/ok/")
+    assert dropped.records() == [] and built == []
+    assert not int(response["traceresponse"].split("-")[3], 16) & 1, "still answers, with the sampled flag off"
+    with tracing_settings(SAMPLE_RATIO=1.0) as kept:
+        client.get("/ok/")
+    assert len(built) == 1 and kept.records()[0].attributes["url.scheme"] == "http"

@@ -111,12 +111,9 @@ integration = DjangoIntegration()
 
 
 def _server_attributes(request: HttpRequest, method: str) -> dict[str, Any]:
+    """The request span's attributes besides those the sampler reads (set at start)."""
     meta = request.META
-    attributes: dict[str, Any] = {
-        ATTR_METHOD: method,
-        ATTR_PATH: request.path,
-        ATTR_SCHEME: request.scheme or "http",
-    }
+    attributes: dict[str, Any] = {ATTR_SCHEME: request.scheme or "http"}
     query = meta.get("QUERY_STRING")
     if query and integration.query_params:
         kept = privacy.allowed_query(query, integration.query_params)
@@ -172,7 +169,9 @@ class TracingMiddleware:
             method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
             policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
             parent, links = business.incoming_context(request.META, META_GETTER, policy, integration.own_keys)
-            attributes = _server_attributes(request, method)
+            # Only what the sampler reads (sampling.py) before the decision: an unsampled
+            # request (0%, a dropped ratio, an unsampled caller) builds nothing more.
+            attributes = {ATTR_METHOD: method, ATTR_PATH: request.path}
             route_token = self._resolve_for_sampling(request, attributes)
             try:
                 started = get_tracer().start_span(
@@ -181,6 +180,8 @@ class TracingMiddleware:
             finally:
                 if route_token is not None:
                     sampling.current_route_name.reset(route_token)
+            if started.is_recording():
+                started.set_attributes(_server_attributes(request, method))
             token = context.attach(trace.set_span_in_context(started, parent))
             setattr(request, REQUEST_SPAN_ATTRIBUTE, started)
             span = started
