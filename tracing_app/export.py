@@ -122,6 +122,8 @@ class ExportProcessor(SpanProcessor):
         self._in_flight = 0
         self._backoff_step = 0
         self._not_before = 0.0
+        self._server_set_wait = False
+        self._server_set_wait = False  # _not_before comes from the collector's Retry-After
         self._outage_since: float | None = None
         self._outage_dropped = 0
         self._last_failure: Outcome | None = None
@@ -236,7 +238,12 @@ class ExportProcessor(SpanProcessor):
             wait = self._not_before - time.monotonic()
             if wait > 0 and not self._closing:
                 if time.monotonic() + wait > deadline:
-                    return False  # the batch's time would be up before the next attempt
+                    if self._server_set_wait:
+                        return False  # the collector's Retry-After outlasts this batch's time
+                    # Our own backoff outlasts this batch's time: one last attempt at the end
+                    # of it rather than dropping the batch untried, so spans waiting when the
+                    # collector comes back are sent. At most one request per batch: no storm.
+                    wait = max(0.0, deadline - self.request_timeout - time.monotonic())
                 self._sleep(self._hurry, wait)  # shutdown cuts the wait short for one last attempt
                 if self._stop.is_set():
                     return False
@@ -252,6 +259,7 @@ class ExportProcessor(SpanProcessor):
             # Exponential backoff with full jitter; kept across batches until an export succeeds.
             backoff = random.uniform(0, min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** self._backoff_step))
             self._backoff_step = min(self._backoff_step + 1, 16)
+            self._server_set_wait = outcome.retry_after is not None and outcome.retry_after >= backoff
             if outcome.retry_after is not None:
                 backoff = max(backoff, outcome.retry_after)
             self._not_before = time.monotonic() + backoff
@@ -272,6 +280,7 @@ class ExportProcessor(SpanProcessor):
     def _recovered(self) -> None:
         self._backoff_step = 0
         self._not_before = 0.0
+        self._server_set_wait = False
         if self._outage_since is not None:
             logger.warning(
                 "tracing_app: span export to %s recovered after %.1fs; %d span(s) were dropped during the outage",

@@ -50,6 +50,9 @@ def test_runserver_with_autoreloader_flushes_at_ctrl_c(stack, otlp):
         [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT,
         env=stack.env("shop-dev", **NO_PERIODIC_EXPORT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, text=True,
+        # A terminal's Ctrl-C reaches a process whose SIGINT is not ignored; a CI job run in the
+        # background inherits SIG_IGN for it, which Python keeps (no KeyboardInterrupt at all).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         status = wait_and_get(f"http://127.0.0.1:{port}/api/orders/999/", process)
