@@ -305,9 +305,14 @@ def short_report(all_modes: list[Mode]) -> str:
     rows = []
     for mode in all_modes:
         ratio = statistics.median(m / b for b, m in zip(base.round_times, mode.round_times, strict=True))
-        rows.append([mode.name, f"{ratio:.3f}", f"{(ratio - 1) * base.time_per_request * 1e6:+.0f}",
-                     f"{(mode.cpu / mode.requests - base.cpu / base.requests) * 1e6:+.0f}"])
-    return table(["mode", "time/req vs untraced", "added µs/req", "added worker CPU µs/req"], rows)
+        cpu = mode.cpu / mode.requests
+        rows.append([mode.name, f"{mode.time_per_request * 1e6:.0f}", f"{ratio:.3f}",
+                     f"{(ratio - 1) * base.time_per_request * 1e6:+.0f}",
+                     f"{cpu * 1e6:.0f} ({(cpu - base.cpu / base.requests) * 1e6:+.0f})",
+                     f"{percentile(mode.get, 99) / percentile(base.get, 99):.3f} vs "
+                     f"{percentile(mode.get, 50) / percentile(base.get, 50):.3f}"])
+    return table(["mode", "µs/req", "time/req vs untraced", "added µs/req", "worker CPU µs/req (added)",
+                  "GET p99 vs p50 ratio"], rows)
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -18,7 +18,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.span import TraceState
 
-from tracing_app.otlp_encoding import Encoder
+from tracing_app import otlp_http
+from tracing_app.otlp_encoding import PAUSE_EVERY, Encoder
 from tracing_app.spans import from_otlp
 
 ATTRIBUTES = {
@@ -83,3 +84,20 @@ def test_decodes_through_the_receiver():
 
 def test_empty_batch_is_an_empty_request():
     assert Encoder().encode([]) == b""
+
+
+def test_pauses_every_few_spans_and_encodes_the_same():
+    spans = finished_spans() * 10  # 100 spans
+    pauses = []
+    paused = Encoder().encode(spans, pause=lambda: pauses.append(1))
+    assert len(pauses) == len(spans) // PAUSE_EVERY
+    assert paused == Encoder().encode(spans)
+
+
+def test_the_http_transport_hands_over_the_gil_while_encoding(monkeypatch):
+    handed_over = []
+    monkeypatch.setattr(otlp_http, "hand_over_gil", lambda: handed_over.append(1))
+    transport = otlp_http.HttpTransport("http://127.0.0.1:9/v1/traces")
+    transport.encode(finished_spans() * 10)
+    transport.close()
+    assert len(handed_over) == 100 // PAUSE_EVERY

@@ -122,7 +122,6 @@ class ExportProcessor(SpanProcessor):
         self._in_flight = 0
         self._backoff_step = 0
         self._not_before = 0.0
-        self._server_set_wait = False
         self._server_set_wait = False  # _not_before comes from the collector's Retry-After
         self._outage_since: float | None = None
         self._outage_dropped = 0

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .otlp_encoding import Encoder
+from .otlp_encoding import Encoder, hand_over_gil
 
 # OTLP/HTTP: "retryable" responses; everything else that is not 2xx is final.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -172,7 +172,7 @@ class HttpTransport:
         self._sender = HttpSender(endpoint, headers)
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        return self._encoder.encode(spans)
+        return self._encoder.encode(spans, pause=hand_over_gil)
 
     def send(self, payload: bytes, timeout: float) -> Outcome:
         return self._sender.send(payload, timeout)

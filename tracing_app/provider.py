@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from .business import BaggageSpanProcessor
 from .conf import TracingConfig
 from .export import ExportProcessor, ExportStats, SdkExporterTransport, Transport
+from .fast_spans import fast_tracer
 from .linked_traces import LinkedTraceSampler
 from .otlp_http import HttpTransport
 from .propagation import BaggagePropagator, TraceContextPropagator
@@ -178,7 +179,7 @@ def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
     tracer = _tracers.get(name)
     if tracer is None:
         provider = _provider
-        tracer = provider.get_tracer(name) if provider is not None else trace.NoOpTracer()
+        tracer = fast_tracer(provider.get_tracer(name)) if provider is not None else trace.NoOpTracer()
         _tracers[name] = tracer
     return tracer
 

@@ -1,0 +1,124 @@
+"""FastTracer's spans record and export exactly what the SDK's would."""
+
+import logging
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import Link, NonRecordingSpan, NoOpTracer, SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.trace.propagation import set_span_in_context
+
+from tracing_app.fast_spans import FastSpan, FastTracer, fast_tracer
+
+
+class FixedIds(IdGenerator):
+    """The same ids for both tracers, so their exports can be compared byte for byte."""
+
+    def __init__(self):
+        self.span_id = 0
+
+    def generate_span_id(self):
+        self.span_id += 1
+        return self.span_id
+
+    def generate_trace_id(self):
+        return 0xABC
+
+    def is_trace_id_random(self):
+        return True
+
+
+ATTRIBUTES = {
+    "str": "x", "int": 3, "float": 0.5, "bool": False,
+    # not plain: cleaned by the SDK's rules (a list becomes a tuple, None and a dict are dropped)
+    "list": ["a", "b"], "none": None, "dict": {"no": 1},
+}
+
+
+def provider_for(limits=None):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "t"}), id_generator=FixedIds(),
+                              span_limits=limits or SpanLimits(), shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def make_spans(tracer, attributes):
+    remote = SpanContext(0xABC, 0x99, is_remote=True, trace_flags=TraceFlags(0x03))
+    parent = tracer.start_span("GET /x", kind=SpanKind.SERVER, attributes=attributes,
+                               context=set_span_in_context(NonRecordingSpan(remote)),
+                               links=[Link(remote, {"link": 1})], start_time=1_000)
+    parent.set_attribute("http.response.status_code", 500)
+    parent.add_event("an event", {"n": 1}, timestamp=1_500)
+    parent.set_status(StatusCode.ERROR, "boom")
+    child = tracer.start_span("SELECT t", kind=SpanKind.CLIENT, context=set_span_in_context(parent),
+                              attributes={"db.system.name": "postgresql"}, start_time=1_100)
+    child.end(end_time=1_200)
+    root = tracer.start_span("root", start_time=3_000)
+    root.end(end_time=4_000)
+    parent.end(end_time=2_000)
+
+
+@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_span_attributes=3, max_attribute_length=2)])
+def test_exports_the_same_otlp_as_the_sdk(limits, caplog):
+    caplog.set_level(logging.ERROR)  # the SDK warns about the values it drops
+    sdk_provider, sdk_exported = provider_for(limits)
+    fast_provider, fast_exported = provider_for(limits)
+    tracer = fast_tracer(fast_provider.get_tracer("tracing_app"))
+    assert isinstance(tracer, FastTracer)
+    make_spans(sdk_provider.get_tracer("tracing_app"), ATTRIBUTES)
+    make_spans(tracer, ATTRIBUTES)
+    fast_spans = fast_exported.get_finished_spans()
+    assert all(isinstance(span, FastSpan) for span in fast_spans)
+    assert encode_spans(fast_spans) == encode_spans(sdk_exported.get_finished_spans())
+    assert dict(fast_spans[1].attributes).get("list", ("a", "b")) == ("a", "b")
+    assert "none" not in fast_spans[1].attributes and "dict" not in fast_spans[1].attributes
+
+
+def test_processors_get_the_span_itself_and_it_cannot_change_after_end(caplog):
+    ended = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            ended.append(span)
+
+    provider, _ = provider_for()
+    provider.add_span_processor(Keep())
+    span = fast_tracer(provider.get_tracer("tracing_app")).start_span("op", attributes={"a": 1})
+    span.end()
+    assert ended == [span] and not span.is_recording()
+    span.set_attribute("a", 2)
+    span.update_name("other")
+    span.end()
+    assert span.attributes["a"] == 1 and span.name == "op"
+    assert "ended span" in caplog.text
+
+
+def test_unsampled_spans_record_nothing():
+    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    span = fast_tracer(provider.get_tracer("tracing_app")).start_span("op")
+    assert not span.is_recording() and span.get_span_context().is_valid
+    assert span.get_span_context().trace_flags == TraceFlags(0x02)  # random trace id, not sampled
+
+
+def test_records_exceptions_like_the_sdk():
+    provider, exported = provider_for()
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    with pytest.raises(KeyError), tracer.start_as_current_span("op"):
+        raise KeyError("k")
+    (span,) = exported.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.events[0].name == "exception" and span.events[0].attributes["exception.type"] == "KeyError"
+
+
+def test_other_tracers_are_left_alone():
+    no_op = NoOpTracer()
+    assert fast_tracer(no_op) is no_op
+    not_random = TracerProvider(id_generator=type("Ids", (FixedIds,), {"is_trace_id_random": lambda self: False})(),
+                                shutdown_on_exit=False).get_tracer("x")
+    assert type(fast_tracer(not_random)) is not FastTracer
