@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
+from tracing_app import export
 from tracing_app.export import ExportProcessor
 from tracing_app.otlp_http import HttpTransport, parse_retry_after
 from tracing_app.receiver import Fault, OTLPReceiver
@@ -71,6 +72,20 @@ def test_spans_arrive_as_otlp_and_are_counted(receiver):
     assert processor.force_flush()
     assert sorted(s.name for s in receiver.spans) == [f"span-{i}" for i in range(5)]
     assert processor.stats.exported == 5 and processor.stats.dropped == 0
+
+
+@pytest.mark.parametrize(("spans", "pauses"), [(64, 2), (192, 2)])
+def test_encoding_hands_over_the_gil_unless_export_is_behind(receiver, monkeypatch, spans, pauses):
+    # 64 spans: one batch, a pause every 32 spans. 192: three batches; while two or more
+    # batches wait, encoding does not pause (it would fall behind); the last batch does.
+    handed_over = []
+    monkeypatch.setattr(export, "hand_over_gil", lambda: handed_over.append(1))
+    processor, tracer = make(receiver.endpoint, max_export_batch_size=64)
+    end_spans(tracer, 1)  # starts the export thread
+    with processor._lock:  # the thread cannot take a batch until every span is queued
+        end_spans(tracer, spans - 1)
+    assert processor.force_flush()
+    assert len(receiver.spans) == spans and len(handed_over) == pauses
 
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])

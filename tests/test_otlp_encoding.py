@@ -18,7 +18,6 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.span import TraceState
 
-from tracing_app import otlp_http
 from tracing_app.otlp_encoding import PAUSE_EVERY, Encoder
 from tracing_app.spans import from_otlp
 
@@ -93,11 +92,3 @@ def test_pauses_every_few_spans_and_encodes_the_same():
     assert len(pauses) == len(spans) // PAUSE_EVERY
     assert paused == Encoder().encode(spans)
 
-
-def test_the_http_transport_hands_over_the_gil_while_encoding(monkeypatch):
-    handed_over = []
-    monkeypatch.setattr(otlp_http, "hand_over_gil", lambda: handed_over.append(1))
-    transport = otlp_http.HttpTransport("http://127.0.0.1:9/v1/traces")
-    transport.encode(finished_spans() * 10)
-    transport.close()
-    assert len(handed_over) == 100 // PAUSE_EVERY

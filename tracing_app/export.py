@@ -51,12 +51,19 @@ BACKOFF_MAX = 30.0  # the backoff never grows beyond this
 QUEUE_FULL_REPORT_EVERY = 60.0  # seconds between "queue full" warnings while healthy
 
 
+def hand_over_gil() -> None:
+    """Sleep long enough (0.1 ms) that a thread waiting for the GIL surely takes it:
+    ``sleep(0)`` releases it too, but usually takes it back before a waiter wakes."""
+    time.sleep(0.0001)
+
+
 class Transport(Protocol):
     """Turns a batch into a payload once, then sends that payload (maybe several times)."""
 
     endpoint: str
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> Any: ...
+    def encode(self, spans: Sequence[ReadableSpan], pause: Callable[[], None] | None = None) -> Any:
+        """``pause()``, if given, is called now and then while encoding (see ``ExportProcessor._pause``)."""
 
     def send(self, payload: Any, timeout: float) -> Outcome: ...
 
@@ -231,7 +238,7 @@ class ExportProcessor(SpanProcessor):
         transport = self.transport()
         if transport is None:
             return False
-        payload = transport.encode(batch)
+        payload = transport.encode(batch, self._pause)
         deadline = time.monotonic() + self.export_timeout
         while True:
             wait = self._not_before - time.monotonic()
@@ -264,6 +271,16 @@ class ExportProcessor(SpanProcessor):
             self._not_before = time.monotonic() + backoff
             if self._not_before > deadline:
                 return False
+
+    def _pause(self) -> None:
+        # Encoding is pure Python and holds the GIL: a request thread that wants it meanwhile
+        # waits up to the interpreter's 5 ms switch interval, a stall in its latency. While
+        # the queue is short the encoder sleeps briefly every few spans so that a waiting
+        # thread takes the GIL at once. Behind (a batch or more waiting) it does not: after a
+        # pause a busy thread keeps the GIL for the whole interval, and export would fall
+        # behind span creation and drop spans.
+        if len(self._queue) < self.max_export_batch_size:
+            hand_over_gil()
 
     def _failed(self, outcome: Outcome) -> None:
         self._last_failure = outcome
@@ -354,7 +371,7 @@ class SdkExporterTransport:
         self.exporter = exporter
         self.endpoint = endpoint
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> Sequence[ReadableSpan]:
+    def encode(self, spans: Sequence[ReadableSpan], pause: Callable[[], None] | None = None) -> Sequence[ReadableSpan]:
         return spans
 
     def send(self, payload: Sequence[ReadableSpan], timeout: float) -> Outcome:

@@ -22,11 +22,11 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from .otlp_encoding import Encoder, hand_over_gil
+from .otlp_encoding import Encoder
 
 # OTLP/HTTP: "retryable" responses; everything else that is not 2xx is final.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -171,8 +171,8 @@ class HttpTransport:
         self._encoder = Encoder()
         self._sender = HttpSender(endpoint, headers)
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        return self._encoder.encode(spans, pause=hand_over_gil)
+    def encode(self, spans: Sequence[ReadableSpan], pause: Callable[[], None] | None = None) -> bytes:
+        return self._encoder.encode(spans, pause)
 
     def send(self, payload: bytes, timeout: float) -> Outcome:
         return self._sender.send(payload, timeout)
