@@ -8,6 +8,7 @@ import pytest
 from celery import Celery
 from kombu import Connection, Queue
 from kombu.messaging import Producer
+from opentelemetry import trace
 
 from tracing_app import celery_signals, get_tracer
 from tracing_app.celery_signals import SENT_AT_HEADER, wait_attributes
@@ -206,3 +207,11 @@ def test_chord_header_runs_are_popped_once_and_stale_ones_forgotten(captured_spa
     assert not ChordHeaderRun.objects.exists(), "the abandoned chord's row is gone too"
     own_queries = ["UPDATE tracing_app_chordheaderrun", "SELECT tracing_app_chordheaderrun"]
     assert captured_spans.names() == own_queries, "the bookkeeping queries are not traced"
+
+
+def test_publish_under_an_unsampled_parent_makes_no_span_but_sends_the_decision(captured_spans, sent_headers):
+    unsampled = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=False))
+    with app.connection_for_write() as conn, trace.use_span(unsampled):
+        add.apply_async((1, 2), connection=conn)
+    assert sent_headers[0]["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
+    assert captured_spans.records() == []

@@ -9,11 +9,20 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Link, NonRecordingSpan, NoOpTracer, SpanContext, SpanKind, StatusCode, TraceFlags
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    NoOpTracer,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    use_span,
+)
 from opentelemetry.trace.propagation import set_span_in_context
 
-from tracing_app.fast_spans import FastSpan, FastTracer, fast_tracer
+from tracing_app.fast_spans import FastSpan, FastTracer, drops_child_of_current, fast_tracer
 
 
 class FixedIds(IdGenerator):
@@ -122,3 +131,31 @@ def test_other_tracers_are_left_alone():
     not_random = TracerProvider(id_generator=type("Ids", (FixedIds,), {"is_trace_id_random": lambda self: False})(),
                                 shutdown_on_exit=False).get_tracer("x")
     assert type(fast_tracer(not_random)) is not FastTracer
+
+
+def test_children_of_unsampled_parents_skip_the_sampler_with_the_configured_sampler():
+    from tracing_app.conf import resolve
+    from tracing_app.provider import build_sampler
+
+    calls = []
+    provider = TracerProvider(sampler=build_sampler(resolve({"SAMPLE_RATIO": 0.0}, {})), shutdown_on_exit=False)
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    assert tracer.drops_unsampled_children
+    tracer.sampler = type("Counting", (), {"should_sample": lambda self, *a, **k: calls.append(a)})()
+    for remote in (False, True):
+        parent = SpanContext(0xABC, 0xDEF, is_remote=remote, trace_flags=TraceFlags(0x02))
+        with use_span(NonRecordingSpan(parent)):
+            assert drops_child_of_current(tracer)
+            child = tracer.start_span("child").get_span_context()
+        assert not child.trace_flags.sampled and child.trace_id == 0xABC and child.span_id != 0xDEF
+        assert not child.is_remote
+    assert calls == []
+
+
+def test_samplers_that_may_keep_children_of_unsampled_parents_are_always_asked():
+    for sampler in (ALWAYS_ON, ParentBased(ALWAYS_ON, local_parent_not_sampled=ALWAYS_ON)):
+        tracer = fast_tracer(TracerProvider(sampler=sampler, shutdown_on_exit=False).get_tracer("t"))
+        assert not tracer.drops_unsampled_children
+        with use_span(NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=False))):
+            assert not drops_child_of_current(tracer)
+            assert tracer.start_span("kept").is_recording()

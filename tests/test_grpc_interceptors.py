@@ -11,6 +11,7 @@ import grpc
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from opentelemetry import trace
 
 from tracing_app.grpc_interceptors import (
     TracingClientInterceptor,
@@ -217,3 +218,13 @@ def test_split_address(address, expected):
 
 def test_split_method():
     assert split_method("/shop.pricing.v1.Pricing/GetQuote") == ("shop.pricing.v1.Pricing", "GetQuote")
+
+
+def test_under_an_unsampled_parent_no_client_span_but_the_server_learns_the_decision(echo, captured_spans):
+    servicer, channel = echo
+    unsampled = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=False))
+    with trace.use_span(unsampled):
+        assert call(channel, b"unsampled") == b"echo:unsampled"
+    assert dict(servicer.metadata)["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
+    time.sleep(0.2)  # a server span, if one were wrongly kept, ends just after the answer
+    assert captured_spans.records() == []

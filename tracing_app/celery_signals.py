@@ -47,6 +47,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from . import celery_lifecycle, privacy, provider
 from .conf import TracingConfig
+from .fast_spans import drops_child_of_current
 from .integration import Integration
 from .linked_traces import LINK_SOURCE, new_trace_linked_to
 from .messaging import (
@@ -234,6 +235,12 @@ class CeleryIntegration(Integration):
                 _pending_publish.set(None)
             if headers is None:
                 return
+            tracer = provider.get_tracer()
+            if drops_child_of_current(tracer):
+                # Not sampled: no span, but the worker still learns the decision.
+                self._mark_follow_up(headers)
+                propagate.inject(headers, setter=CARRIER)
+                return
             task_name = sender or headers.get("task") or "unknown"
             attributes = {
                 ATTR_SYSTEM: SYSTEM,
@@ -248,7 +255,7 @@ class CeleryIntegration(Integration):
                 attributes[ATTR_ROUTING_KEY] = routing_key
             if headers.get("retries"):
                 attributes[ATTR_RETRIES] = int(headers["retries"])
-            span = provider.get_tracer().start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
+            span = tracer.start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
             self._mark_follow_up(headers)
             propagate.inject(headers, context=trace.set_span_in_context(span), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())

@@ -22,11 +22,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.signals import connection_created
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace.sampling import Decision, ParentBased
 from opentelemetry.trace import SpanKind
 
 from . import privacy
 from .conf import TracingConfig
+from .fast_spans import drops_child_of_current
 from .integration import Integration
 from .provider import get_tracer
 
@@ -120,32 +120,6 @@ def statement_attributes(sql: str, backslash_escapes: bool) -> tuple[str, dict[s
     return f"{operation} {collection}".strip(), attributes
 
 
-_UNSAMPLED_PARENTS = tuple(
-    trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(1, 1, is_remote=remote)))
-    for remote in (False, True)
-)
-_drops_cache: list[Any] = [None, False]  # [tracer, answer]
-
-
-def unsampled_parent_drops_queries(tracer: Any) -> bool:
-    """Whether ``tracer``'s sampler drops every span whose parent is not sampled.
-
-    True for the ``parentbased_*`` samplers that ``provider.build_sampler`` makes:
-    a query's span under an unsampled request could only be a non-recording span,
-    so the wrapper skips creating it (and its context) and just runs the query.
-    Probed once per tracer, never assumed: another sampler keeps the full path.
-    """
-    if _drops_cache[0] is tracer:
-        return _drops_cache[1]
-    sampler = getattr(tracer, "sampler", None)
-    answer = isinstance(sampler, ParentBased) and all(
-        sampler.should_sample(parent, 1, "probe", SpanKind.CLIENT).decision == Decision.DROP
-        for parent in _UNSAMPLED_PARENTS
-    )
-    _drops_cache[:] = [tracer, answer]
-    return answer
-
-
 class QueryTracer:
     """The execute wrapper added to each connection."""
 
@@ -173,8 +147,7 @@ class QueryTracer:
         if statement is None:
             return execute(sql, params, many, context)
         tracer = get_tracer()
-        parent = trace.get_current_span().get_span_context()
-        if parent.is_valid and not parent.trace_flags.sampled and unsampled_parent_drops_queries(tracer):
+        if drops_child_of_current(tracer):  # no span object at all under an unsampled request
             return execute(sql, params, many, context)
         name, attributes = statement[0], {**self.attributes, **statement[1]}
         if many and isinstance(params, (list, tuple)):

@@ -19,6 +19,12 @@ processors, limits and resource, but the span is a ``FastSpan``, which
   recorded is exactly what the SDK would record;
 * hands itself to ``on_end`` instead of a copy (it *is* a ``ReadableSpan``).
 
+And under a parent that is not sampled, where the sampler is one that drops every
+such child (the ``parentbased_*`` samplers ``provider.build_sampler`` makes, probed
+once per tracer, never assumed), ``start_span`` skips the sampler and returns the
+non-recording span at once; ``drops_child_of_current()`` lets an integration skip
+even building the span's attributes (at a 0% ratio, every span of every request).
+
 Every other behaviour (``set_attribute``, events, links, status rules, limits,
 ``record_exception``, ``use_span``) is the SDK's, inherited. ``tests/test_fast_spans.py``
 proves our spans export the same OTLP as the SDK's. Users' own spans, from
@@ -36,9 +42,12 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.propagation import get_current_span
 from opentelemetry.trace.status import Status, StatusCode
+
+from .linked_traces import LinkedTraceSampler
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +110,8 @@ class FastSpan(sdk_trace.Span):
 class FastTracer(sdk_trace.Tracer):
     """Made from an SDK tracer by ``fast_tracer()``; starts ``FastSpan``s."""
 
+    drops_unsampled_children = False  # set by fast_tracer()
+
     def start_span(  # noqa: PLR0913  the API's signature
         self,
         name: str,
@@ -121,6 +132,11 @@ class FastTracer(sdk_trace.Tracer):
             trace_id = self.id_generator.generate_trace_id()
         else:
             trace_id = parent.trace_id
+            if self.drops_unsampled_children and not parent.trace_flags.sampled:
+                return trace.NonRecordingSpan(trace.SpanContext(
+                    trace_id, self.id_generator.generate_span_id(), is_remote=False,
+                    trace_flags=parent.trace_flags, trace_state=parent.trace_state,
+                ))
         result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
         # The SDK's id generator makes random trace ids; a continued trace keeps its parent's flag.
         random_id = parent.trace_flags.random_trace_id if parent is not None else True
@@ -146,4 +162,31 @@ def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
         return tracer
     fast = FastTracer.__new__(FastTracer)
     fast.__dict__.update(tracer.__dict__)
+    fast.drops_unsampled_children = drops_unsampled_children(tracer.sampler)
     return fast
+
+
+_UNSAMPLED_PARENTS = tuple(
+    trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(1, 1, is_remote=remote)))
+    for remote in (False, True)
+)
+
+
+def drops_unsampled_children(sampler: Sampler) -> bool:
+    """Whether ``sampler`` drops every span whose (local or remote) parent is not sampled."""
+    while isinstance(sampler, LinkedTraceSampler):
+        sampler = sampler.delegate  # under a valid parent it only asks its delegate
+    return isinstance(sampler, ParentBased) and all(
+        sampler.should_sample(parent, 1, "probe", trace.SpanKind.CLIENT).decision == Decision.DROP
+        for parent in _UNSAMPLED_PARENTS
+    )
+
+
+def drops_child_of_current(tracer: trace.Tracer) -> bool:
+    """Whether a span started now with ``tracer`` would be dropped: its parent, the current
+    span, is not sampled. An integration can then skip the span (and its attributes) and
+    run, or propagate, under the current context."""
+    if not getattr(tracer, "drops_unsampled_children", False):
+        return False
+    parent = get_current_span().get_span_context()
+    return parent.is_valid and not parent.trace_flags.sampled

@@ -39,6 +39,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .conf import TracingConfig, get_config
+from .fast_spans import drops_child_of_current
 from .integration import Integration
 from .privacy import record_error
 from .propagation import should_propagate
@@ -150,22 +151,18 @@ class TracingClientInterceptor(grpc.UnaryUnaryClientInterceptor):
             return continuation(client_call_details, request)
         span = None
         with guarded("starting a gRPC client span"):
-            method = client_call_details.method
-            method = method.decode() if isinstance(method, bytes) else method
-            started = get_tracer().start_span(
-                _span_name(method), kind=SpanKind.CLIENT, attributes={**_span_attributes(method), **self._peer}
-            )
-            carrier: dict[str, str] = {}
-            if should_propagate(self._target):  # decided per call: PROPAGATE_TO may change
-                propagate.inject(carrier, context=trace.set_span_in_context(started))
-            metadata = list(client_call_details.metadata or ())
-            metadata.extend((key.lower(), value) for key, value in carrier.items())
-            client_call_details = _CallDetails(
-                client_call_details.method, client_call_details.timeout, metadata,
-                client_call_details.credentials, getattr(client_call_details, "wait_for_ready", None),
-                getattr(client_call_details, "compression", None),
-            )
-            span = started
+            tracer = get_tracer()
+            if drops_child_of_current(tracer):
+                # Not sampled: no span, but the server still learns the decision.
+                client_call_details = self._propagating(client_call_details, None)
+            else:
+                method = client_call_details.method
+                method = method.decode() if isinstance(method, bytes) else method
+                started = tracer.start_span(
+                    _span_name(method), kind=SpanKind.CLIENT, attributes={**_span_attributes(method), **self._peer}
+                )
+                client_call_details = self._propagating(client_call_details, trace.set_span_in_context(started))
+                span = started
         if span is None:
             return continuation(client_call_details, request)
         try:
@@ -180,6 +177,18 @@ class TracingClientInterceptor(grpc.UnaryUnaryClientInterceptor):
         # call ends its span when the response or the error arrives.
         outcome.add_done_callback(lambda call: self._end(span, call))
         return outcome
+
+    def _propagating(self, details: grpc.ClientCallDetails, span_context: Any) -> grpc.ClientCallDetails:
+        """``details`` with the trace context (``span_context``, else the current one) in its metadata."""
+        carrier: dict[str, str] = {}
+        if should_propagate(self._target):  # decided per call: PROPAGATE_TO may change
+            propagate.inject(carrier, context=span_context)
+        if not carrier:
+            return details
+        metadata = list(details.metadata or ())
+        metadata.extend((key.lower(), value) for key, value in carrier.items())
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
 
     @staticmethod
     def _end(span: trace.Span, call: Any) -> None:

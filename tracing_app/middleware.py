@@ -190,8 +190,9 @@ class TracingMiddleware:
         try:
             response = self.get_response(request)
         except BaseException as exc:
-            with guarded("ending the request span"):
-                self._end(span, request, method, None, exc)
+            if span.is_recording():
+                with guarded("ending the request span"):
+                    self._end(span, request, method, None, exc)
             raise
         finally:
             baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
@@ -199,11 +200,12 @@ class TracingMiddleware:
                 context.detach(baggage_token)
             context.detach(token)
         with guarded("ending the request span"):
-            for header, attribute in integration.response_headers:
-                value = response.get(header)
-                if value is not None:
-                    span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
-            self._end(span, request, method, response, None)
+            if span.is_recording():  # an unsampled request's span records nothing: no attributes to build
+                for header, attribute in integration.response_headers:
+                    value = response.get(header)
+                    if value is not None:
+                        span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
+                self._end(span, request, method, response, None)
             response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
         return response
 
