@@ -140,7 +140,7 @@ def test_children_of_unsampled_parents_skip_the_sampler_with_the_configured_samp
     calls = []
     provider = TracerProvider(sampler=build_sampler(resolve({"SAMPLE_RATIO": 0.0}, {})), shutdown_on_exit=False)
     tracer = fast_tracer(provider.get_tracer("tracing_app"))
-    assert tracer.drops_unsampled_children
+    assert tracer.drops_unsampled_children and tracer.keeps_sampled_children
     tracer.sampler = type("Counting", (), {"should_sample": lambda self, *a, **k: calls.append(a)})()
     for remote in (False, True):
         parent = SpanContext(0xABC, 0xDEF, is_remote=remote, trace_flags=TraceFlags(0x02))
@@ -159,3 +159,30 @@ def test_samplers_that_may_keep_children_of_unsampled_parents_are_always_asked()
         with use_span(NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=False))):
             assert not drops_child_of_current(tracer)
             assert tracer.start_span("kept").is_recording()
+
+
+def test_samplers_that_may_drop_children_of_sampled_parents_are_always_asked():
+    sampler = ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF)
+    tracer = fast_tracer(TracerProvider(sampler=sampler, shutdown_on_exit=False).get_tracer("t"))
+    assert tracer.drops_unsampled_children and not tracer.keeps_sampled_children
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0x01))
+    with use_span(NonRecordingSpan(remote)):
+        assert not tracer.start_span("dropped").is_recording()
+
+
+def test_children_of_sampled_parents_skip_the_sampler_and_keep_the_parents_trace_state():
+    from opentelemetry.trace.span import TraceState
+
+    provider, exported = provider_for()
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    assert tracer.keeps_sampled_children
+    tracer.sampler = None  # asked, it would raise
+    state = TraceState([("vendor", "x")])
+    for flags in (0x01, 0x03):
+        parent = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(flags), trace_state=state)
+        with use_span(NonRecordingSpan(parent)):
+            tracer.start_span("child", attributes={"a": 1}).end()
+    first, second = exported.get_finished_spans()
+    assert first.context.trace_flags == 0x01 and second.context.trace_flags == 0x03
+    assert first.context.trace_state == state and first.parent.span_id == 0xDEF
+    assert dict(first.attributes) == {"a": 1}

@@ -19,10 +19,9 @@ processors, limits and resource, but the span is a ``FastSpan``, which
   recorded is exactly what the SDK would record;
 * hands itself to ``on_end`` instead of a copy (it *is* a ``ReadableSpan``).
 
-And under a parent that is not sampled, where the sampler is one that drops every
-such child (the ``parentbased_*`` samplers ``provider.build_sampler`` makes, probed
-once per tracer, never assumed), ``start_span`` skips the sampler and returns the
-non-recording span at once; ``drops_child_of_current()`` lets an integration skip
+And under a valid parent, where the sampler follows the parent (the ``parentbased_*``
+samplers ``provider.build_sampler`` makes, probed once per tracer, never assumed),
+``start_span`` skips the sampler: the answer is known; ``drops_child_of_current()`` lets an integration skip
 even building the span's attributes (at a 0% ratio, every span of every request).
 
 Every other behaviour (``set_attribute``, events, links, status rules, limits,
@@ -45,6 +44,7 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.propagation import get_current_span
+from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from .linked_traces import LinkedTraceSampler
@@ -55,6 +55,7 @@ _PLAIN = frozenset((str, int, float, bool))
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED | trace.TraceFlags.RANDOM_TRACE_ID)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.RANDOM_TRACE_ID)
+_SAMPLED_NOT_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 
 
 class FastSpan(sdk_trace.Span):
@@ -110,7 +111,9 @@ class FastSpan(sdk_trace.Span):
 class FastTracer(sdk_trace.Tracer):
     """Made from an SDK tracer by ``fast_tracer()``; starts ``FastSpan``s."""
 
-    drops_unsampled_children = False  # set by fast_tracer()
+    # Set by fast_tracer() from what the sampler does under a valid parent.
+    drops_unsampled_children = False
+    keeps_sampled_children = False
 
     def start_span(  # noqa: PLR0913  the API's signature
         self,
@@ -132,7 +135,15 @@ class FastTracer(sdk_trace.Tracer):
             trace_id = self.id_generator.generate_trace_id()
         else:
             trace_id = parent.trace_id
-            if self.drops_unsampled_children and not parent.trace_flags.sampled:
+            # A parent-based sampler's answer under a valid parent is known in advance.
+            if parent.trace_flags.sampled:
+                if self.keeps_sampled_children:
+                    flags = _SAMPLED if parent.trace_flags.random_trace_id else _SAMPLED_NOT_RANDOM
+                    span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
+                                                     trace_flags=flags, trace_state=parent.trace_state)
+                    return self._start(name, span_context, parent, attributes, kind, links, start_time, context,
+                                       record_exception, set_status_on_exception)
+            elif self.drops_unsampled_children:
                 return trace.NonRecordingSpan(trace.SpanContext(
                     trace_id, self.id_generator.generate_span_id(), is_remote=False,
                     trace_flags=parent.trace_flags, trace_state=parent.trace_state,
@@ -149,7 +160,13 @@ class FastTracer(sdk_trace.Tracer):
                                          trace_flags=flags, trace_state=result.trace_state)
         if not result.decision.is_recording():
             return trace.NonRecordingSpan(span_context)
-        span = FastSpan(name, span_context, parent, self, result.attributes, kind, links)
+        return self._start(name, span_context, parent, result.attributes, kind, links, start_time, context,
+                           record_exception, set_status_on_exception)
+
+    def _start(self, name: str, span_context: trace.SpanContext, parent: trace.SpanContext | None,  # noqa: PLR0913
+               attributes: Mapping[str, Any] | None, kind: trace.SpanKind, links: Sequence[trace.Link],
+               start_time: int | None, context: Any, record_exception: bool, set_status_on_exception: bool) -> FastSpan:
+        span = FastSpan(name, span_context, parent, self, attributes, kind, links)
         span._record_exception = record_exception  # noqa: SLF001
         span._set_status_on_exception = set_status_on_exception  # noqa: SLF001
         span.start(start_time=start_time, parent_context=context)
@@ -162,24 +179,37 @@ def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
         return tracer
     fast = FastTracer.__new__(FastTracer)
     fast.__dict__.update(tracer.__dict__)
-    fast.drops_unsampled_children = drops_unsampled_children(tracer.sampler)
+    fast.drops_unsampled_children, fast.keeps_sampled_children = parent_decides(tracer.sampler)
     return fast
 
 
-_UNSAMPLED_PARENTS = tuple(
-    trace.set_span_in_context(trace.NonRecordingSpan(trace.SpanContext(1, 1, is_remote=remote)))
-    for remote in (False, True)
-)
+_PROBE_STATE = TraceState([("probe", "1")])
+_PROBE_ATTRIBUTES = {"probe": 1}
 
 
-def drops_unsampled_children(sampler: Sampler) -> bool:
-    """Whether ``sampler`` drops every span whose (local or remote) parent is not sampled."""
+def _probe_parent(sampled: bool, remote: bool) -> Any:
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+    span_context = trace.SpanContext(1, 1, is_remote=remote, trace_flags=flags, trace_state=_PROBE_STATE)
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def parent_decides(sampler: Sampler) -> tuple[bool, bool]:
+    """Whether ``sampler`` drops every span whose (local or remote) parent is not sampled,
+    and keeps every span whose parent is, with its attributes and the parent's trace state:
+    what the ``parentbased_*`` samplers do by default. Probed, never assumed."""
     while isinstance(sampler, LinkedTraceSampler):
         sampler = sampler.delegate  # under a valid parent it only asks its delegate
-    return isinstance(sampler, ParentBased) and all(
-        sampler.should_sample(parent, 1, "probe", trace.SpanKind.CLIENT).decision == Decision.DROP
-        for parent in _UNSAMPLED_PARENTS
-    )
+    if not isinstance(sampler, ParentBased):
+        return False, False
+    drops = keeps = True
+    for remote in (False, True):
+        dropped = sampler.should_sample(_probe_parent(False, remote), 1, "probe", trace.SpanKind.CLIENT)
+        drops = drops and dropped.decision == Decision.DROP
+        kept = sampler.should_sample(_probe_parent(True, remote), 1, "probe", trace.SpanKind.CLIENT,
+                                     _PROBE_ATTRIBUTES)
+        keeps = keeps and (kept.decision == Decision.RECORD_AND_SAMPLE and dict(kept.attributes) == _PROBE_ATTRIBUTES
+                           and kept.trace_state == _PROBE_STATE)
+    return drops, keeps
 
 
 def drops_child_of_current(tracer: trace.Tracer) -> bool:
