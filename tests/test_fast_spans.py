@@ -186,3 +186,29 @@ def test_children_of_sampled_parents_skip_the_sampler_and_keep_the_parents_trace
     assert first.context.trace_flags == 0x01 and second.context.trace_flags == 0x03
     assert first.context.trace_state == state and first.parent.span_id == 0xDEF
     assert dict(first.attributes) == {"a": 1}
+
+
+def test_processors_added_later_are_called_in_order_and_only_for_what_they_do():
+    calls = []
+
+    class Starts(SpanProcessor):
+        def on_start(self, span, parent_context=None):
+            calls.append(("start", span.name))
+
+    class Ends(SpanProcessor):
+        def _on_ending(self, span):
+            calls.append(("ending", span.name))
+
+        def on_end(self, span):
+            calls.append(("end", span.name))
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(Starts())
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    tracer.start_span("first").end()
+    provider.add_span_processor(Ends())
+    provider.add_span_processor(Starts())
+    tracer.start_span("second").end()
+    assert calls == [("start", "first"), ("start", "second"), ("start", "second"),
+                     ("ending", "second"), ("end", "second")]
+    assert tracer.dispatch().on_start == provider._active_span_processor._span_processors[::2]

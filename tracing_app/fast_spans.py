@@ -41,6 +41,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.propagation import get_current_span
@@ -79,6 +80,7 @@ class FastSpan(sdk_trace.Span):
         self._record_exception = True
         self._set_status_on_exception = True
         self._span_processor = tracer.span_processor
+        self._dispatch = tracer.dispatch()
         self._limits = limits
         self._lock = threading.Lock()
         recorded = BoundedAttributes(limits.max_span_attributes, None, immutable=False,
@@ -95,6 +97,15 @@ class FastSpan(sdk_trace.Span):
         self._links = self._new_links(links)
         self._record_end_metrics = None
 
+    def start(self, start_time: int | None = None, parent_context: Any = None) -> None:
+        with self._lock:
+            if self._start_time is not None:
+                logger.warning("Calling start() on a started span.")
+                return
+            self._start_time = start_time if start_time is not None else time_ns()
+        for processor in self._dispatch.on_start:
+            processor.on_start(self, parent_context=parent_context)
+
     def end(self, end_time: int | None = None) -> None:
         with self._lock:
             if self._start_time is None:
@@ -104,8 +115,32 @@ class FastSpan(sdk_trace.Span):
                 return
             self._end_time = end_time if end_time is not None else time_ns()
             self._attributes._immutable = True  # noqa: SLF001
-        self._span_processor._on_ending(self)  # noqa: SLF001
-        self._span_processor.on_end(self)  # ended spans are immutable: no copy needed
+        dispatch = self._dispatch
+        for processor in dispatch.on_ending:
+            processor._on_ending(self)  # noqa: SLF001
+        for processor in dispatch.on_end:
+            processor.on_end(self)  # ended spans are immutable: no copy needed
+
+
+class Dispatch:
+    """The processors that do something on start, on ending and on end, in order.
+
+    The SDK's ``SynchronousMultiSpanProcessor`` calls every processor for every
+    event: with ours (baggage copying, export) that is six calls per span, three
+    of them to the base class's empty methods. Made again whenever the provider's
+    processors change (``add_span_processor`` replaces their tuple).
+    """
+
+    def __init__(self, span_processor: SpanProcessor) -> None:
+        self.source = getattr(span_processor, "_span_processors", None)
+        processors = self.source if isinstance(span_processor, SynchronousMultiSpanProcessor) else (span_processor,)
+
+        def overriding(name: str) -> tuple[SpanProcessor, ...]:
+            return tuple(p for p in processors if getattr(type(p), name, None) is not getattr(SpanProcessor, name))
+
+        self.on_start = overriding("on_start")
+        self.on_ending = overriding("_on_ending")
+        self.on_end = overriding("on_end")
 
 
 class FastTracer(sdk_trace.Tracer):
@@ -162,6 +197,14 @@ class FastTracer(sdk_trace.Tracer):
             return trace.NonRecordingSpan(span_context)
         return self._start(name, span_context, parent, result.attributes, kind, links, start_time, context,
                            record_exception, set_status_on_exception)
+
+    _dispatch: Dispatch | None = None
+
+    def dispatch(self) -> Dispatch:
+        dispatch = self._dispatch
+        if dispatch is None or dispatch.source is not getattr(self.span_processor, "_span_processors", None):
+            dispatch = self._dispatch = Dispatch(self.span_processor)
+        return dispatch
 
     def _start(self, name: str, span_context: trace.SpanContext, parent: trace.SpanContext | None,  # noqa: PLR0913
                attributes: Mapping[str, Any] | None, kind: trace.SpanKind, links: Sequence[trace.Link],
