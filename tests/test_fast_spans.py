@@ -212,3 +212,18 @@ def test_processors_added_later_are_called_in_order_and_only_for_what_they_do():
     assert calls == [("start", "first"), ("start", "second"), ("start", "second"),
                      ("ending", "second"), ("end", "second")]
     assert tracer.dispatch().on_start == provider._active_span_processor._span_processors[::2]
+
+
+def test_roots_ask_the_root_sampler_and_links_still_reach_the_linked_trace_sampler():
+    from tracing_app.conf import resolve
+    from tracing_app.linked_traces import INHERIT_SAMPLING
+    from tracing_app.provider import build_sampler
+    from tracing_app.sampling import RuleSampler
+
+    provider = TracerProvider(sampler=build_sampler(resolve({"SAMPLE_RATIO": 0.0}, {})), shutdown_on_exit=False)
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    assert isinstance(tracer.root_sampler, RuleSampler)
+    assert not tracer.start_span("root").is_recording()
+    publisher = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0x01))
+    linked = tracer.start_span("job", links=[Link(publisher, {INHERIT_SAMPLING: True})])
+    assert linked.is_recording() and linked.get_span_context().trace_id != 0xABC

@@ -140,14 +140,15 @@ class QueryTracer:
             self.attributes[ATTR_SERVER_PORT] = int(settings["PORT"])
 
     def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
-        if (not integration.installed or not isinstance(sql, str)
-                or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY)):
+        if not integration.installed:
+            return execute(sql, params, many, context)
+        tracer = get_tracer()
+        if drops_child_of_current(tracer):  # first: no span object at all under an unsampled request
+            return execute(sql, params, many, context)
+        if not isinstance(sql, str) or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
             return execute(sql, params, many, context)
         statement = statement_attributes(sql, self.backslash_escapes)
         if statement is None:
-            return execute(sql, params, many, context)
-        tracer = get_tracer()
-        if drops_child_of_current(tracer):  # no span object at all under an unsampled request
             return execute(sql, params, many, context)
         name, attributes = statement[0], {**self.attributes, **statement[1]}
         if many and isinstance(params, (list, tuple)):

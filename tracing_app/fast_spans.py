@@ -149,6 +149,7 @@ class FastTracer(sdk_trace.Tracer):
     # Set by fast_tracer() from what the sampler does under a valid parent.
     drops_unsampled_children = False
     keeps_sampled_children = False
+    root_sampler: Sampler | None = None
 
     def start_span(  # noqa: PLR0913  the API's signature
         self,
@@ -183,7 +184,9 @@ class FastTracer(sdk_trace.Tracer):
                     trace_id, self.id_generator.generate_span_id(), is_remote=False,
                     trace_flags=parent.trace_flags, trace_state=parent.trace_state,
                 ))
-        result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        # A root without links: what the wrappers would end up asking (see parent_decides).
+        sampler = self.root_sampler if parent is None and not links else self.sampler
+        result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
         # The SDK's id generator makes random trace ids; a continued trace keeps its parent's flag.
         random_id = parent.trace_flags.random_trace_id if parent is not None else True
         sampled = result.decision.is_sampled()
@@ -223,6 +226,7 @@ def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
     fast = FastTracer.__new__(FastTracer)
     fast.__dict__.update(tracer.__dict__)
     fast.drops_unsampled_children, fast.keeps_sampled_children = parent_decides(tracer.sampler)
+    fast.root_sampler = root_sampler(tracer.sampler)
     return fast
 
 
@@ -253,6 +257,14 @@ def parent_decides(sampler: Sampler) -> tuple[bool, bool]:
         keeps = keeps and (kept.decision == Decision.RECORD_AND_SAMPLE and dict(kept.attributes) == _PROBE_ATTRIBUTES
                            and kept.trace_state == _PROBE_STATE)
     return drops, keeps
+
+
+def root_sampler(sampler: Sampler) -> Sampler:
+    """The sampler that decides a root span without links: ``LinkedTraceSampler`` acts only
+    on links, ``ParentBased`` asks its root sampler when there is no parent."""
+    while isinstance(sampler, LinkedTraceSampler):
+        sampler = sampler.delegate
+    return sampler._root if isinstance(sampler, ParentBased) else sampler  # noqa: SLF001
 
 
 def drops_child_of_current(tracer: trace.Tracer) -> bool:

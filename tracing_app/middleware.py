@@ -54,11 +54,19 @@ ATTR_PROTOCOL_VERSION = "network.protocol.version"
 ATTR_ERROR_TYPE = "error.type"
 
 
+_META_KEYS: dict[str, str] = {}
+
+
 class MetaGetter(Getter[dict]):
     """Reads propagation headers from a WSGI/ASGI ``request.META`` dict."""
 
     def get(self, carrier: dict, key: str) -> list[str] | None:
-        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        meta_key = _META_KEYS.get(key)
+        if meta_key is None:
+            meta_key = "HTTP_" + key.upper().replace("-", "_")
+            if len(_META_KEYS) < 64:  # the propagators ask for a handful of names
+                _META_KEYS[key] = meta_key
+        value = carrier.get(meta_key)
         return [value] if isinstance(value, str) else None
 
     def keys(self, carrier: dict) -> list[str]:
