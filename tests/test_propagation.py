@@ -5,6 +5,7 @@ import logging
 import pytest
 from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.propagators import textmap
 
 from tracing_app import propagation
 from tracing_app.propagation import (
@@ -182,3 +183,50 @@ def test_bad_propagation_settings_are_reported(key, value):
     config = resolve({key: value}, {})
     assert [p.check_id for p in config.problems] == ["tracing_app.E003"]
     assert getattr(config, key.lower()) == KEYS_BY_NAME[key].parse(KEYS_BY_NAME[key].default)
+
+
+def _context_with_span_and_baggage():
+    from opentelemetry.trace.span import TraceState
+
+    span = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0xDEF, is_remote=False,
+                                                    trace_flags=trace.TraceFlags(0x01),
+                                                    trace_state=TraceState([("vendor", "x")])))
+    return baggage.set_baggage("tenant.id", "acme", trace.set_span_in_context(span))
+
+
+def test_inject_context_writes_what_the_composite_writes():
+    assert propagation._global_is_w3c_only()  # the default propagators
+    context = _context_with_span_and_baggage()
+    ours, stock = {}, {}
+    propagation.inject_context(ours, context)
+    propagate.inject(stock, context=context)
+    assert ours == stock and set(ours) == {"traceparent", "tracestate", "baggage"}
+    blocked = {}
+    propagation.block(blocked)
+    propagation.inject_context(blocked, context)
+    assert blocked == {}
+
+
+def test_inject_context_and_extract_follow_other_propagators(monkeypatch):
+    from opentelemetry.propagators.composite import CompositePropagator
+
+    only_trace = CompositePropagator([propagation.TraceContextPropagator()])
+    monkeypatch.setattr(propagate, "get_global_textmap", lambda: only_trace)
+    carrier = {}
+    propagation.inject_context(carrier, _context_with_span_and_baggage())
+    assert set(carrier) == {"traceparent", "tracestate"}  # no baggage propagator: no baggage
+    assert not propagation.nothing_to_extract({}, textmap.default_getter)
+
+
+def test_nothing_to_extract_only_without_traceparent_and_baggage():
+    getter = textmap.default_getter
+    assert propagation.nothing_to_extract({}, getter)
+    assert propagation.nothing_to_extract({"tracestate": "a=b"}, getter)
+    assert not propagation.nothing_to_extract({"traceparent": "00-x"}, getter)
+    assert not propagation.nothing_to_extract({"baggage": "a=b"}, getter)
+
+
+def test_current_span_context():
+    assert propagation.current_span_context() == trace.INVALID_SPAN_CONTEXT
+    context = _context_with_span_and_baggage()
+    assert propagation.current_span_context(context).span_id == 0xDEF

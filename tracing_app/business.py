@@ -33,7 +33,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from .conf import TracingConfig, get_config
-from .propagation import with_baggage
+from .propagation import nothing_to_extract, with_baggage
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ def policy_for(path: str, routes: tuple[tuple[str, str], ...], default: str) -> 
 def incoming_context(carrier: Any, getter: Getter, policy: str,
                      own_keys: frozenset[str]) -> tuple[Context, list[trace.Link] | None]:
     """The parent context for a request's span, and the links of that span, under ``policy``."""
+    if nothing_to_extract(carrier, getter):
+        return EMPTY_CONTEXT, None
     extracted = propagate.extract(carrier, context=EMPTY_CONTEXT, getter=getter)
     if policy == "trust":
         return extracted, None

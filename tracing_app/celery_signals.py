@@ -59,6 +59,7 @@ from .messaging import (
     ATTR_SYSTEM,
     CARRIER,
 )
+from .propagation import inject_context
 from .safety import guarded
 
 logger = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class CeleryIntegration(Integration):
             if drops_child_of_current(tracer):
                 # Not sampled: no span, but the worker still learns the decision.
                 self._mark_follow_up(headers)
-                propagate.inject(headers, setter=CARRIER)
+                inject_context(headers, setter=CARRIER)
                 return
             task_name = sender or headers.get("task") or "unknown"
             attributes = {
@@ -257,7 +258,7 @@ class CeleryIntegration(Integration):
                 attributes[ATTR_RETRIES] = int(headers["retries"])
             span = tracer.start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
             self._mark_follow_up(headers)
-            propagate.inject(headers, context=trace.set_span_in_context(span), setter=CARRIER)
+            inject_context(headers, trace.set_span_in_context(span), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())
             _pending_publish.set(span)
 

@@ -49,6 +49,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from .linked_traces import LinkedTraceSampler
+from .propagation import current_span_context
 
 logger = logging.getLogger(__name__)
 
@@ -273,5 +274,5 @@ def drops_child_of_current(tracer: trace.Tracer) -> bool:
     run, or propagate, under the current context."""
     if not getattr(tracer, "drops_unsampled_children", False):
         return False
-    parent = get_current_span().get_span_context()
+    parent = current_span_context()
     return parent.is_valid and not parent.trace_flags.sampled

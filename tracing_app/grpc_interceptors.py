@@ -42,7 +42,7 @@ from .conf import TracingConfig, get_config
 from .fast_spans import drops_child_of_current
 from .integration import Integration
 from .privacy import record_error
-from .propagation import should_propagate
+from .propagation import inject_context, should_propagate
 from .provider import get_tracer
 from .safety import guarded
 
@@ -182,7 +182,7 @@ class TracingClientInterceptor(grpc.UnaryUnaryClientInterceptor):
         """``details`` with the trace context (``span_context``, else the current one) in its metadata."""
         carrier: dict[str, str] = {}
         if should_propagate(self._target):  # decided per call: PROPAGATE_TO may change
-            propagate.inject(carrier, context=span_context)
+            inject_context(carrier, span_context)
         if not carrier:
             return details
         metadata = list(details.metadata or ())

@@ -43,6 +43,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import SpanKind
 
 from . import privacy, provider
+from .propagation import inject_context
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     message_headers = dict(headers or {})
     # Baggage comes from ``parent`` too, not only the span.
     span_context = trace.set_span_in_context(span, parent if parent is not None else context.get_current())
-    propagate.inject(message_headers, setter=CARRIER, context=span_context)
+    inject_context(message_headers, span_context, setter=CARRIER)
     token = context.attach(span_context)
     try:
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)

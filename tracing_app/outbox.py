@@ -30,11 +30,12 @@ from typing import Any
 
 from django.db import close_old_connections, transaction
 from django.utils import timezone
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from .db import untraced
 from .messaging import CARRIER, extract, publish
 from .models import OutboxEvent
+from .propagation import inject_context
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def write_event(routing_key: str, payload: Any, *, exchange: str, headers: Mappi
                           f"{routing_key!r}, {exchange!r}")
     json.dumps(payload)  # fail here, in the request, not later in the relay
     trace_context: dict[str, str] = {}
-    propagate.inject(trace_context, setter=CARRIER)
+    inject_context(trace_context, setter=CARRIER)
     return OutboxEvent.objects.using(using).create(
         exchange=exchange, routing_key=routing_key, payload=payload, headers=dict(headers or {}),
         trace_context=trace_context,
