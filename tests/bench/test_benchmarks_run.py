@@ -2,9 +2,13 @@
 RabbitMQ) with tiny durations and writes its section. No timing is asserted here: speed
 targets are ratios measured by the benchmarks themselves, see BENCHMARKS.md."""
 
+import subprocess
+import sys
+
 import pytest
 
 from bench import request_overhead, span_pipeline, task_overhead
+from tests.e2e.stack import ROOT
 
 pytestmark = pytest.mark.services
 
@@ -46,3 +50,16 @@ def test_span_pipeline_runs_and_counts_drops(tmp_path):
     section = generated(output, span_pipeline.SECTION)
     assert "| tracing_app |" in section and "| SDK BatchSpanProcessor + OTLPSpanExporter |" in section
     assert "hand-written notes stay" in output.read_text()
+
+
+def test_profile_request_counts_tracing_calls_per_request():
+    def calls(mode):
+        done = subprocess.run([sys.executable, "-m", "bench.profile_request", mode, "--calls", "--requests", "3"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    # untraced still writes the outbox and formats log lines with tracing_app: the demo's own use
+    untraced, traced = calls("untraced"), calls("sampled0%")
+    assert "write_event" in untraced and "TracingMiddleware" not in untraced and "QueryTracer" not in untraced
+    assert "TracingMiddleware.__call__" in traced and "QueryTracer.__call__" in traced
