@@ -77,8 +77,8 @@ def test_spans_arrive_as_otlp_and_are_counted(receiver):
 
 @pytest.mark.parametrize("spans", [64, 192])
 def test_encoding_hands_over_the_gil_unless_export_is_behind(receiver, monkeypatch, spans):
-    # 64 spans: one batch, a pause every PAUSE_EVERY spans. 192: three batches; while two or
-    # more batches wait, encoding does not pause (it would fall behind); the last batch does.
+    # 64 spans: one batch, a pause every PAUSE_EVERY spans. 192: three batches; while spans
+    # wait (an eighth of a batch or more), encoding does not pause; the last batch does.
     pauses = 64 // PAUSE_EVERY
     handed_over = []
     monkeypatch.setattr(export, "hand_over_gil", lambda: handed_over.append(1))
