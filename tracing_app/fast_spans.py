@@ -21,8 +21,9 @@ processors, limits and resource, but the span is a ``FastSpan``, which
 
 And under a valid parent, where the sampler follows the parent (the ``parentbased_*``
 samplers ``provider.build_sampler`` makes, probed once per tracer, never assumed),
-``start_span`` skips the sampler: the answer is known; ``drops_child_of_current()`` lets an integration skip
-even building the span's attributes (at a 0% ratio, every span of every request).
+``start_span`` skips the sampler: the answer is known. ``drops_child_of_current()``
+lets an integration skip even building the span's attributes (at a 0% ratio, every
+span of every request).
 
 Every other behaviour (``set_attribute``, events, links, status rules, limits,
 ``record_exception``, ``use_span``) is the SDK's, inherited. ``tests/test_fast_spans.py``
@@ -85,15 +86,7 @@ class FastSpan(sdk_trace.Span):
         self._dispatch = tracer.dispatch()
         self._limits = limits
         self._lock = Lock()
-        # BoundedAttributes and BoundedList filled field by field: their __init__ calls
-        # are a measurable part of a span this small (tests compare with the SDK's spans).
-        recorded = _new_attributes()
-        recorded._dict = {}  # noqa: SLF001
-        recorded.maxlen = limits.max_span_attributes
-        recorded.dropped = 0
-        recorded.max_value_len = limits.max_span_attribute_length
-        recorded._lock = Lock()  # noqa: SLF001
-        recorded._immutable = False  # noqa: SLF001
+        recorded = _bounded_attributes(limits.max_span_attributes, limits.max_span_attribute_length)
         if attributes:
             count_limit = limits.max_span_attributes
             if (limits.max_span_attribute_length is None and (count_limit is None or len(attributes) <= count_limit)
@@ -152,8 +145,17 @@ class Dispatch:
         self.on_end = overriding("on_end")
 
 
-def _new_attributes() -> BoundedAttributes:
-    return BoundedAttributes.__new__(BoundedAttributes)
+# BoundedAttributes and BoundedList filled field by field, as their __init__ would: those
+# calls are a measurable part of a span this small (tests compare with the SDK's spans).
+def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
+    bounded = BoundedAttributes.__new__(BoundedAttributes)
+    bounded._dict = {}  # noqa: SLF001
+    bounded.maxlen = maxlen
+    bounded.dropped = 0
+    bounded.max_value_len = max_value_len
+    bounded._lock = Lock()  # noqa: SLF001
+    bounded._immutable = False  # noqa: SLF001
+    return bounded
 
 
 def _bounded_list(maxlen: int | None) -> BoundedList:
@@ -171,6 +173,7 @@ class FastTracer(sdk_trace.Tracer):
     drops_unsampled_children = False
     keeps_sampled_children = False
     root_sampler: Sampler | None = None
+    _dispatch: Dispatch | None = None  # made by dispatch(), again when the processors change
 
     def start_span(  # noqa: PLR0913  the API's signature
         self,
@@ -222,8 +225,6 @@ class FastTracer(sdk_trace.Tracer):
         return self._start(name, span_context, parent, result.attributes, kind, links, start_time, context,
                            record_exception, set_status_on_exception)
 
-    _dispatch: Dispatch | None = None
-
     def dispatch(self) -> Dispatch:
         dispatch = self._dispatch
         if dispatch is None or dispatch.source is not getattr(self.span_processor, "_span_processors", None):
@@ -261,12 +262,18 @@ def _probe_parent(sampled: bool, remote: bool) -> Any:
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
 
 
+def _without_link_sampler(sampler: Sampler) -> Sampler:
+    """What ``LinkedTraceSampler`` asks whenever a span has a valid parent or no links."""
+    while isinstance(sampler, LinkedTraceSampler):
+        sampler = sampler.delegate
+    return sampler
+
+
 def parent_decides(sampler: Sampler) -> tuple[bool, bool]:
     """Whether ``sampler`` drops every span whose (local or remote) parent is not sampled,
     and keeps every span whose parent is, with its attributes and the parent's trace state:
     what the ``parentbased_*`` samplers do by default. Probed, never assumed."""
-    while isinstance(sampler, LinkedTraceSampler):
-        sampler = sampler.delegate  # under a valid parent it only asks its delegate
+    sampler = _without_link_sampler(sampler)  # under a valid parent it only asks its delegate
     if not isinstance(sampler, ParentBased):
         return False, False
     drops = keeps = True
@@ -283,8 +290,7 @@ def parent_decides(sampler: Sampler) -> tuple[bool, bool]:
 def root_sampler(sampler: Sampler) -> Sampler:
     """The sampler that decides a root span without links: ``LinkedTraceSampler`` acts only
     on links, ``ParentBased`` asks its root sampler when there is no parent."""
-    while isinstance(sampler, LinkedTraceSampler):
-        sampler = sampler.delegate
+    sampler = _without_link_sampler(sampler)
     return sampler._root if isinstance(sampler, ParentBased) else sampler  # noqa: SLF001
 
 

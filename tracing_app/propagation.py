@@ -22,11 +22,13 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, unquote
 
-from opentelemetry import baggage, trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context, get_current, set_value
 from opentelemetry.propagators import textmap
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.span import TraceState
 
 # W3C Trace Context: a version-00 traceparent is exactly 55 characters; later
@@ -62,6 +64,8 @@ _BAGGAGE_SAFE = "!#$&'()*+-./:<=>?@[]^_`{|}~"
 # at once (set_baggage copies the dict per entry), so we find the key through the
 # public clear() and set the whole dict in one step.
 _BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
+# The key the current span lives under, found the same way.
+_SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 
 # A carrier that must stay empty: set by block(); checked by our inject() methods.
@@ -167,6 +171,21 @@ def format_baggage(entries: Iterable[tuple[str, object]]) -> str:
     return ",".join(parts)
 
 
+def _write_traceparent(carrier: textmap.CarrierT, span_context: trace.SpanContext, setter: textmap.Setter) -> None:
+    if span_context.is_valid:
+        setter.set(carrier, TRACEPARENT,
+                   f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}")
+        if span_context.trace_state:
+            setter.set(carrier, TRACESTATE, span_context.trace_state.to_header())
+
+
+def _write_baggage(carrier: textmap.CarrierT, entries: Any, setter: textmap.Setter) -> None:
+    if entries:
+        header = format_baggage(entries.items())
+        if header:
+            setter.set(carrier, BAGGAGE, header)
+
+
 class TraceContextPropagator(textmap.TextMapPropagator):
     """``traceparent`` and ``tracestate``. A bad traceparent is ignored as a whole
     (a new trace starts); a bad tracestate is dropped and the traceparent kept."""
@@ -190,15 +209,8 @@ class TraceContextPropagator(textmap.TextMapPropagator):
 
     def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
                setter: textmap.Setter = textmap.default_setter) -> None:
-        if carrier is _blocked_carrier.get():
-            return
-        span_context = trace.get_current_span(context).get_span_context()
-        if not span_context.is_valid:
-            return
-        setter.set(carrier, TRACEPARENT,
-                   f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}")
-        if span_context.trace_state:
-            setter.set(carrier, TRACESTATE, span_context.trace_state.to_header())
+        if carrier is not _blocked_carrier.get():
+            _write_traceparent(carrier, current_span_context(context), setter)
 
     @property
     def fields(self) -> set[str]:
@@ -221,13 +233,8 @@ class BaggagePropagator(textmap.TextMapPropagator):
 
     def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
                setter: textmap.Setter = textmap.default_setter) -> None:
-        if carrier is _blocked_carrier.get():
-            return
-        entries = baggage.get_all(context)
-        if entries:
-            header = format_baggage(entries.items())
-            if header:
-                setter.set(carrier, BAGGAGE, header)
+        if carrier is not _blocked_carrier.get():
+            _write_baggage(carrier, baggage.get_all(context), setter)
 
     @property
     def fields(self) -> set[str]:
@@ -331,16 +338,12 @@ def inject(carrier: object, target: str, setter: textmap.Setter = textmap.defaul
     allowed; returns whether it did. For outgoing HTTP/gRPC calls."""
     if not should_propagate(target):
         return False
-    from opentelemetry import propagate
-
     propagate.inject(carrier, context=context, setter=setter)
     return True
 
 
 # -- our hot paths: one pass instead of the composite's ---------------------------------
 
-# The key the current span lives under, found through the public API (as for baggage).
-_SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 _w3c_only: tuple[object, bool] = (None, False)
 
 
@@ -349,9 +352,6 @@ def _global_is_w3c_only() -> bool:
     Then ``inject_context`` may write both headers in one pass; any other setup (b3,
     jaeger, a user's own) goes through ``propagate`` as usual."""
     global _w3c_only
-    from opentelemetry import propagate
-    from opentelemetry.propagators.composite import CompositePropagator
-
     textmap_ = propagate.get_global_textmap()
     cached = _w3c_only
     if cached[0] is not textmap_:
@@ -373,26 +373,14 @@ def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
     pass when the propagators are the default W3C pair. Used on every request's
     outgoing calls and messages, where the composite's layers are a measurable cost."""
     if not _global_is_w3c_only():
-        from opentelemetry import propagate
-
         propagate.inject(carrier, context=context, setter=setter)
         return
     if carrier is _blocked_carrier.get():
         return
     context = get_current() if context is None else context
-    span = context.get(_SPAN_CONTEXT_KEY)
-    if isinstance(span, trace.Span):
-        span_context = span.get_span_context()
-        if span_context.is_valid:
-            setter.set(carrier, TRACEPARENT, f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
-                                             f"{span_context.trace_flags:02x}")
-            if span_context.trace_state:
-                setter.set(carrier, TRACESTATE, span_context.trace_state.to_header())
+    _write_traceparent(carrier, current_span_context(context), setter)
     entries = context.get(_BAGGAGE_CONTEXT_KEY)
-    if entries and isinstance(entries, dict):
-        header = format_baggage(entries.items())
-        if header:
-            setter.set(carrier, BAGGAGE, header)
+    _write_baggage(carrier, entries if isinstance(entries, dict) else None, setter)
 
 
 def nothing_to_extract(carrier: textmap.CarrierT, getter: textmap.Getter) -> bool:
