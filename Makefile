@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install run worker pricing protos clean demo tail
+.PHONY: test lint lint-imports install run worker pricing protos clean demo tail
 
 $(STAMP): requirements/base.txt requirements/dev.txt requirements/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# The layer contracts in .importlinter: integrations never imported by the pipeline or
+# context, integrations independent, no cycles, the demo only through the public API.
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 run: $(STAMP)
 	$(PY) manage.py migrate && $(VENV)/bin/gunicorn -c gunicorn.conf.py project.wsgi

@@ -21,7 +21,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator  # noqa: E402
 from opentelemetry.context import Context  # noqa: E402
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator  # noqa: E402
 
-from tracing_app.propagation import BaggagePropagator, TraceContextPropagator  # noqa: E402
+from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
 
 logging.disable(logging.CRITICAL)  # the SDK logs every rejected header; we measure parsing, not logging
 

@@ -3,7 +3,7 @@
 Answers ``POST /v1/traces`` with 200 and counts the spans per ``service.name``;
 ``GET /counts`` returns them as JSON. It runs in its own process and decodes
 with the protobuf C implementation only, so it takes as little CPU as possible
-from the two cores the measured processes share (``tracing_app.receiver`` builds
+from the two cores the measured processes share (``tracing_app.devtools.receiver`` builds
 a Python object per span: right for tests, too heavy for a load test).
 """
 

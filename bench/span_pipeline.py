@@ -2,7 +2,7 @@
 
 How many spans per second one process can create and export over OTLP/HTTP
 without dropping any, and the CPU each exported span costs, for tracing_app's
-pipeline (whatever ``tracing_app.provider.build_provider`` builds from the
+pipeline (whatever ``tracing_app.pipeline.provider.build_provider`` builds from the
 default settings) against the OpenTelemetry SDK's ``BatchSpanProcessor`` +
 ``OTLPSpanExporter`` with their defaults.
 
@@ -54,8 +54,8 @@ MAX_RATE = 128000
 
 def build_provider(pipeline: str, endpoint: str, service: str):
     if pipeline == "tracing_app":
-        from tracing_app import provider
         from tracing_app.conf import resolve
+        from tracing_app.pipeline import provider
 
         return provider.build_provider(resolve({"SERVICE_NAME": service, "OTLP_ENDPOINT": endpoint}, {}))
     from opentelemetry.sdk.resources import Resource
@@ -77,7 +77,7 @@ def child(pipeline: str, rate: float, seconds: float, endpoint: str, service: st
     tracer_provider = build_provider(pipeline, endpoint, service)
     tracer = tracer_provider.get_tracer("bench")
     if pipeline in ("tracing_app", "none-fast"):
-        from tracing_app.fast_spans import fast_tracer
+        from tracing_app.pipeline.fast_spans import fast_tracer
 
         tracer = fast_tracer(tracer)  # what tracing_app.get_tracer() gives our integrations
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -34,7 +34,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "tracing_app.middleware.TracingMiddleware",
+    "tracing_app.TracingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "project.auth.ApiKeyMiddleware",
@@ -116,14 +116,14 @@ TRACING = {
     "INTEGRATIONS": {"grpc": True, "http_client": True},
 }
 
-# Every line names its service, trace and span (tracing_app.logs): paste a trace_id
+# Every line names its service, trace and span (tracing_app.TextFormatter): paste a trace_id
 # into Jaeger's search. LOG_FORMAT=json writes JSON lines instead.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"()": "tracing_app.logs.TextFormatter"},
-        "json": {"()": "tracing_app.logs.JsonFormatter"},
+        "text": {"()": "tracing_app.TextFormatter"},
+        "json": {"()": "tracing_app.JsonFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": os.environ.get("LOG_FORMAT", "text")},

@@ -9,8 +9,8 @@ from opentelemetry.context import Context
 
 from tests.tracing_settings import tracing_settings
 from tracing_app import business_context, get_tracer
-from tracing_app.business import BaggageSpanProcessor, user_context
-from tracing_app.propagation import with_baggage
+from tracing_app.context.business import BaggageSpanProcessor, user_context
+from tracing_app.context.propagators import with_baggage
 
 pytestmark = pytest.mark.urls("tests.business_urls")
 

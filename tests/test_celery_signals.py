@@ -10,9 +10,11 @@ from kombu import Connection, Queue
 from kombu.messaging import Producer
 from opentelemetry import trace
 
-from tracing_app import celery_signals, get_tracer
-from tracing_app.celery_signals import SENT_AT_HEADER, wait_attributes
+from tracing_app import get_tracer
 from tracing_app.conf import resolve
+from tracing_app.integrations.celery import signals as celery_signals
+from tracing_app.integrations.celery.headers import SENT_AT_HEADER
+from tracing_app.integrations.celery.timing import wait_attributes
 
 from .e2e.stack import BROKER_URL, backends
 
@@ -193,7 +195,7 @@ def test_on_commit_publish_in_a_request_joins_the_request_trace(client, captured
 
 @pytest.mark.django_db
 def test_chord_header_runs_are_popped_once_and_stale_ones_forgotten(captured_spans):
-    from tracing_app.celery_signals import pop_chord_header_runs, record_chord_header_run
+    from tracing_app.integrations.celery.signals import pop_chord_header_runs, record_chord_header_run
     from tracing_app.models import ChordHeaderRun
 
     record_chord_header_run("g1", "t1", "00-" + "a" * 32 + "-" + "1" * 16 + "-01")

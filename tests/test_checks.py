@@ -42,9 +42,35 @@ def test_invalid_environment_variable_is_e004(monkeypatch):
 
 
 def test_integration_without_its_library_is_e006(monkeypatch):
-    monkeypatch.setitem(checks.INTEGRATION_LIBRARIES, "celery", "a_library_that_is_not_installed")
+    from tracing_app.integrations import REGISTRY, Entry, Requirement
+
+    missing = Requirement("a_library_that_is_not_installed", "a-library", "1.0")
+    monkeypatch.setitem(REGISTRY, "celery", Entry(REGISTRY["celery"].target, (missing,)))
     with override_settings(TRACING={}):
         assert "tracing_app.E006" in ids()
+
+
+def test_integration_with_a_too_old_library_is_e006(monkeypatch):
+    from tracing_app.integrations import REGISTRY, Entry, Requirement
+
+    too_new = Requirement("celery", "celery", "999.0")
+    monkeypatch.setitem(REGISTRY, "celery", Entry(REGISTRY["celery"].target, (too_new,)))
+    with override_settings(TRACING={}):
+        [message] = [m for m in checks.check_settings() if m.id == "tracing_app.E006"]
+    assert "is older than 999.0" in message.msg and "celery>=999.0" in message.hint
+
+
+def test_a_subclass_or_re_export_of_the_middleware_is_found_by_class():
+    # The re-export at the package root, the defining module, and a subclass are all the middleware.
+    for path in ("tracing_app.TracingMiddleware", "tracing_app.integrations.django.middleware.TracingMiddleware",
+                 "tests.test_checks.SubclassedMiddleware"):
+        with override_settings(MIDDLEWARE=[path, "django.middleware.common.CommonMiddleware"]):
+            assert ids() == [], path
+
+
+def test_a_middleware_entry_that_does_not_import_is_not_ours():
+    with override_settings(MIDDLEWARE=["no_such_module.Middleware"]):
+        assert ids() == ["tracing_app.W001"]
 
 
 def test_missing_middleware_is_w001():
@@ -68,3 +94,12 @@ def test_manage_check_fails_with_the_id_not_a_traceback():
             call_command("check")
     assert "tracing_app.E003" in str(error.value)
     assert "EXPORTER" in str(error.value)
+
+
+def _subclassed_middleware():
+    from tracing_app import TracingMiddleware
+
+    return type("SubclassedMiddleware", (TracingMiddleware,), {"__module__": __name__})
+
+
+SubclassedMiddleware = _subclassed_middleware()

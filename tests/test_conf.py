@@ -3,8 +3,8 @@
 import pytest
 from django.test import override_settings
 
-from tracing_app import conf
 from tracing_app.conf import KEYS, get_config, resolve
+from tracing_app.conf import keys as conf
 
 
 def test_defaults_without_any_setting():

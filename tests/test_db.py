@@ -8,7 +8,8 @@ from opentelemetry.sdk.trace import sampling
 
 from apps.inventory.models import Stock
 from apps.orders.models import Order
-from tracing_app import db, get_tracer
+from tracing_app import get_tracer
+from tracing_app.integrations.database import queries as db
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
 pytestmark = pytest.mark.django_db

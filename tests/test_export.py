@@ -10,11 +10,11 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from tracing_app import export
-from tracing_app.export import ExportProcessor
-from tracing_app.otlp_encoding import PAUSE_EVERY
-from tracing_app.otlp_http import HttpTransport, parse_retry_after
-from tracing_app.receiver import Fault, OTLPReceiver
+from tracing_app.devtools.receiver import Fault, OTLPReceiver
+from tracing_app.pipeline.export import processor as export
+from tracing_app.pipeline.export.otlp_encoding import PAUSE_EVERY
+from tracing_app.pipeline.export.otlp_http import HttpTransport, parse_retry_after
+from tracing_app.pipeline.export.processor import ExportProcessor
 
 
 class RecordedSleeps:

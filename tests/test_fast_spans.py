@@ -22,7 +22,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation import set_span_in_context
 
-from tracing_app.fast_spans import FastSpan, FastTracer, drops_child_of_current, fast_tracer
+from tracing_app.pipeline.fast_spans import FastSpan, FastTracer, drops_child_of_current, fast_tracer
 
 
 class FixedIds(IdGenerator):
@@ -135,7 +135,7 @@ def test_other_tracers_are_left_alone():
 
 def test_children_of_unsampled_parents_skip_the_sampler_with_the_configured_sampler():
     from tracing_app.conf import resolve
-    from tracing_app.provider import build_sampler
+    from tracing_app.pipeline.provider import build_sampler
 
     calls = []
     provider = TracerProvider(sampler=build_sampler(resolve({"SAMPLE_RATIO": 0.0}, {})), shutdown_on_exit=False)
@@ -216,9 +216,9 @@ def test_processors_added_later_are_called_in_order_and_only_for_what_they_do():
 
 def test_roots_ask_the_root_sampler_and_links_still_reach_the_linked_trace_sampler():
     from tracing_app.conf import resolve
-    from tracing_app.linked_traces import INHERIT_SAMPLING
-    from tracing_app.provider import build_sampler
-    from tracing_app.sampling import RuleSampler
+    from tracing_app.pipeline.linked_traces import INHERIT_SAMPLING
+    from tracing_app.pipeline.provider import build_sampler
+    from tracing_app.pipeline.sampling import RuleSampler
 
     provider = TracerProvider(sampler=build_sampler(resolve({"SAMPLE_RATIO": 0.0}, {})), shutdown_on_exit=False)
     tracer = fast_tracer(provider.get_tracer("tracing_app"))

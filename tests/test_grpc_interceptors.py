@@ -13,14 +13,14 @@ from django.conf import settings
 from django.test import override_settings
 from opentelemetry import trace
 
-from tracing_app.grpc_interceptors import (
+from tracing_app.integrations.grpc import (
     TracingClientInterceptor,
     TracingServerInterceptor,
     integration,
     split_address,
     split_method,
 )
-from tracing_app.provider import get_tracer
+from tracing_app.pipeline.provider import get_tracer
 from tracing_app.testing import Expect, assert_trace
 
 SAY = "/test.v1.Echo/Say"

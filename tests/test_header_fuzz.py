@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracing_app.propagation import parse_traceparent
+from tracing_app.context.w3c import parse_traceparent
 from tracing_app.testing import capture_spans
 
 pytestmark = pytest.mark.urls("tests.business_urls")

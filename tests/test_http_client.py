@@ -9,8 +9,8 @@ import requests
 from django.conf import settings
 from django.test import override_settings
 
-from tracing_app.http_client import integration
-from tracing_app.provider import get_tracer
+from tracing_app.integrations.http_client import integration
+from tracing_app.pipeline.provider import get_tracer
 from tracing_app.testing import Expect, assert_trace
 
 from .e2e.stack import Recorder

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from tracing_app import checks
+from tracing_app import checks, integrations
 from tracing_app.conf import DEFAULT_INTEGRATIONS, get_config
-from tracing_app.integration import REGISTRY, install_enabled
+from tracing_app.integrations import REGISTRY, install_enabled
 
 
 @pytest.fixture
 def without_grpc(monkeypatch):
-    real = checks._importable
-    monkeypatch.setattr(checks, "_importable", lambda module: module != "grpc" and real(module))
+    real = integrations._importable
+    monkeypatch.setattr(integrations, "_importable", lambda module: module != "grpc" and real(module))
 
 
 def e006(messages):
@@ -35,8 +35,9 @@ def test_grpc_enabled_without_grpcio_is_e006(without_grpc):
 
 @override_settings(TRACING={"INTEGRATIONS": {"http_client": True}})
 def test_http_client_needs_the_requests_instrumentation_too(monkeypatch):
-    real = checks._importable
-    monkeypatch.setattr(checks, "_importable", lambda m: m != "opentelemetry.instrumentation.requests" and real(m))
+    real = integrations._importable
+    monkeypatch.setattr(integrations, "_importable",
+                        lambda m: m != "opentelemetry.instrumentation.requests" and real(m))
     [message] = e006(checks.check_settings())
     assert "opentelemetry.instrumentation.requests" in message.msg
 
@@ -49,7 +50,7 @@ def test_grpc_switched_off_without_grpcio_is_fine(without_grpc):
 @override_settings(TRACING={"EXPORTER": "none"})
 def test_a_missing_library_skips_only_its_integration(without_grpc, monkeypatch):
     installed = []
-    monkeypatch.setattr("tracing_app.integration.get_integration",
+    monkeypatch.setattr("tracing_app.integrations.get_integration",
                         lambda name: type("Fake", (), {"install": lambda self, config: installed.append(name)})())
     names = install_enabled(get_config())
     assert "grpc" not in names and "grpc" not in installed
@@ -59,11 +60,11 @@ def test_a_missing_library_skips_only_its_integration(without_grpc, monkeypatch)
 @override_settings(TRACING={"INTEGRATIONS": {"grpc": False, "http_client": False}})
 def test_switched_off_they_are_not_installed(monkeypatch):
     installed = []
-    monkeypatch.setattr("tracing_app.integration.get_integration",
+    monkeypatch.setattr("tracing_app.integrations.get_integration",
                         lambda name: type("Fake", (), {"install": lambda self, config: installed.append(name)})())
     install_enabled(get_config())
     assert "grpc" not in installed and "http_client" not in installed and "django" in installed
 
 
 def test_a_dotted_module_whose_parent_is_missing_is_not_importable():
-    assert checks._importable("no_such_package_xyz.sub") is False
+    assert integrations._importable("no_such_package_xyz.sub") is False

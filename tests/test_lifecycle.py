@@ -11,10 +11,11 @@ from celery import signals
 from django.apps import apps
 from django.db import connection
 
-from tracing_app import integration, provider
+from tracing_app import integrations as integration
 from tracing_app.conf import get_config
+from tracing_app.devtools.receiver import OTLPReceiver
 from tracing_app.lifecycle import start
-from tracing_app.receiver import OTLPReceiver
+from tracing_app.pipeline import provider
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +24,8 @@ import json
 from django.db import connection
 from django.test import Client
 from celery import signals
-from tracing_app import integration, provider
+from tracing_app import integrations as integration
+from tracing_app.pipeline import provider
 Client().get("/api/orders/")  # 405: no database needed
 print(json.dumps({
     "provider": provider.get_provider() is not None,
@@ -36,6 +38,11 @@ print(json.dumps({
 
 def tracing_receivers():
     return [r for r in signals.before_task_publish.receivers if "tracing_app" in str(r[0])]
+
+
+def database_wrappers() -> list:
+    module = "tracing_app.integrations.database"
+    return [w for w in connection.execute_wrappers if type(w).__module__.startswith(module)]
 
 
 def test_ready_twice_changes_nothing():
@@ -54,11 +61,11 @@ def test_each_integration_uninstalls_and_reinstalls_cleanly():
     integration.uninstall_all()
     try:
         assert tracing_receivers() == []
-        assert not [w for w in connection.execute_wrappers if type(w).__module__ == "tracing_app.db"]
+        assert not database_wrappers()
     finally:
         integration.install_enabled(get_config())
     assert len(tracing_receivers()) == 1
-    assert len([w for w in connection.execute_wrappers if type(w).__module__ == "tracing_app.db"]) == 1
+    assert len(database_wrappers()) == 1
 
 
 def run_probe(otlp, **env):

@@ -6,7 +6,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, TraceIdRatioBased
 
-from tracing_app.linked_traces import LinkedTraceSampler, new_trace_linked_to
+from tracing_app.pipeline.linked_traces import LinkedTraceSampler, new_trace_linked_to
 
 
 def span_context(sampled: bool) -> trace.SpanContext:

@@ -7,7 +7,7 @@ import pytest
 
 from tests.tracing_settings import tracing_settings
 from tracing_app import get_tracer
-from tracing_app.logs import JsonFormatter, TextFormatter
+from tracing_app.integrations.logs import JsonFormatter, TextFormatter
 
 logger = logging.getLogger("tests.logs")
 
@@ -69,7 +69,7 @@ def test_error_logs_as_span_events(enabled):
 
 
 def test_uninstall_restores_the_factory():
-    from tracing_app.logs import integration
+    from tracing_app.integrations.logs import integration
 
     with tracing_settings(INTEGRATIONS={"logging": False}):
         assert not integration.installed

@@ -9,7 +9,8 @@ import pytest
 from opentelemetry import baggage, context
 
 from tracing_app import get_tracer
-from tracing_app.messaging import CARRIER, MAX_HEADER_CHARS, consuming, header_problem, publish
+from tracing_app.context.carriers import CARRIER, MAX_HEADER_CHARS, header_problem
+from tracing_app.integrations.kombu import consuming, publish
 from tracing_app.testing import Expect, assert_trace
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -108,7 +109,7 @@ def test_consuming_continues_the_publisher_trace(captured_spans):
 
 
 def test_consuming_without_usable_headers_starts_a_new_trace_and_warns_once(captured_spans, caplog):
-    with caplog.at_level(logging.WARNING, logger="tracing_app.messaging"):
+    with caplog.at_level(logging.WARNING, logger="tracing_app.integrations.kombu"):
         with get_tracer().start_as_current_span("unrelated current span"):
             with consuming(message({"traceparent": 42})):
                 pass

@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client, override_settings
 
-from tracing_app import middleware
+from tracing_app.integrations.django import middleware
 
 pytestmark = pytest.mark.urls("tests.urls")
 

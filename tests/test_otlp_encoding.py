@@ -18,8 +18,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.span import TraceState
 
-from tracing_app.otlp_encoding import PAUSE_EVERY, Encoder
-from tracing_app.spans import from_otlp
+from tracing_app.devtools.records import from_otlp
+from tracing_app.pipeline.export.otlp_encoding import PAUSE_EVERY, Encoder
 
 ATTRIBUTES = {
     "str": "héllo", "empty": "", "true": True, "false": False, "zero": 0, "int": 42, "negative": -7,

@@ -12,7 +12,7 @@ from kombu import Connection, Exchange, Queue
 
 from tracing_app import get_tracer
 from tracing_app.models import OutboxEvent
-from tracing_app.outbox import OutboxError, relay_pending, write_event
+from tracing_app.outbox.relay import OutboxError, relay_pending, write_event
 from tracing_app.testing import Expect, assert_trace
 
 from .e2e.stack import BROKER_URL, backends

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHECK = """
 import importlib.metadata as metadata, importlib.resources as resources, importlib.util
-import tracing_app, tracing_app.testing, tracing_app.waterfall
+import tracing_app, tracing_app.testing, tracing_app.devtools.waterfall
 from tracing_app.management.commands import tracing_tail
 dist = metadata.distribution("django-tracing-app")
 assert tracing_app.__version__ == dist.version, (tracing_app.__version__, dist.version)

@@ -6,7 +6,7 @@ from django.db import connection
 
 from tests.tracing_settings import tracing_settings
 from tracing_app.conf import resolve
-from tracing_app.db import normalize_sql
+from tracing_app.integrations.database.queries import normalize_sql
 
 pytestmark = pytest.mark.urls("tests.business_urls")
 

@@ -7,17 +7,12 @@ from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators import textmap
 
-from tracing_app import propagation
-from tracing_app.propagation import (
-    BaggagePropagator,
-    TargetAllowlist,
-    TraceContextPropagator,
-    parse_baggage,
-    parse_traceparent,
-    parse_tracestate,
-    should_propagate,
-)
-from tracing_app.provider import BUILTIN_PROPAGATORS
+from tracing_app.context import egress, propagators, w3c
+from tracing_app.context.egress import TargetAllowlist, should_propagate
+from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
+from tracing_app.context.w3c import parse_baggage, parse_traceparent, parse_tracestate
+from tracing_app.integrations import http_client
+from tracing_app.pipeline.provider import BUILTIN_PROPAGATORS
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
@@ -78,7 +73,7 @@ def test_baggage_entries_and_limits():
 
 
 def test_many_header_lines_are_ignored():
-    lines = ["k=v"] * (propagation.MAX_HEADER_LINES + 1)
+    lines = ["k=v"] * (w3c.MAX_HEADER_LINES + 1)
     assert baggage.get_all(BaggagePropagator().extract({"baggage": lines}, Context())) == {}
     assert baggage.get_all(BaggagePropagator().extract({"baggage": ["a=1", "b=2"]}, Context())) == \
         {"a": "1", "b": "2"}
@@ -95,11 +90,11 @@ def test_round_trip_through_the_global_propagator():
 
 
 def test_inject_keeps_to_the_limits():
-    context = propagation.with_baggage({f"k{i}": "v" * 100 for i in range(300)}, Context())
+    context = propagators.with_baggage({f"k{i}": "v" * 100 for i in range(300)}, Context())
     carrier: dict[str, str] = {}
     BaggagePropagator().inject(carrier, context)
-    assert len(carrier["baggage"]) <= propagation.BAGGAGE_MAX_BYTES
-    assert 0 < len(parse_baggage(carrier["baggage"])) <= propagation.BAGGAGE_MAX_ENTRIES
+    assert len(carrier["baggage"]) <= w3c.BAGGAGE_MAX_BYTES
+    assert 0 < len(parse_baggage(carrier["baggage"])) <= w3c.BAGGAGE_MAX_ENTRIES
 
 
 def test_header_values_are_never_logged(caplog):
@@ -145,8 +140,8 @@ def test_inject_only_for_allowed_targets():
     context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
     internal: dict[str, str] = {}
     external: dict[str, str] = {}
-    assert propagation.inject(internal, "pricing:50051", context=context)
-    assert not propagation.inject(external, "api.stripe.com", context=context)
+    assert egress.inject(internal, "pricing:50051", context=context)
+    assert not egress.inject(external, "api.stripe.com", context=context)
     assert set(internal) == {"traceparent", "baggage"} and external == {}
 
 
@@ -154,7 +149,7 @@ def test_blocked_carrier_gets_nothing_and_others_are_unaffected():
     context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
     blocked: dict[str, str] = {}
     other: dict[str, str] = {}
-    propagation.block(blocked)
+    propagators.block(blocked)
     propagate.inject(blocked, context=context)
     propagate.inject(other, context=context)
     assert blocked == {} and set(other) == {"traceparent", "baggage"}
@@ -166,7 +161,7 @@ def test_requests_hook_sends_context_only_to_own_services(url, sent):
 
     request = requests.Request("GET", url).prepare()
     context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
-    propagation.requests_request_hook(None, request)
+    http_client.requests_request_hook(None, request)
     propagate.inject(request.headers, context=context)  # what the instrumentor does next
     assert ("traceparent" in request.headers) is sent and ("baggage" in request.headers) is sent
 
@@ -195,38 +190,38 @@ def _context_with_span_and_baggage():
 
 
 def test_inject_context_writes_what_the_composite_writes():
-    assert propagation._global_is_w3c_only()  # the default propagators
+    assert propagators._global_is_w3c_only()  # the default propagators
     context = _context_with_span_and_baggage()
     ours, stock = {}, {}
-    propagation.inject_context(ours, context)
+    propagators.inject_context(ours, context)
     propagate.inject(stock, context=context)
     assert ours == stock and set(ours) == {"traceparent", "tracestate", "baggage"}
     blocked = {}
-    propagation.block(blocked)
-    propagation.inject_context(blocked, context)
+    propagators.block(blocked)
+    propagators.inject_context(blocked, context)
     assert blocked == {}
 
 
 def test_inject_context_and_extract_follow_other_propagators(monkeypatch):
     from opentelemetry.propagators.composite import CompositePropagator
 
-    only_trace = CompositePropagator([propagation.TraceContextPropagator()])
+    only_trace = CompositePropagator([propagators.TraceContextPropagator()])
     monkeypatch.setattr(propagate, "get_global_textmap", lambda: only_trace)
     carrier = {}
-    propagation.inject_context(carrier, _context_with_span_and_baggage())
+    propagators.inject_context(carrier, _context_with_span_and_baggage())
     assert set(carrier) == {"traceparent", "tracestate"}  # no baggage propagator: no baggage
-    assert not propagation.nothing_to_extract({}, textmap.default_getter)
+    assert not propagators.nothing_to_extract({}, textmap.default_getter)
 
 
 def test_nothing_to_extract_only_without_traceparent_and_baggage():
     getter = textmap.default_getter
-    assert propagation.nothing_to_extract({}, getter)
-    assert propagation.nothing_to_extract({"tracestate": "a=b"}, getter)
-    assert not propagation.nothing_to_extract({"traceparent": "00-x"}, getter)
-    assert not propagation.nothing_to_extract({"baggage": "a=b"}, getter)
+    assert propagators.nothing_to_extract({}, getter)
+    assert propagators.nothing_to_extract({"tracestate": "a=b"}, getter)
+    assert not propagators.nothing_to_extract({"traceparent": "00-x"}, getter)
+    assert not propagators.nothing_to_extract({"baggage": "a=b"}, getter)
 
 
 def test_current_span_context():
-    assert propagation.current_span_context() == trace.INVALID_SPAN_CONTEXT
+    assert propagators.current_span_context() == trace.INVALID_SPAN_CONTEXT
     context = _context_with_span_and_baggage()
-    assert propagation.current_span_context(context).span_id == 0xDEF
+    assert propagators.current_span_context(context).span_id == 0xDEF

@@ -1,4 +1,4 @@
-"""The README's settings table is the one tracing_app/conf.py declares; its commands are real."""
+"""The README's settings table is the one tracing_app/conf/keys.py declares; its commands are real."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import sampling
 from tests.tracing_settings import tracing_settings
 from tracing_app import get_config, get_tracer
 from tracing_app.conf import resolve
-from tracing_app.sampling import RuleSampler, never_sampled
+from tracing_app.pipeline.sampling import RuleSampler, never_sampled
 
 KEEP, DROP = sampling.Decision.RECORD_AND_SAMPLE, sampling.Decision.DROP
 RULES = [
@@ -109,7 +109,7 @@ def test_task_rules_decide_a_publish_without_a_parent():
 
 @pytest.mark.urls("tests.business_urls")
 def test_a_failing_resolver_never_fails_the_request(client, monkeypatch):
-    from tracing_app import business
+    from tracing_app.context import business
 
     def broken(request):
         raise RuntimeError("resolver bug")

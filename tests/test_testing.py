@@ -3,8 +3,9 @@
 import pytest
 from opentelemetry.trace import SpanKind
 
-from tracing_app import get_tracer, provider, safety
-from tracing_app.spans import SpanRecord
+from tracing_app import get_tracer, safety
+from tracing_app.devtools.records import SpanRecord
+from tracing_app.pipeline import provider
 from tracing_app.testing import CapturedSpans, Expect, assert_trace, capture_spans
 
 

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from tracing_app.conf import get_config
-from tracing_app.receiver import Fault, OTLPReceiver
+from tracing_app.devtools.receiver import Fault, OTLPReceiver
 
 from .e2e.stack import grpc_receiver
 

@@ -1,7 +1,7 @@
 """The waterfall's pieces: when a trace counts as finished, and what the filters keep."""
 
-from tracing_app.spans import SpanRecord
-from tracing_app.waterfall import TraceAssembler, TraceFilter, render_waterfall
+from tracing_app.devtools.records import SpanRecord
+from tracing_app.devtools.waterfall import TraceAssembler, TraceFilter, render_waterfall
 
 
 def record(name, trace_id="t1", span_id="s1", parent_id="", service="web", start=0, end=1_000_000, error=False):

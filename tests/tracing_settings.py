@@ -14,7 +14,7 @@ from django.test import override_settings
 
 from tests.settings import TRACING
 from tracing_app.conf import get_config
-from tracing_app.integration import REGISTRY, get_integration
+from tracing_app.integrations import REGISTRY, get_integration
 from tracing_app.testing import CapturedSpans, capture_spans
 
 

@@ -3,53 +3,79 @@
 Usage, in settings.py::
 
     INSTALLED_APPS = [..., "tracing_app"]
-    MIDDLEWARE = ["tracing_app.middleware.TracingMiddleware", ...]
+    MIDDLEWARE = ["tracing_app.TracingMiddleware", ...]
     TRACING = {
         "SERVICE_NAME": "shop-web",
         "OTLP_ENDPOINT": "http://jaeger:4318",   # OTLP/HTTP; 4317 for grpc
-        "EXCLUDED_URLS": [r"^/healthz"],
     }
 
-``AppConfig.ready()`` builds the tracer provider and installs the enabled
-integrations: HTTP server spans (the middleware), Celery publish/run spans
-joined through the message headers, and a CLIENT span per database query.
-Every key, its default and its ``OTEL_*`` override are listed in
-``tracing_app.conf.KEYS``; ``manage.py check`` reports bad values.
+The public API is the names in ``__all__`` below, imported from ``tracing_app``
+itself, plus two modules named for the tool that loads them:
+``tracing_app.testing`` (the pytest plugin) and ``tracing_app.integrations.gunicorn``
+(the gunicorn server hooks). Everything else may change.
 
-Business context: ``business_context()`` gives a task or view the current
-``{"enduser.id": ..., "tenant.id": ...}`` baggage (``tracing_app.business``).
-Outgoing calls ask ``should_propagate(host)`` before sending trace context
-(``tracing_app.propagation``). Log records carry ``trace_id``/``span_id``: use
-``tracing_app.logs.TextFormatter`` or ``JsonFormatter`` in ``LOGGING``.
+Layers, each a package; a layer imports only the ones below it (``.importlinter``)::
 
-Messages outside Celery: ``tracing_app.messaging.publish()`` and ``consuming()``
-trace raw kombu messages through ``KombuHeadersCarrier`` (AMQP headers). The
-transactional outbox: ``tracing_app.outbox.write_event()`` inside
-``transaction.atomic()``, published by ``manage.py relay_outbox``.
+    apps, checks, lifecycle, management   the Django app shell: start/stop, system checks, commands
+    outbox                                the transactional outbox and its relay
+    integrations/<library>                hooks into Django, Celery, the database, kombu, gRPC, HTTP
+                                          clients, logging, gunicorn; never import each other
+    pipeline (+ pipeline/export)          provider, our span class, sampling; export queue, OTLP
+                                          encoding, OTLP/HTTP sender
+    context                               the W3C codec, propagators, carriers, baggage/business
+                                          context, incoming trust policy, egress allowlist, privacy
+    conf                                  TRACING keys and OTEL_* variables, parsed into TracingConfig
+    semconv, safety                       attribute names; the "never break the host" guard
+    devtools                              receiver, waterfall, span records (tracing_tail, tests)
 
-Synchronous hops: gRPC calls are traced by ``TracingClientInterceptor`` and
-``TracingServerInterceptor`` from ``tracing_app.grpc_interceptors`` (public; a
-module of its own because grpcio is optional), added where the channel and the
-server are built. Outgoing ``requests`` calls are traced by the ``http_client``
-integration with no code. Both are ``TRACING["INTEGRATIONS"]`` switches.
-
-Your own spans: ``tracing_app.get_tracer()`` gives the tracer our integrations use
-(tracing_app's provider; a no-op when tracing is off). Its spans are the SDK's,
-made cheaper (``tracing_app.fast_spans``); ``trace.get_tracer()`` works too.
-
-The names below are the public API; everything else may change.
+Names an optional library backs (gRPC, kombu, Django's request machinery) are
+imported on first use, so ``import tracing_app`` costs little and never needs them.
 """
 
-from .business import business_context
-from .conf import TracingConfig, get_config
-from .lifecycle import start, stop
-from .messaging import KombuHeadersCarrier
-from .propagation import should_propagate
-from .provider import export_stats, force_flush, get_tracer, shutdown
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tracing_app.conf import TracingConfig, get_config
+from tracing_app.context.business import business_context
+from tracing_app.context.egress import should_propagate
+from tracing_app.lifecycle import start, stop
+from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it, imported on first access (PEP 562).
+_LAZY = {
+    "TracingMiddleware": "tracing_app.integrations.django.middleware",
+    "TextFormatter": "tracing_app.integrations.logs",
+    "JsonFormatter": "tracing_app.integrations.logs",
+    "KombuHeadersCarrier": "tracing_app.context.carriers",
+    "publish": "tracing_app.integrations.kombu",
+    "consuming": "tracing_app.integrations.kombu",
+    "TracingClientInterceptor": "tracing_app.integrations.grpc",
+    "TracingServerInterceptor": "tracing_app.integrations.grpc",
+    "requests_request_hook": "tracing_app.integrations.http_client",
+    "write_event": "tracing_app.outbox",
+    "user_context": "tracing_app.context.business",
+}
+
 __all__ = [
-    "KombuHeadersCarrier", "TracingConfig", "__version__", "business_context", "export_stats", "force_flush",
-    "get_config", "get_tracer", "should_propagate", "shutdown", "start", "stop",
+    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingClientInterceptor", "TracingConfig",
+    "TracingMiddleware", "TracingServerInterceptor", "__version__", "business_context", "consuming", "export_stats",
+    "force_flush", "get_config", "get_tracer", "publish", "requests_request_hook", "should_propagate", "shutdown",
+    "start", "stop", "user_context", "write_event",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracing_app' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

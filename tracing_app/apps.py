@@ -14,7 +14,6 @@ class TracingAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .lifecycle import start
+        from tracing_app.lifecycle import start
 
         start()

@@ -7,7 +7,7 @@
 | tracing_app.E003 | a TRACING value is invalid |
 | tracing_app.E004 | an OTEL_* environment variable is invalid |
 | tracing_app.E005 | a propagator name cannot be loaded |
-| tracing_app.E006 | an integration is enabled but its library is not installed |
+| tracing_app.E006 | an integration is enabled but a library it needs is missing or too old |
 | tracing_app.E007 | TRACING["BAGGAGE_RESOLVER"] cannot be imported or is not callable |
 | tracing_app.W001 | the django integration is enabled but TracingMiddleware is not in MIDDLEWARE |
 | tracing_app.W002 | TracingMiddleware is not the first middleware |
@@ -15,42 +15,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from .conf import get_config
-from .provider import load_propagator
+from tracing_app.conf import get_config
+from tracing_app.integrations import REGISTRY, unmet_requirement
+from tracing_app.pipeline.provider import load_propagator
 
-MIDDLEWARE_PATH = "tracing_app.middleware.TracingMiddleware"
-# INTEGRATIONS name -> the module(s) its library provides. Enabled without them,
-# the integration is reported here (E006) and skipped by install_enabled().
-INTEGRATION_LIBRARIES: dict[str, str | tuple[str, ...]] = {
-    "celery": ("celery",),
-    "grpc": ("grpc",),
-    "http_client": ("requests", "opentelemetry.instrumentation.requests"),
-}
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:  # a parent package is missing
-        return False
-
-
-def missing_library(integration: str) -> str | None:
-    """The first module the integration needs that cannot be imported, or None."""
-    modules = INTEGRATION_LIBRARIES.get(integration, ())
-    modules = (modules,) if isinstance(modules, str) else modules
-    return next((m for m in modules if not _importable(m)), None)
-
-
-def library_installed(integration: str) -> bool:
-    return missing_library(integration) is None
+MIDDLEWARE_PATH = "tracing_app.TracingMiddleware"  # what the hints tell users to write
 
 
 @checks.register("tracing_app")
@@ -68,13 +43,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 hint="Use tracecontext and baggage, or install the package that provides it.",
                 id="tracing_app.E005",
             ))
-    for name in INTEGRATION_LIBRARIES:
-        module = missing_library(name) if config.integration_enabled(name) else None
-        if module is not None:
+    for name, entry in REGISTRY.items():
+        unmet = unmet_requirement(name) if config.integration_enabled(name) else None
+        if unmet is not None:
+            needs = ", ".join(f"{r.distribution}>={r.minimum}" for r in entry.requires)
             messages.append(checks.Error(
-                f"The {name} integration is enabled but {module!r} is not installed.",
-                hint=f"Install the package that provides {module}, "
-                     f"or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
+                f"The {name} integration is enabled but {unmet}.",
+                hint=f"Install {needs}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
                 id="tracing_app.E006",
             ))
     return messages
@@ -105,17 +80,30 @@ def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.Chec
     config = get_config()
     if not config.integration_enabled("django"):
         return []
-    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
-    if MIDDLEWARE_PATH not in middleware:
+    middleware = [_is_tracing_middleware(path) for path in getattr(settings, "MIDDLEWARE", None) or []]
+    if not any(middleware):
         return [checks.Warning(
             "HTTP requests are not traced: TracingMiddleware is not in MIDDLEWARE.",
             hint=f"Add {MIDDLEWARE_PATH!r} as the first entry of MIDDLEWARE.",
             id="tracing_app.W001",
         )]
-    if middleware[0] != MIDDLEWARE_PATH:
+    if not middleware[0]:
         return [checks.Warning(
             "TracingMiddleware is not the first middleware, so the request span misses the time spent before it.",
             hint=f"Move {MIDDLEWARE_PATH!r} to the top of MIDDLEWARE.",
             id="tracing_app.W002",
         )]
     return []
+
+
+def _is_tracing_middleware(path: Any) -> bool:
+    """Whether the MIDDLEWARE entry ``path`` is TracingMiddleware, a subclass or a re-export
+    of it: compared by class, not by its dotted path. An entry that does not import is
+    Django's own error to report, not ours."""
+    from tracing_app.integrations.django.middleware import TracingMiddleware
+
+    try:
+        found = import_string(path) if isinstance(path, str) else None
+    except ImportError:
+        return False
+    return isinstance(found, type) and issubclass(found, TracingMiddleware)

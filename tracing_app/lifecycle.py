@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from . import provider
-from .conf import TracingConfig, get_config
-from .integration import install_enabled, uninstall_all
+from tracing_app.conf import TracingConfig, get_config
+from tracing_app.integrations import install_enabled, uninstall_all
+from tracing_app.pipeline import provider
 
 logger = logging.getLogger("tracing_app")
 

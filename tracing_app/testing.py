@@ -37,9 +37,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from . import provider, safety
-from .conf import get_config
-from .spans import Node, SpanRecord, build_trees, from_sdk
+from tracing_app import safety
+from tracing_app.conf import get_config
+from tracing_app.devtools.records import Node, SpanRecord, build_trees, from_sdk
+from tracing_app.pipeline import provider
 
 __all__ = ["CapturedSpans", "Expect", "assert_trace", "build_trees", "capture_spans", "render_tree"]
 

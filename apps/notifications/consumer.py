@@ -1,7 +1,7 @@
 """The notifications service: consumes ``order.*`` events from the shop's topic exchange.
 
 It runs in its own process (``python manage.py consume_events``) and talks to the
-web process only through RabbitMQ. Tracing comes from ``tracing_app.messaging``.
+web process only through RabbitMQ. Tracing comes from ``tracing_app.consuming``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.db import close_old_connections
 from kombu import Exchange, Queue
 from kombu.mixins import ConsumerMixin
 
-from tracing_app.messaging import consuming
+from tracing_app import consuming
 
 from .models import Notification
 

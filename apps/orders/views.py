@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.inventory.models import Stock
 from apps.pricing import client as pricing
-from tracing_app.outbox import write_event
+from tracing_app import write_event
 
 from .models import Order
 

@@ -14,7 +14,7 @@ import threading
 import grpc
 from django.conf import settings
 
-from tracing_app.grpc_interceptors import TracingClientInterceptor
+from tracing_app import TracingClientInterceptor
 
 from .api import pricing_pb2, pricing_pb2_grpc
 

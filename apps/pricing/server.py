@@ -6,7 +6,7 @@ from concurrent import futures
 
 import grpc
 
-from tracing_app.grpc_interceptors import TracingServerInterceptor
+from tracing_app import TracingServerInterceptor
 
 from .api import pricing_pb2_grpc
 from .service import PricingServicer

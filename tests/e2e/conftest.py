@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tracing_app.receiver import OTLPReceiver
+from tracing_app.devtools.receiver import OTLPReceiver
 
 from .stack import EMBEDDED, Stack, backends, make_broker, make_database, run_id
 

@@ -38,7 +38,7 @@ from typing import Any
 import psycopg
 from kombu import Connection
 
-from tracing_app.receiver import OTLPGrpcReceiver, OTLPReceiver
+from tracing_app.devtools.receiver import OTLPGrpcReceiver, OTLPReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")

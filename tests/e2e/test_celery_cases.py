@@ -22,7 +22,7 @@ from celery import Celery, chain, group
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from tracing_app import get_tracer
-from tracing_app.receiver import OTLPReceiver
+from tracing_app.devtools.receiver import OTLPReceiver
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
 from .stack import BROKER_URL, Stack, make_broker, make_database, require_real_services, run_id
@@ -322,7 +322,7 @@ def test_message_the_worker_rejects_is_an_error_in_the_publisher_trace(celery_st
     """A message on the task queue that is no task message (no ``task`` header): task_rejected."""
     from kombu import Connection
 
-    from tracing_app.messaging import publish
+    from tracing_app.integrations.kombu import publish
 
     with Connection(BROKER_URL) as conn, conn.Producer() as producer:
         with root_span("test") as root:

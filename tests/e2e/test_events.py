@@ -1,5 +1,5 @@
 """Raw kombu events: the notifications consumer (``manage.py consume_events``) in its own
-process, fed over real RabbitMQ, traced through ``tracing_app.messaging``."""
+process, fed over real RabbitMQ, traced through ``tracing_app.consuming``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from kombu import Connection, Exchange
 
 from tracing_app import get_tracer
-from tracing_app.messaging import publish
+from tracing_app.integrations.kombu import publish
 from tracing_app.testing import Expect, assert_trace
 
 from .proxy import TcpProxy

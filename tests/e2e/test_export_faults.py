@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tracing_app.receiver import Fault, OTLPReceiver
+from tracing_app.devtools.receiver import Fault, OTLPReceiver
 
 FAST_FAILURE = {
     "OTEL_EXPORTER_OTLP_TIMEOUT": "1000",  # one export request: 1 s

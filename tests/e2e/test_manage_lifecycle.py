@@ -10,7 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tracing_app.receiver import Fault
+from tracing_app.devtools.receiver import Fault
 
 from .stack import ROOT, free_port
 

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 
 from tracing_app.conf import get_config
 from tracing_app.outbox import DEFAULT_EXCHANGE_TYPE, run_relay
-from tracing_app.provider import force_flush
+from tracing_app.pipeline.provider import force_flush
 
 
 class Command(BaseCommand):

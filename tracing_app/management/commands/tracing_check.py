@@ -20,9 +20,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracing_app import provider
 from tracing_app.conf import KEYS, TracingConfig, get_config
-from tracing_app.otlp_http import HttpSender, Outcome, classify_error
+from tracing_app.pipeline import provider
+from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error
 
 TEST_SPAN_NAME = "tracing_check"
 
@@ -76,7 +76,7 @@ class Command(BaseCommand):
         span.end()
         if config.otlp_protocol == "grpc":
             return self.send_grpc(config, span, timeout)
-        from tracing_app.otlp_encoding import Encoder
+        from tracing_app.pipeline.export.otlp_encoding import Encoder
 
         try:
             sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers))

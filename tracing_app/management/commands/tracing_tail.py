@@ -15,8 +15,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tracing_app.receiver import TRACES_PATH, OTLPGrpcReceiver, OTLPReceiver
-from tracing_app.waterfall import TraceAssembler, TraceFilter, render_waterfall
+from tracing_app.devtools.receiver import TRACES_PATH, OTLPGrpcReceiver, OTLPReceiver
+from tracing_app.devtools.waterfall import TraceAssembler, TraceFilter, render_waterfall
 
 POLL_SECONDS = 0.2
 

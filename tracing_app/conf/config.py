@@ -1,0 +1,116 @@
+"""``TracingConfig``: the merged, typed configuration of this process, and where each
+value came from.
+
+Resolution order for each key, first hit wins:
+
+1. the standard ``OTEL_*`` environment variable, when the key has one and it is set;
+2. the project's ``settings.TRACING`` dict;
+3. the default declared in ``keys.KEYS``.
+
+``get_config()`` is cached and cleared when Django's ``setting_changed`` signal
+reports a change to ``TRACING`` (tests use ``override_settings``). The user's dict
+is read, never mutated. Bad values never raise here: they are collected in
+``TracingConfig.problems`` and reported by the system checks in ``checks.py``,
+while the value falls back to its default so the host app keeps running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from tracing_app.conf.keys import DEFAULT_PORTS, KEYS, KEYS_BY_NAME, SOURCE_DEFAULT, SOURCE_SETTINGS
+from tracing_app.conf.parsers import InvalidValue
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A setting that could not be used. ``check_id`` is the system check's id."""
+
+    check_id: str
+    key: str
+    message: str
+    hint: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TracingConfig:
+    values: Mapping[str, Any]
+    sources: Mapping[str, str]
+    problems: tuple[Problem, ...] = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Attribute access by lower-case key: ``config.service_name``. A typo raises.
+        try:
+            return self.values[name.upper()]
+        except KeyError:
+            raise AttributeError(f"TracingConfig has no setting {name!r}") from None
+
+    @property
+    def traces_endpoint(self) -> str:
+        """The URL (HTTP) or address (gRPC) spans are sent to."""
+        endpoint = self.values["OTLP_ENDPOINT"]
+        protocol = self.values["OTLP_PROTOCOL"]
+        if not endpoint:
+            return f"http://localhost:{DEFAULT_PORTS[protocol]}" + ("/v1/traces" if protocol != "grpc" else "")
+        if protocol == "grpc" or self.sources["OTLP_ENDPOINT"] == "env:OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+            return endpoint
+        if endpoint.rstrip("/").endswith("/v1/traces"):
+            return endpoint
+        return endpoint.rstrip("/") + "/v1/traces"
+
+    def integration_enabled(self, name: str) -> bool:
+        return bool(self.values["ENABLED"] and self.values["INTEGRATIONS"].get(name))
+
+
+def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
+    """Merge ``environ`` over ``user`` (the TRACING setting) over the defaults."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[Problem] = []
+    if user is None:
+        user = {}
+    if not isinstance(user, Mapping):
+        problems.append(Problem("tracing_app.E001", "TRACING", f"TRACING must be a dict, got {type(user).__name__}.",
+                                "Write TRACING = {...} in settings.py, or remove it to use the defaults."))
+        user = {}
+    for name in sorted(set(user) - set(KEYS_BY_NAME)):
+        problems.append(Problem("tracing_app.E002", str(name), f"TRACING has an unknown key {name!r}.",
+                                f"Known keys: {', '.join(KEYS_BY_NAME)}."))
+    for key in KEYS:
+        values[key.name], sources[key.name] = key.default, SOURCE_DEFAULT
+        if key.name in user:
+            try:
+                values[key.name], sources[key.name] = key.parse(user[key.name]), SOURCE_SETTINGS
+            except InvalidValue as exc:
+                problems.append(Problem("tracing_app.E003", key.name, f"TRACING[{key.name!r}] is invalid: {exc}.",
+                                        f"{key.doc} Default: {key.default!r}."))
+        for var in key.env:
+            raw = environ.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[key.name], sources[key.name] = (key.env_parse or key.parse)(raw), f"env:{var}"
+            except InvalidValue as exc:
+                problems.append(Problem("tracing_app.E004", key.name, f"Environment variable {var} is invalid: {exc}.",
+                                        f"Fix or unset {var}; it overrides TRACING[{key.name!r}]."))
+            break
+    return TracingConfig(values=values, sources=sources, problems=tuple(problems))
+
+
+@functools.cache
+def get_config() -> TracingConfig:
+    return resolve(getattr(settings, "TRACING", None), os.environ)
+
+
+@receiver(setting_changed)
+def _clear_on_setting_changed(setting: str, **kwargs: Any) -> None:
+    if setting == "TRACING":
+        get_config.cache_clear()

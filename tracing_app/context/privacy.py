@@ -1,0 +1,87 @@
+"""What request data may become telemetry: allowlists, checked once at install time.
+
+Defaults record nothing a user typed: no query string, no headers, no task
+arguments, no SQL literals (``db.normalize_sql``), no exception messages (a
+``ValueError`` quoting an argument, a unique violation quoting the duplicate
+e-mail): errors keep their type and stack frames (``record_error``). Authorization, Cookie and
+Set-Cookie are refused even when listed (``conf._headers`` reports them as
+``tracing_app.E003``, and they are filtered here again).
+"""
+
+from __future__ import annotations
+
+import re
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from tracing_app.conf import get_config
+from tracing_app.conf.keys import NEVER_ALLOWED_HEADERS
+
+MAX_HEADER_VALUE = 256
+MAX_ARGS_REPR = 1000
+
+
+def allowed_query(query: str, allowed: frozenset[str]) -> str:
+    """The ``key=value`` pairs of ``query`` whose key is in ``allowed``, in their order."""
+    kept = []
+    for pair in query.split("&", 64)[:64]:
+        key = pair.split("=", 1)[0]
+        if key in allowed:
+            kept.append(pair[:MAX_HEADER_VALUE])
+    return "&".join(kept)
+
+
+def request_header_keys(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(``request.META`` key, span attribute) per allowed request header."""
+    pairs = []
+    for name in names:
+        name = name.lower()
+        if name in NEVER_ALLOWED_HEADERS:
+            continue
+        meta = name.upper().replace("-", "_")
+        if meta not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            meta = "HTTP_" + meta
+        pairs.append((meta, f"http.request.header.{name}"))
+    return tuple(pairs)
+
+
+def response_header_keys(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """(response header, span attribute) per allowed response header."""
+    return tuple((name.lower(), f"http.response.header.{name.lower()}")
+                 for name in names if name.lower() not in NEVER_ALLOWED_HEADERS)
+
+
+def task_args_recorder(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    patterns = list(patterns)
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+def bounded_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_ARGS_REPR else text[:MAX_ARGS_REPR - 1] + "…"
+
+
+def record_error(span: trace.Span, exc: BaseException, error_type: str = "", status: str | None = None) -> None:
+    """Mark ``span`` as failed by ``exc``: an ``exception`` event, ``error.type`` and the status.
+
+    The message (``str(exc)``) is recorded only with ``RECORD_EXCEPTION_MESSAGES``;
+    otherwise the event has the type and the stack frames (file, line, code, never
+    values) and the status description is the type name. ``status`` replaces the
+    status description."""
+    name = type(exc).__name__
+    span.set_attribute("error.type", error_type or type(exc).__qualname__)
+    if get_config().record_exception_messages:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, status if status is not None else f"{name}: {exc}"))
+        return
+    frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
+    qualified = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    span.add_event("exception", {
+        "exception.type": qualified,
+        "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{qualified}",
+    })
+    span.set_status(Status(StatusCode.ERROR, status if status is not None else name))

@@ -1,0 +1,184 @@
+"""Our W3C propagators (``tracecontext``, ``baggage``) and the one-pass inject and
+extract shortcuts our hot paths use.
+
+Why our own propagators instead of the SDK's ``TraceContextTextMapPropagator`` and
+``W3CBaggagePropagator``: the stock baggage extractor validates each entry with several
+regexes and calls ``set_baggage`` once per entry, each call copying the whole baggage
+dict (quadratic in the entry count); a hostile header at the 180-entry limit costs it
+about 0.4-0.7 ms, ours about 0.08-0.13 ms (``bench/bench_propagation.py``). And both
+stock extractors log rejected header *values* at warning level, which lets a client
+write arbitrary text into our logs. Parsing is ``tracing_app.context.w3c``'s; the
+context is built with a single copy.
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+from opentelemetry import baggage, propagate, trace
+from opentelemetry.context import Context, get_current, set_value
+from opentelemetry.propagators import textmap
+from opentelemetry.propagators.composite import CompositePropagator
+
+from tracing_app.context.w3c import (
+    BAGGAGE,
+    BAGGAGE_MAX_BYTES,
+    MAX_HEADER_LINES,
+    TRACEPARENT,
+    TRACEPARENT_MAX,
+    TRACESTATE,
+    TRACESTATE_MAX,
+    parse_baggage,
+    parse_traceparent,
+    parse_tracestate,
+    write_baggage,
+    write_traceparent,
+)
+
+# The context key baggage lives under. The API offers no way to set many entries
+# at once (set_baggage copies the dict per entry), so we find the key through the
+# public clear() and set the whole dict in one step.
+_BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
+# The key the current span lives under, found the same way.
+_SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+
+
+# A carrier that must stay empty: set by block(); checked by our inject() methods.
+_blocked_carrier: contextvars.ContextVar[object] = contextvars.ContextVar("tracing_app_blocked_carrier", default=None)
+
+
+def block(carrier: object) -> None:
+    """Make the next ``propagate.inject`` into ``carrier`` (in this context) write nothing.
+
+    For instrumentation that injects unconditionally after calling a hook, such as
+    ``opentelemetry-instrumentation-requests`` (see ``requests_request_hook``)."""
+    _blocked_carrier.set(carrier)
+
+
+def _joined(getter: textmap.Getter, carrier: object, name: str, limit: int) -> str | None:
+    """All lines of header ``name`` joined by commas (RFC 9110), or None when absent or over ``limit``."""
+    values = getter.get(carrier, name)
+    if not values:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    if len(values) > MAX_HEADER_LINES:
+        return None
+    total = 0
+    for value in values:
+        if not isinstance(value, str):
+            return None
+        total += len(value) + 1
+        if total > limit + 1:
+            return None
+    return ",".join(values)
+
+
+
+def with_baggage(entries: dict[str, object], context: Context | None = None) -> Context:
+    """``context`` with its baggage replaced by ``entries``, in one copy."""
+    return set_value(_BAGGAGE_CONTEXT_KEY, dict(entries), context)
+
+
+
+class TraceContextPropagator(textmap.TextMapPropagator):
+    """``traceparent`` and ``tracestate``. A bad traceparent is ignored as a whole
+    (a new trace starts); a bad tracestate is dropped and the traceparent kept."""
+
+    def extract(self, carrier: textmap.CarrierT, context: Context | None = None,
+                getter: textmap.Getter = textmap.default_getter) -> Context:
+        if context is None:
+            context = Context()
+        header = _joined(getter, carrier, TRACEPARENT, TRACEPARENT_MAX)
+        parsed = parse_traceparent(header) if header else None
+        if parsed is None:
+            return context
+        trace_id, span_id, flags = parsed
+        state_header = _joined(getter, carrier, TRACESTATE, TRACESTATE_MAX)
+        state = parse_tracestate(state_header) if state_header else None
+        span_context = trace.SpanContext(
+            trace_id=trace_id, span_id=span_id, is_remote=True,
+            trace_flags=trace.TraceFlags(flags), trace_state=state,
+        )
+        return trace.set_span_in_context(trace.NonRecordingSpan(span_context), context)
+
+    def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
+               setter: textmap.Setter = textmap.default_setter) -> None:
+        if carrier is not _blocked_carrier.get():
+            write_traceparent(carrier, current_span_context(context), setter)
+
+    @property
+    def fields(self) -> set[str]:
+        return {TRACEPARENT, TRACESTATE}
+
+
+class BaggagePropagator(textmap.TextMapPropagator):
+    """``baggage``: incoming entries are added over the context's own."""
+
+    def extract(self, carrier: textmap.CarrierT, context: Context | None = None,
+                getter: textmap.Getter = textmap.default_getter) -> Context:
+        if context is None:
+            context = get_current()
+        header = _joined(getter, carrier, BAGGAGE, BAGGAGE_MAX_BYTES)
+        entries = parse_baggage(header) if header else None
+        if not entries:
+            return context
+        existing = baggage.get_all(context)
+        return with_baggage({**existing, **entries} if existing else entries, context)
+
+    def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
+               setter: textmap.Setter = textmap.default_setter) -> None:
+        if carrier is not _blocked_carrier.get():
+            write_baggage(carrier, baggage.get_all(context), setter)
+
+    @property
+    def fields(self) -> set[str]:
+        return {BAGGAGE}
+
+
+# -- our hot paths: one pass instead of the composite's ---------------------------------
+
+_w3c_only: tuple[object, bool] = (None, False)
+
+
+def _global_is_w3c_only() -> bool:
+    """Whether the global propagator is exactly ours: tracecontext then baggage (the default).
+    Then ``inject_context`` may write both headers in one pass; any other setup (b3,
+    jaeger, a user's own) goes through ``propagate`` as usual."""
+    global _w3c_only
+    textmap_ = propagate.get_global_textmap()
+    cached = _w3c_only
+    if cached[0] is not textmap_:
+        kinds = [type(p) for p in getattr(textmap_, "_propagators", ())]
+        cached = _w3c_only = (textmap_, type(textmap_) is CompositePropagator
+                              and kinds == [TraceContextPropagator, BaggagePropagator])
+    return cached[1]
+
+
+def current_span_context(context: Context | None = None) -> trace.SpanContext:
+    """``trace.get_current_span(context).get_span_context()`` with one context lookup."""
+    span = (get_current() if context is None else context).get(_SPAN_CONTEXT_KEY)
+    return span.get_span_context() if isinstance(span, trace.Span) else trace.INVALID_SPAN_CONTEXT
+
+
+def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
+                   setter: textmap.Setter = textmap.default_setter) -> None:
+    """``propagate.inject(carrier, context, setter)``: the same headers, written in one
+    pass when the propagators are the default W3C pair. Used on every request's
+    outgoing calls and messages, where the composite's layers are a measurable cost."""
+    if not _global_is_w3c_only():
+        propagate.inject(carrier, context=context, setter=setter)
+        return
+    if carrier is _blocked_carrier.get():
+        return
+    context = get_current() if context is None else context
+    write_traceparent(carrier, current_span_context(context), setter)
+    entries = context.get(_BAGGAGE_CONTEXT_KEY)
+    write_baggage(carrier, entries if isinstance(entries, dict) else None, setter)
+
+
+def nothing_to_extract(carrier: textmap.CarrierT, getter: textmap.Getter) -> bool:
+    """True when ``propagate.extract`` would find nothing: the propagators are the default
+    W3C pair and the carrier has neither ``traceparent`` nor ``baggage`` (a ``tracestate``
+    alone is ignored). The usual case for a request from outside."""
+    return _global_is_w3c_only() and not getter.get(carrier, TRACEPARENT) and not getter.get(carrier, BAGGAGE)

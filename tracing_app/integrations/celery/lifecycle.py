@@ -1,0 +1,154 @@
+"""Celery worker processes: flush before they exit, and a span for a task whose process was killed.
+
+Installed and uninstalled with the Celery integration (``celery_signals``).
+
+* ``worker_process_init`` (a prefork child starts): build this child's exporter
+  now and warn once if it has none, instead of losing its spans silently.
+* ``worker_process_shutdown`` (a prefork child exits: recycled by
+  ``--max-tasks-per-child``, or at a warm shutdown): billiard ends the child with
+  ``os._exit``, so atexit handlers never run; flush and stop here, bounded by
+  ``SHUTDOWN_TIMEOUT``.
+* ``worker_shutdown`` (the main process; with the solo and threads pools the
+  tasks ran here): flush, bounded. atexit does the final shutdown.
+* Hard time limit: the pool kills the child mid-task, so the child's task span
+  never ends and is never exported. The main process learns of it only through
+  the request's ``on_timeout`` callback (Celery sends no signal for it: the
+  failure is reported with ``return_ok=True``, which skips ``task_failure``).
+  ``task_received`` runs in the main process with the request before it is
+  handed to the pool, so we wrap that one request's ``on_timeout`` (an instance
+  attribute, nothing global is patched) and end an ERROR span for the task there,
+  in the same trace as its publisher. A task terminated by ``revoke(terminate=True)``
+  gets the same from ``task_revoked``. The child, if it still reaches
+  ``task_postrun`` (state None: it was interrupted), leaves the span to the main
+  process, so each task has exactly one span.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import signals
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from tracing_app.pipeline import provider
+from tracing_app.safety import guarded
+
+logger = logging.getLogger("tracing_app")
+
+TIME_LIMIT_ERROR = "TimeLimitExceeded"
+_SIGNALS = (
+    ("worker_process_init", "_process_started"),
+    ("worker_process_shutdown", "_process_exiting"),
+    ("worker_shutdown", "_worker_exiting"),
+    ("task_received", "_received"),
+    ("task_revoked", "_revoked"),
+)
+ON_TIMEOUT_WRAPPED = "_tracing_app_on_timeout_wrapped"
+_in_pool_child = False
+
+
+def main_process_reports_interrupted_tasks() -> bool:
+    """True in a prefork pool child: its main process ends the spans of tasks it kills."""
+    return _in_pool_child
+
+
+def install() -> None:
+    for signal_name, function in _SIGNALS:
+        getattr(signals, signal_name).connect(
+            globals()[function], weak=False, dispatch_uid=f"tracing_app.lifecycle.{signal_name}"
+        )
+
+
+def uninstall() -> None:
+    for signal_name, _ in _SIGNALS:
+        getattr(signals, signal_name).disconnect(dispatch_uid=f"tracing_app.lifecycle.{signal_name}")
+
+
+def _process_started(**kwargs: Any) -> None:
+    global _in_pool_child
+    _in_pool_child = True
+    with guarded("checking the exporter of a new worker process"):
+        problem = provider.exporter_problem()
+        if problem is not None:
+            logger.warning("tracing_app: this Celery worker process has no working span exporter, "
+                           "its task spans will be lost: %s", problem)
+
+
+def _process_exiting(**kwargs: Any) -> None:
+    with guarded("flushing spans at worker process shutdown"):
+        provider.shutdown()
+
+
+def _worker_exiting(**kwargs: Any) -> None:
+    with guarded("flushing spans at worker shutdown"):
+        provider.force_flush()
+
+
+def _received(request: Any = None, **kwargs: Any) -> None:
+    if request is None or getattr(request, ON_TIMEOUT_WRAPPED, False):
+        return
+    original = request.on_timeout
+
+    def on_timeout(soft: bool, timeout: float) -> None:
+        try:
+            if not soft:
+                with guarded("recording a task killed by its hard time limit"):
+                    record_time_limit_kill(request, timeout)
+        finally:
+            original(soft, timeout)
+
+    request.on_timeout = on_timeout
+    setattr(request, ON_TIMEOUT_WRAPPED, True)
+
+
+def _revoked(request: Any = None, terminated: bool = False, signum: Any = None, **kwargs: Any) -> None:
+    if request is not None and terminated:
+        with guarded("recording a task terminated by revoke"):
+            record_killed_task(request, "Terminated", f"revoked and terminated by signal {signum}")
+
+
+def record_time_limit_kill(request: Any, timeout: float) -> None:
+    record_killed_task(request, TIME_LIMIT_ERROR,
+                       f"hard time limit ({timeout}s) exceeded; the worker process running the task was killed",
+                       duration=timeout)
+
+
+def record_killed_task(request: Any, error_type: str, message: str, duration: float = 0.0) -> None:
+    """End, in this (the main) process, the span the killed child could not end."""
+    from tracing_app.integrations.celery.headers import SYSTEM
+    from tracing_app.semconv import (
+        CELERY_TASK_NAME,
+        CELERY_TASK_STATE,
+        ERROR_TYPE,
+        MESSAGING_DESTINATION_NAME,
+        MESSAGING_MESSAGE_ID,
+        MESSAGING_OPERATION_NAME,
+        MESSAGING_OPERATION_TYPE,
+        MESSAGING_SYSTEM,
+    )
+
+    headers = dict(getattr(request, "request_dict", None) or {})
+    parent = propagate.extract(headers)
+    now_ns = time.time_ns()
+    started = getattr(request, "time_start", None)
+    start_ns = int(started * 1e9) if started else now_ns - int(duration * 1e9)
+    delivery = getattr(request, "delivery_info", None) or {}
+    span = provider.get_tracer().start_span(
+        f"process {request.name}", context=parent, kind=SpanKind.CONSUMER, start_time=start_ns,
+        attributes={
+            MESSAGING_SYSTEM: SYSTEM,
+            MESSAGING_OPERATION_TYPE: "process",
+            MESSAGING_OPERATION_NAME: "process",
+            CELERY_TASK_NAME: request.name,
+            MESSAGING_MESSAGE_ID: str(request.id),
+            MESSAGING_DESTINATION_NAME: delivery.get("routing_key") or "",
+            CELERY_TASK_STATE: "FAILURE",
+            ERROR_TYPE: error_type,
+        },
+    )
+    span.add_event("exception", {"exception.type": error_type, "exception.message": message})
+    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
+    span.end(end_time=now_ns)

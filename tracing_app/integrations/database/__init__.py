@@ -1,0 +1,1 @@
+"""The database: a CLIENT span per query through ``connection.execute_wrapper``."""

@@ -1,0 +1,207 @@
+"""Database spans: one CLIENT span per query the ORM (or ``connection.cursor()``) runs.
+
+Installed through Django's public ``connection.execute_wrappers`` on each new
+connection (``connection_created``), not by patching the driver as
+``opentelemetry-instrumentation-psycopg`` does. That gives three things the
+driver-level hook cannot: one hook for every backend Django supports (the
+embedded SQLite demo gets the same spans as PostgreSQL), no spans for Django's
+own connection set-up queries (timezone, type look-ups), and the SQL exactly as
+the ORM wrote it with parameters kept apart (never recorded).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.signals import connection_created
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from tracing_app.conf import TracingConfig
+from tracing_app.context import privacy
+from tracing_app.integrations.base import Integration
+from tracing_app.pipeline.fast_spans import drops_child_of_current
+from tracing_app.pipeline.provider import get_tracer
+from tracing_app.safety import guarded
+from tracing_app.semconv import (
+    DB_COLLECTION_NAME,
+    DB_NAMESPACE,
+    DB_OPERATION_BATCH_SIZE,
+    DB_OPERATION_NAME,
+    DB_QUERY_TEXT,
+    DB_RESPONSE_STATUS_CODE,
+    DB_SYSTEM_NAME,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+)
+
+# Django vendor name -> db.system.name
+SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
+
+# Savepoints are Django's transaction bookkeeping (every nested atomic() and
+# every test case makes them): three spans per block that say nothing about the
+# work, so they are not traced. So is the BEGIN that Django's SQLite backend
+# sends through a cursor for each atomic() (PostgreSQL's driver begins
+# implicitly, and COMMIT goes past execute wrappers on every backend): without
+# it the same code would make different trees on the two backends.
+HOUSEKEEPING = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|BEGIN)\b", re.IGNORECASE)
+OPERATION = re.compile(r"\s*(\w+)")
+COLLECTION = re.compile(r"""\b(?:FROM|INTO|UPDATE|TABLE)\s+["`]?([\w.]+)["`]?""", re.IGNORECASE)
+
+
+# Inline literals in SQL text become "?" so that values typed into raw SQL (or
+# built into it) never reach the spans; quoted identifiers and placeholders
+# (%s, $1, :name) stay. Backslash escapes inside '...' exist only in MySQL's
+# default mode: elsewhere '\' is an ordinary character, and treating it as an
+# escape would let the rest of a statement pass as non-literal text. An
+# unterminated string is redacted to the end.
+_LITERAL = r"""
+    (?P<ident>"(?:[^"]|"")*"|`[^`]*`)
+  | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*|)\$.*?(?:\$(?P=tag)\$|$))
+  | [EeBbXxNn]?'{body}(?:'|$)
+  | (?<![\w$.:])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?!\w)
+"""
+_LITERALS = re.compile(_LITERAL.format(body=r"(?:[^']|'')*"), re.VERBOSE | re.DOTALL)
+_LITERALS_BACKSLASH = re.compile(_LITERAL.format(body=r"(?:[^'\\]|''|\\.)*"), re.VERBOSE | re.DOTALL)
+
+
+def _keep_identifiers(match: re.Match[str]) -> str:
+    return match.group("ident") or "?"
+
+
+@functools.lru_cache(maxsize=1024)
+def normalize_sql(sql: str, backslash_escapes: bool = False) -> str:
+    """``sql`` with every inline literal replaced by ``?``. Cached: ORM statements repeat."""
+    return (_LITERALS_BACKSLASH if backslash_escapes else _LITERALS).sub(_keep_identifiers, sql)
+def describe(sql: str) -> tuple[str, str]:
+    """(operation, collection) of a statement, e.g. ``("SELECT", "orders_order")``."""
+    match = OPERATION.match(sql)
+    operation = match.group(1).upper() if match else ""
+    found = COLLECTION.search(sql, 0, 2000)
+    return operation, (found.group(1) if found else "")
+
+
+@functools.lru_cache(maxsize=1024)
+def statement_attributes(sql: str, backslash_escapes: bool) -> tuple[str, dict[str, Any]] | None:
+    """(span name, the statement's attributes) for ``sql``; None for housekeeping that is not traced.
+
+    Cached: the ORM sends the same few statement texts over and over, so the
+    regular expressions run once per text, not once per query. The dict is shared:
+    callers copy it (``{**connection_attributes, **statement}``), never change it.
+    """
+    if HOUSEKEEPING.match(sql):
+        return None
+    operation, collection = describe(sql)
+    attributes: dict[str, Any] = {DB_QUERY_TEXT: normalize_sql(sql, backslash_escapes)}
+    if operation:
+        attributes[DB_OPERATION_NAME] = operation
+    if collection:
+        attributes[DB_COLLECTION_NAME] = collection
+    return f"{operation} {collection}".strip(), attributes
+
+
+class QueryTracer:
+    """The execute wrapper added to each connection."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        self.attributes: dict[str, Any] = {}
+        self.refresh(connection)
+
+    def refresh(self, connection: BaseDatabaseWrapper) -> None:
+        """Read the connection's settings again: test runners rename the database."""
+        settings = connection.settings_dict
+        self.attributes: dict[str, Any] = {DB_SYSTEM_NAME: SYSTEMS.get(connection.vendor, connection.vendor)}
+        self.backslash_escapes = connection.vendor == "mysql"
+        if settings.get("NAME"):
+            self.attributes[DB_NAMESPACE] = str(settings["NAME"])
+        if settings.get("HOST"):
+            self.attributes[SERVER_ADDRESS] = str(settings["HOST"])
+        if str(settings.get("PORT") or "").isdigit():
+            self.attributes[SERVER_PORT] = int(settings["PORT"])
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
+        if not integration.installed:
+            return execute(sql, params, many, context)
+        tracer = get_tracer()
+        if drops_child_of_current(tracer):  # first: no span object at all under an unsampled request
+            return execute(sql, params, many, context)
+        if not isinstance(sql, str) or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
+            return execute(sql, params, many, context)
+        span = None
+        with guarded("starting a query span"):
+            span = self._start(tracer, sql, params, many)
+        if span is None:
+            return execute(sql, params, many, context)
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
+            return execute(sql, params, many, context)
+        except Exception as exc:
+            # Django re-raises driver errors as django.db.utils.*Error; the
+            # driver's own class (UndefinedTable, UniqueViolation) says more.
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            privacy.record_error(span, exc, error_type=type(cause).__qualname__, status=type(cause).__name__)
+            sqlstate = getattr(cause, "sqlstate", None)
+            if isinstance(sqlstate, str):
+                span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
+
+
+    def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool) -> trace.Span | None:
+        statement = statement_attributes(sql, self.backslash_escapes)
+        if statement is None:
+            return None
+        name, attributes = statement[0], {**self.attributes, **statement[1]}
+        if many and isinstance(params, (list, tuple)):
+            attributes[DB_OPERATION_BATCH_SIZE] = len(params)
+        # start_span + attach instead of start_as_current_span: the same span and
+        # context, without two generator-based context managers per query.
+        return tracer.start_span(name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT, attributes=attributes)
+
+
+class DatabaseIntegration(Integration):
+    name = "database"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._wrapped: weakref.WeakKeyDictionary[BaseDatabaseWrapper, QueryTracer] = weakref.WeakKeyDictionary()
+
+    def _install(self, config: TracingConfig) -> None:
+        from django.db import connections
+
+        connection_created.connect(self._on_connection_created, weak=False,
+                                   dispatch_uid="tracing_app.integrations.database")
+        for connection in connections.all(initialized_only=True):
+            self.wrap(connection)
+
+    def _uninstall(self) -> None:
+        connection_created.disconnect(dispatch_uid="tracing_app.integrations.database")
+        for connection, tracer in list(self._wrapped.items()):
+            if tracer in connection.execute_wrappers:
+                connection.execute_wrappers.remove(tracer)
+        self._wrapped.clear()
+
+    def _on_connection_created(self, sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+        self.wrap(connection)
+
+    def wrap(self, connection: BaseDatabaseWrapper) -> None:
+        # connection_created fires on every reconnect of the same wrapper object.
+        existing = self._wrapped.get(connection)
+        if existing is not None:
+            existing.refresh(connection)
+            return
+        tracer = QueryTracer(connection)
+        self._wrapped[connection] = tracer
+        # Outermost wrapper: user wrappers added later (execute_wrapper()) run inside our span.
+        connection.execute_wrappers.insert(0, tracer)
+
+
+integration = DatabaseIntegration()

@@ -1,0 +1,1 @@
+"""Django: a SERVER span per request (``middleware``)."""

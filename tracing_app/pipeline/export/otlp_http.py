@@ -1,0 +1,181 @@
+"""One OTLP/HTTP export attempt, and what its outcome means.
+
+``HttpSender.send(body, timeout)`` POSTs one encoded request on a kept-alive
+connection and returns an ``Outcome``: sent, or failed with the failure's kind
+(``dns``, ``refused``, ``timeout``, ``connection``, ``http``), whether the OTLP
+specification allows a retry, the server's ``Retry-After`` and a hint for the
+user. The retry loop lives in ``export.py``; ``manage.py tracing_check`` uses
+the same sender so that it reports exactly what the exporter would see.
+
+Why not the SDK's ``OTLPSpanExporter``: it retries inside ``export()`` with its
+own sleeps (not interruptible by our shutdown bound), does not honour
+``Retry-After``, and goes through ``requests`` with a new session's overhead;
+we need one attempt at a time, classified, with the timeout we choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import http.client
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from tracing_app.pipeline.export.otlp_encoding import Encoder
+
+# OTLP/HTTP: "retryable" responses; everything else that is not 2xx is final.
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+CONTENT_TYPE = "application/x-protobuf"
+
+HINTS = {
+    "dns": "the collector's host name does not resolve; check OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT",
+    "refused": "nothing listens at that address; is the collector running, and is the port 4318 (OTLP/HTTP)?",
+    "timeout": "the collector did not answer in time; check the network path or raise OTLP_TIMEOUT (seconds)",
+    "connection": "the connection failed; check that the endpoint speaks OTLP/HTTP (not gRPC, not Jaeger Thrift)",
+    "http": "the collector rejected the request",
+}
+STATUS_HINTS = {
+    400: "the collector could not decode the request; is this an OTLP/HTTP protobuf endpoint?",
+    401: "the collector wants credentials; set OTLP_HEADERS (e.g. an authorization header)",
+    403: "the collector refused the credentials in OTLP_HEADERS",
+    404: "no OTLP traces endpoint at this URL; the path should end in /v1/traces",
+    413: "the request was too large; lower BATCH_MAX_EXPORT_SIZE",
+    429: "the collector is rate limiting; it will be retried after Retry-After",
+    503: "the collector is unavailable or overloaded; it will be retried",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    kind: str = ""  # "", "dns", "refused", "timeout", "connection", "http"
+    detail: str = ""
+    retryable: bool = False
+    retry_after: float | None = None  # seconds, from the server's Retry-After
+    status: int = 0
+
+    @property
+    def hint(self) -> str:
+        return STATUS_HINTS.get(self.status) or HINTS.get(self.kind, "")
+
+    def describe(self) -> str:
+        return f"{self.detail} ({self.hint})" if self.hint else self.detail
+
+
+SENT = Outcome(ok=True)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def classify_error(error: BaseException, endpoint: str) -> Outcome:
+    """A network exception as an Outcome; connection failures are retryable per OTLP."""
+    if isinstance(error, socket.gaierror):
+        host = urllib.parse.urlsplit(endpoint).hostname
+        return Outcome(False, "dns", f"cannot resolve host {host!r}: {error.strerror or error}", retryable=True)
+    if isinstance(error, ConnectionRefusedError):
+        return Outcome(False, "refused", f"connection refused by {endpoint}", retryable=True)
+    if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
+        return Outcome(False, "timeout", f"no answer from {endpoint} in time", retryable=True)
+    return Outcome(False, "connection", f"{type(error).__name__} talking to {endpoint}: {error}", retryable=True)
+
+
+class HttpSender:
+    """POSTs encoded OTLP requests to one URL. Used by one thread at a time."""
+
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+        self.endpoint = endpoint
+        url = urllib.parse.urlsplit(endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"OTLP/HTTP endpoint must be an http:// or https:// URL, got {endpoint!r}")
+        self._https = url.scheme == "https"
+        self._host = url.hostname
+        self._port = url.port or (443 if self._https else 80)
+        self._path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        self._headers = {"Content-Type": CONTENT_TYPE, "User-Agent": "tracing_app", **(headers or {})}
+        self._connection: http.client.HTTPConnection | None = None
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                               context=ssl.create_default_context())
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def send(self, body: bytes, timeout: float) -> Outcome:
+        """One POST; ``timeout`` bounds connecting and each read, in seconds."""
+        reused = self._connection is not None
+        try:
+            return self._post(body, timeout)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as error:
+            self.close()
+            if not reused:
+                return classify_error(error, self.endpoint)
+        except (OSError, http.client.HTTPException) as error:
+            self.close()
+            return classify_error(error, self.endpoint)
+        # The server closed a kept-alive connection between exports: that is not a failure, reconnect once.
+        try:
+            return self._post(body, timeout)
+        except (OSError, http.client.HTTPException) as error:
+            self.close()
+            return classify_error(error, self.endpoint)
+
+    def _post(self, body: bytes, timeout: float) -> Outcome:
+        if self._connection is None:
+            self._connection = self._connect(timeout)
+        connection = self._connection
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        connection.request("POST", self._path, body=body, headers=self._headers)
+        response = connection.getresponse()
+        response.read()  # drain, so the connection can be reused
+        if response.will_close:
+            self.close()
+        if 200 <= response.status < 300:
+            return SENT
+        status = response.status
+        return Outcome(
+            False, "http", f"HTTP {status} {response.reason} from {self.endpoint}",
+            retryable=status in RETRYABLE_STATUSES, status=status,
+            retry_after=parse_retry_after(response.getheader("Retry-After")) if status in RETRYABLE_STATUSES else None,
+        )
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+class HttpTransport:
+    """OTLP/HTTP protobuf: our encoder (``otlp_encoding``) and one ``HttpSender``."""
+
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+        self.endpoint = endpoint
+        self._encoder = Encoder()
+        self._sender = HttpSender(endpoint, headers)
+
+    def encode(self, spans: Sequence[ReadableSpan], pause: Callable[[], None] | None = None) -> bytes:
+        return self._encoder.encode(spans, pause)
+
+    def send(self, payload: bytes, timeout: float) -> Outcome:
+        return self._sender.send(payload, timeout)
+
+    def close(self) -> None:
+        self._sender.close()

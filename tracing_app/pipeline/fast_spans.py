@@ -1,0 +1,304 @@
+"""The SDK's span, made cheaper for the spans our own integrations start.
+
+Where the time goes (SDK 1.45, a span with the 7 attributes of a query, hot loop
+on this project's two-core benchmark machine): ~32 µs per ``start_span`` + ``end``,
+of which ~40% is ``BoundedAttributes`` checking every attribute value
+(``_clean_attribute`` per value, per element of a sequence), ~5% the
+``ReadableSpan`` copy that ``end()`` makes for the processors, and the tracer's
+self-observability bookkeeping (``_tracer_metrics``). Our integrations build their
+attributes from ``str``, ``int``, ``float`` and ``bool`` values, so the check finds
+nothing to clean; and a span that has ended can no longer change (every setter
+checks ``_end_time``), so the copy protects nothing.
+
+``FastTracer`` is the SDK tracer with its own ``start_span``: same sampler, ids,
+processors, limits and resource, but the span is a ``FastSpan``, which
+
+* takes attribute values that are plain ``str``/``int``/``float``/``bool`` as they
+  are, and sends anything else (sequences, ``None``, other types, or any value when
+  an attribute length limit is set) through the SDK's own cleaning, so what is
+  recorded is exactly what the SDK would record;
+* hands itself to ``on_end`` instead of a copy (it *is* a ``ReadableSpan``).
+
+And under a valid parent, where the sampler follows the parent (the ``parentbased_*``
+samplers ``provider.build_sampler`` makes, probed once per tracer, never assumed),
+``start_span`` skips the sampler: the answer is known. ``drops_child_of_current()``
+lets an integration skip even building the span's attributes (at a 0% ratio, every
+span of every request).
+
+Every other behaviour (``set_attribute``, events, links, status rules, limits,
+``record_exception``, ``use_span``) is the SDK's, inherited. ``tests/test_fast_spans.py``
+proves our spans export the same OTLP as the SDK's. Users' own spans, from
+``trace.get_tracer()``, stay plain SDK spans.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from threading import Lock
+from time import time_ns
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace.propagation import get_current_span
+from opentelemetry.trace.span import TraceState
+from opentelemetry.trace.status import Status, StatusCode
+
+from tracing_app.context.propagators import current_span_context
+from tracing_app.pipeline.linked_traces import LinkedTraceSampler
+
+logger = logging.getLogger(__name__)
+
+_PLAIN = frozenset((str, int, float, bool))
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED | trace.TraceFlags.RANDOM_TRACE_ID)
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.RANDOM_TRACE_ID)
+_SAMPLED_NOT_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+
+
+class FastSpan(sdk_trace.Span):
+    # The fields are the SDK's (ReadableSpan's and Span's); only how they are filled differs.
+    def __init__(self, name: str, context: trace.SpanContext, parent: trace.SpanContext | None,
+                 tracer: FastTracer, attributes: Mapping[str, Any] | None, kind: trace.SpanKind,
+                 links: Sequence[trace.Link]) -> None:
+        limits = tracer._span_limits
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._instrumentation_info = tracer.instrumentation_info
+        self._instrumentation_scope = tracer._instrumentation_scope
+        self._parent = parent
+        self._start_time: int | None = None
+        self._end_time: int | None = None
+        self._resource = tracer.resource
+        self._status = _UNSET
+        self._sampler = tracer.sampler
+        self._trace_config = None
+        self._record_exception = True
+        self._set_status_on_exception = True
+        self._span_processor = tracer.span_processor
+        self._dispatch = tracer.dispatch()
+        self._limits = limits
+        self._lock = Lock()
+        recorded = _bounded_attributes(limits.max_span_attributes, limits.max_span_attribute_length)
+        if attributes:
+            count_limit = limits.max_span_attributes
+            if (limits.max_span_attribute_length is None and (count_limit is None or len(attributes) <= count_limit)
+                    and all(type(value) in _PLAIN for value in attributes.values())):
+                recorded._dict.update(attributes)  # noqa: SLF001  nothing the SDK would clean or drop
+            else:
+                recorded._set_items(attributes)  # noqa: SLF001  the SDK's cleaning and limits
+        self._attributes = recorded
+        self._events = _bounded_list(limits.max_events)
+        self._links = self._new_links(links) if links else _bounded_list(limits.max_links)
+        self._record_end_metrics = None
+
+    def start(self, start_time: int | None = None, parent_context: Any = None) -> None:
+        with self._lock:
+            if self._start_time is not None:
+                logger.warning("Calling start() on a started span.")
+                return
+            self._start_time = start_time if start_time is not None else time_ns()
+        for processor in self._dispatch.on_start:
+            processor.on_start(self, parent_context=parent_context)
+
+    def end(self, end_time: int | None = None) -> None:
+        with self._lock:
+            if self._start_time is None:
+                raise RuntimeError("Calling end() on a not started span.")
+            if self._end_time is not None:
+                logger.warning("Calling end() on an ended span.")
+                return
+            self._end_time = end_time if end_time is not None else time_ns()
+            self._attributes._immutable = True  # noqa: SLF001
+        dispatch = self._dispatch
+        for processor in dispatch.on_ending:
+            processor._on_ending(self)  # noqa: SLF001
+        for processor in dispatch.on_end:
+            processor.on_end(self)  # ended spans are immutable: no copy needed
+
+
+class Dispatch:
+    """The processors that do something on start, on ending and on end, in order.
+
+    The SDK's ``SynchronousMultiSpanProcessor`` calls every processor for every
+    event: with ours (baggage copying, export) that is six calls per span, three
+    of them to the base class's empty methods. Made again whenever the provider's
+    processors change (``add_span_processor`` replaces their tuple).
+    """
+
+    def __init__(self, span_processor: SpanProcessor) -> None:
+        self.source = getattr(span_processor, "_span_processors", None)
+        processors = self.source if isinstance(span_processor, SynchronousMultiSpanProcessor) else (span_processor,)
+
+        def overriding(name: str) -> tuple[SpanProcessor, ...]:
+            return tuple(p for p in processors if getattr(type(p), name, None) is not getattr(SpanProcessor, name))
+
+        self.on_start = overriding("on_start")
+        self.on_ending = overriding("_on_ending")
+        self.on_end = overriding("on_end")
+
+
+# BoundedAttributes and BoundedList filled field by field, as their __init__ would: those
+# calls are a measurable part of a span this small (tests compare with the SDK's spans).
+def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
+    bounded = BoundedAttributes.__new__(BoundedAttributes)
+    bounded._dict = {}  # noqa: SLF001
+    bounded.maxlen = maxlen
+    bounded.dropped = 0
+    bounded.max_value_len = max_value_len
+    bounded._lock = Lock()  # noqa: SLF001
+    bounded._immutable = False  # noqa: SLF001
+    return bounded
+
+
+def _bounded_list(maxlen: int | None) -> BoundedList:
+    bounded = BoundedList.__new__(BoundedList)
+    bounded.dropped = 0
+    bounded._dq = deque(maxlen=maxlen)  # noqa: SLF001
+    bounded._lock = Lock()  # noqa: SLF001
+    return bounded
+
+
+class FastTracer(sdk_trace.Tracer):
+    """Made from an SDK tracer by ``fast_tracer()``; starts ``FastSpan``s."""
+
+    # Set by fast_tracer() from what the sampler does under a valid parent.
+    drops_unsampled_children = False
+    keeps_sampled_children = False
+    root_sampler: Sampler | None = None
+    _dispatch: Dispatch | None = None  # made by dispatch(), again when the processors change
+
+    def start_span(  # noqa: PLR0913  the API's signature
+        self,
+        name: str,
+        context: Any = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Mapping[str, Any] | None = None,
+        links: Sequence[trace.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        links = links or ()
+        parent = get_current_span(context).get_span_context()
+        if not self._is_enabled():
+            return trace.NonRecordingSpan(parent)
+        if parent is None or not parent.is_valid:
+            parent = None
+            trace_id = self.id_generator.generate_trace_id()
+        else:
+            trace_id = parent.trace_id
+            # A parent-based sampler's answer under a valid parent is known in advance.
+            if parent.trace_flags.sampled:
+                if self.keeps_sampled_children:
+                    flags = _SAMPLED if parent.trace_flags.random_trace_id else _SAMPLED_NOT_RANDOM
+                    span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
+                                                     trace_flags=flags, trace_state=parent.trace_state)
+                    return self._start(name, span_context, parent, attributes, kind, links, start_time, context,
+                                       record_exception, set_status_on_exception)
+            elif self.drops_unsampled_children:
+                return trace.NonRecordingSpan(trace.SpanContext(
+                    trace_id, self.id_generator.generate_span_id(), is_remote=False,
+                    trace_flags=parent.trace_flags, trace_state=parent.trace_state,
+                ))
+        # A root without links: what the wrappers would end up asking (see parent_decides).
+        sampler = self.root_sampler if parent is None and not links else self.sampler
+        result = sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        # The SDK's id generator makes random trace ids; a continued trace keeps its parent's flag.
+        random_id = parent.trace_flags.random_trace_id if parent is not None else True
+        sampled = result.decision.is_sampled()
+        if random_id:
+            flags = _SAMPLED if sampled else _NOT_SAMPLED
+        else:
+            flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+        span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
+                                         trace_flags=flags, trace_state=result.trace_state)
+        if not result.decision.is_recording():
+            return trace.NonRecordingSpan(span_context)
+        return self._start(name, span_context, parent, result.attributes, kind, links, start_time, context,
+                           record_exception, set_status_on_exception)
+
+    def dispatch(self) -> Dispatch:
+        dispatch = self._dispatch
+        if dispatch is None or dispatch.source is not getattr(self.span_processor, "_span_processors", None):
+            dispatch = self._dispatch = Dispatch(self.span_processor)
+        return dispatch
+
+    def _start(self, name: str, span_context: trace.SpanContext, parent: trace.SpanContext | None,  # noqa: PLR0913
+               attributes: Mapping[str, Any] | None, kind: trace.SpanKind, links: Sequence[trace.Link],
+               start_time: int | None, context: Any, record_exception: bool, set_status_on_exception: bool) -> FastSpan:
+        span = FastSpan(name, span_context, parent, self, attributes, kind, links)
+        span._record_exception = record_exception  # noqa: SLF001
+        span._set_status_on_exception = set_status_on_exception  # noqa: SLF001
+        span.start(start_time=start_time, parent_context=context)
+        return span
+
+
+def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
+    """``tracer`` as a ``FastTracer`` when it is exactly the SDK's tracer; otherwise unchanged."""
+    if type(tracer) is not sdk_trace.Tracer or tracer.id_generator.is_trace_id_random() is not True:
+        return tracer
+    fast = FastTracer.__new__(FastTracer)
+    fast.__dict__.update(tracer.__dict__)
+    fast.drops_unsampled_children, fast.keeps_sampled_children = parent_decides(tracer.sampler)
+    fast.root_sampler = root_sampler(tracer.sampler)
+    return fast
+
+
+_PROBE_STATE = TraceState([("probe", "1")])
+_PROBE_ATTRIBUTES = {"probe": 1}
+
+
+def _probe_parent(sampled: bool, remote: bool) -> Any:
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+    span_context = trace.SpanContext(1, 1, is_remote=remote, trace_flags=flags, trace_state=_PROBE_STATE)
+    return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
+
+
+def _without_link_sampler(sampler: Sampler) -> Sampler:
+    """What ``LinkedTraceSampler`` asks whenever a span has a valid parent or no links."""
+    while isinstance(sampler, LinkedTraceSampler):
+        sampler = sampler.delegate
+    return sampler
+
+
+def parent_decides(sampler: Sampler) -> tuple[bool, bool]:
+    """Whether ``sampler`` drops every span whose (local or remote) parent is not sampled,
+    and keeps every span whose parent is, with its attributes and the parent's trace state:
+    what the ``parentbased_*`` samplers do by default. Probed, never assumed."""
+    sampler = _without_link_sampler(sampler)  # under a valid parent it only asks its delegate
+    if not isinstance(sampler, ParentBased):
+        return False, False
+    drops = keeps = True
+    for remote in (False, True):
+        dropped = sampler.should_sample(_probe_parent(False, remote), 1, "probe", trace.SpanKind.CLIENT)
+        drops = drops and dropped.decision == Decision.DROP
+        kept = sampler.should_sample(_probe_parent(True, remote), 1, "probe", trace.SpanKind.CLIENT,
+                                     _PROBE_ATTRIBUTES)
+        keeps = keeps and (kept.decision == Decision.RECORD_AND_SAMPLE and dict(kept.attributes) == _PROBE_ATTRIBUTES
+                           and kept.trace_state == _PROBE_STATE)
+    return drops, keeps
+
+
+def root_sampler(sampler: Sampler) -> Sampler:
+    """The sampler that decides a root span without links: ``LinkedTraceSampler`` acts only
+    on links, ``ParentBased`` asks its root sampler when there is no parent."""
+    sampler = _without_link_sampler(sampler)
+    return sampler._root if isinstance(sampler, ParentBased) else sampler  # noqa: SLF001
+
+
+def drops_child_of_current(tracer: trace.Tracer) -> bool:
+    """Whether a span started now with ``tracer`` would be dropped: its parent, the current
+    span, is not sampled. An integration can then skip the span (and its attributes) and
+    run, or propagate, under the current context."""
+    if not getattr(tracer, "drops_unsampled_children", False):
+        return False
+    parent = current_span_context()
+    return parent.is_valid and not parent.trace_flags.sampled

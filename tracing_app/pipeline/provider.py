@@ -1,0 +1,230 @@
+"""Building the tracer provider, once per process, from a ``TracingConfig``.
+
+The provider is also registered as OpenTelemetry's global provider so that the
+user's own ``trace.get_tracer(...)`` calls land in it. The global can be set only
+once per process; when something else (say ``opentelemetry-instrument``) set it
+first, we keep ours for our integrations and say so in one warning, instead of
+assuming a second ``set_tracer_provider`` won.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from opentelemetry import propagate, trace
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
+
+from tracing_app.conf import TracingConfig
+from tracing_app.context.business import BaggageSpanProcessor
+from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
+from tracing_app.pipeline.export.otlp_http import HttpTransport
+from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
+from tracing_app.pipeline.fast_spans import fast_tracer
+from tracing_app.pipeline.linked_traces import LinkedTraceSampler
+from tracing_app.pipeline.sampling import RuleSampler, never_sampled
+
+logger = logging.getLogger(__name__)
+
+INSTRUMENTATION_NAME = "tracing_app"
+# Our bounded W3C propagators replace the SDK's under the standard names (see propagation.py).
+BUILTIN_PROPAGATORS = {"tracecontext": TraceContextPropagator, "baggage": BaggagePropagator}
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+_processor: ExportProcessor | None = None
+_tracers: dict[str, trace.Tracer] = {}
+
+
+def build_resource(config: TracingConfig) -> Resource:
+    attributes = dict(config.resource_attributes)
+    attributes["service.name"] = config.service_name
+    if config.service_version:
+        attributes["service.version"] = config.service_version
+    if config.environment:
+        attributes["deployment.environment.name"] = config.environment
+    # Resource.create adds the SDK's telemetry.sdk.* attributes and reads no env:
+    # the OTEL_* variables were already merged by conf.resolve().
+    return Resource.create(attributes)
+
+
+def build_sampler(config: TracingConfig) -> sampling.Sampler:
+    name, ratio = config.sampler, config.sample_ratio
+    if name.endswith("traceidratio"):
+        # The ratio samplers apply SAMPLING_RULES and never sample health checks (sampling.py).
+        root: sampling.Sampler = RuleSampler(ratio, config.sampling_rules, never_sampled(config))
+    else:
+        root = sampling.ALWAYS_OFF if name.endswith("always_off") else sampling.ALWAYS_ON
+    sampler = sampling.ParentBased(root) if name.startswith("parentbased_") else root
+    # New traces linked to a publisher keep the publisher's decision (linked_traces.py).
+    return LinkedTraceSampler(sampler)
+
+
+def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | None:
+    """What ``ExportProcessor`` calls, in each process, to build that process's transport."""
+    if config.exporter == "none":
+        return None
+    endpoint, headers = config.traces_endpoint, dict(config.otlp_headers)
+    if config.exporter == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return lambda: SdkExporterTransport(ConsoleSpanExporter(service_name=config.service_name), "console")
+    if config.otlp_protocol == "grpc":
+        def grpc_transport() -> Transport:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+            insecure = not endpoint.startswith("https://")
+            exporter = GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
+            return SdkExporterTransport(exporter, endpoint)
+
+        return grpc_transport
+    return lambda: HttpTransport(endpoint, headers)
+
+
+def build_processor(config: TracingConfig) -> ExportProcessor | None:
+    factory = build_transport_factory(config)
+    if factory is None:
+        return None
+    return ExportProcessor(
+        factory,
+        max_queue_size=config.batch_max_queue_size,
+        max_export_batch_size=config.batch_max_export_size,
+        schedule_delay=config.batch_schedule_delay,
+        export_timeout=config.batch_export_timeout,
+        request_timeout=config.otlp_timeout,
+        shutdown_timeout=config.shutdown_timeout,
+    )
+
+
+def load_propagator(name: str) -> TextMapPropagator:
+    """A propagator by its OTEL_PROPAGATORS name: W3C built in, others by entry point."""
+    if name in BUILTIN_PROPAGATORS:
+        return BUILTIN_PROPAGATORS[name]()
+    for entry in entry_points(group="opentelemetry_propagator", name=name):
+        return entry.load()()
+    raise LookupError(f"no propagator named {name!r} is installed")
+
+
+def build_propagator(config: TracingConfig) -> TextMapPropagator:
+    found = []
+    for name in config.propagators:
+        try:
+            found.append(load_propagator(name))
+        except Exception:
+            # Reported by the system check tracing_app.E005; keep the others.
+            logger.debug("tracing_app: propagator %r skipped", name, exc_info=True)
+    return CompositePropagator(found)
+
+
+def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:
+    """A provider exporting through ``processor`` (default: ``build_processor(config)``)."""
+    processor = processor if processor is not None else build_processor(config)
+    # shutdown_on_exit: the SDK's own atexit hook would flush without our bound;
+    # install_provider registers ours instead.
+    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config), shutdown_on_exit=False)
+    add_processors(provider, config, processor)
+    return provider
+
+
+def add_processors(provider: TracerProvider, config: TracingConfig, exporting: SpanProcessor | None) -> None:
+    """The baggage-to-attributes processor (first: it must run before a span can end), then ``exporting``."""
+    enriching = BaggageSpanProcessor.from_config(config)
+    if enriching is not None:
+        provider.add_span_processor(enriching)
+    if exporting is not None:
+        provider.add_span_processor(exporting)
+
+
+def install_provider(config: TracingConfig) -> TracerProvider:
+    """Build, register and return this process's provider; later calls return the same one."""
+    global _provider, _processor
+    with _lock:
+        if _provider is not None:
+            return _provider
+        _processor = build_processor(config)
+        _provider = build_provider(config, _processor)
+        _tracers.clear()
+        propagate.set_global_textmap(build_propagator(config))
+        trace.set_tracer_provider(_provider)
+        if trace.get_tracer_provider() is not _provider:
+            logger.warning(
+                "tracing_app: another OpenTelemetry tracer provider was registered first; "
+                "tracing_app's integrations use their own, spans from trace.get_tracer() go to the other one"
+            )
+        atexit.register(shutdown)
+        return _provider
+
+
+def get_provider() -> TracerProvider | None:
+    return _provider
+
+
+def swap_provider(provider: TracerProvider | None) -> TracerProvider | None:
+    """Make ``provider`` the one our integrations use; return the previous one (for tests)."""
+    global _provider
+    with _lock:
+        previous, _provider = _provider, provider
+        _tracers.clear()
+        return previous
+
+
+def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
+    """A tracer from tracing_app's provider, or a no-op tracer when tracing is off."""
+    tracer = _tracers.get(name)
+    if tracer is None:
+        provider = _provider
+        tracer = fast_tracer(provider.get_tracer(name)) if provider is not None else trace.NoOpTracer()
+        _tracers[name] = tracer
+    return tracer
+
+
+def force_flush(timeout_millis: int | None = None) -> bool:
+    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT)."""
+    provider = _provider
+    if provider is None:
+        return True
+    if timeout_millis is None:
+        processor = _processor
+        timeout_millis = int((processor.shutdown_timeout if processor else 3.0) * 1000)
+    return provider.force_flush(timeout_millis)
+
+
+def shutdown() -> None:
+    """Flush what is pending (bounded by SHUTDOWN_TIMEOUT) and stop exporting. Safe to call more than once."""
+    provider = _provider
+    if provider is not None:
+        provider.shutdown()
+
+
+def export_stats() -> ExportStats | None:
+    """This process's export counters (exported, dropped and why), or None when nothing is exported."""
+    processor = _processor
+    return processor.stats if processor is not None else None
+
+
+def exporter_problem() -> str | None:
+    """Why this process would export nothing, or None. Builds the process's transport now.
+
+    Called where a process starts serving (a Celery pool child, a gunicorn
+    worker), so that a broken exporter is reported once at start-up instead of
+    spans vanishing silently.
+    """
+    from tracing_app.conf import get_config
+
+    config = get_config()
+    if not config.enabled or config.exporter == "none":
+        return None
+    if _provider is None:
+        return "tracing_app's tracer provider was not built in this process (was django.setup() run?)"
+    processor = _processor
+    if processor is None:
+        return "no span processor is installed"
+    if processor.transport() is None:
+        return f"its exporter could not be built: {processor.transport_error}"
+    return None
