@@ -20,8 +20,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,19 +36,13 @@ from typing import Any
 import psycopg
 from kombu import Connection
 
+from project.processes import ROOT, ProcessGroup, free_port
 from tracing_app.devtools.receiver import OTLPGrpcReceiver, OTLPReceiver
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = (os.environ.get("E2E_BROKER_URL") or os.environ.get("CELERY_BROKER_URL")
               or "amqp://guest:guest@127.0.0.1:5672//")
 PROBE_TIMEOUT = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_id() -> str:
@@ -245,18 +237,12 @@ def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
     return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 
 
-class Process:
+class Process(ProcessGroup):
     """A child process whose output goes to a temporary file, shown when a test fails."""
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False)
-        self.popen = subprocess.Popen(
-            list(argv), cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        with tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False) as log:
+            super().__init__(name, argv, env, Path(log.name))
 
     def wait_output(self, text: str, timeout: float = 30.0) -> None:
         """Wait until ``text`` appears in the process's output (a readiness line)."""
@@ -279,27 +265,6 @@ class Process:
                 break
             time.sleep(0.1)
         raise TimeoutError(f"{text!r} not in {self.name}'s output:\n{self.output()[-4000:]}")
-
-    def signal(self, signum: int) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a warm shutdown for Celery and gunicorn), then SIGKILL the whole group."""
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(5)
 
 
 @contextlib.contextmanager

@@ -45,6 +45,10 @@ class TracingConfig:
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     problems: tuple[Problem, ...] = ()
+    # Per integration name, where its on/off value came from: SOURCE_SETTINGS when the
+    # user's TRACING["INTEGRATIONS"] names it, else SOURCE_DEFAULT. An optional
+    # integration the user switched on must have its library; a default one need not.
+    integration_sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         # Attribute access by lower-case key: ``config.service_name``. A typo raises.
@@ -68,6 +72,10 @@ class TracingConfig:
 
     def integration_enabled(self, name: str) -> bool:
         return bool(self.values["ENABLED"] and self.values["INTEGRATIONS"].get(name))
+
+    def integration_explicit(self, name: str) -> bool:
+        """Whether the user's ``TRACING["INTEGRATIONS"]`` sets ``name`` (on or off)."""
+        return self.integration_sources.get(name) == SOURCE_SETTINGS
 
 
 def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
@@ -102,7 +110,11 @@ def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
                 problems.append(Problem("tracing_app.E004", key.name, f"Environment variable {var} is invalid: {exc}.",
                                         f"Fix or unset {var}; it overrides TRACING[{key.name!r}]."))
             break
-    return TracingConfig(values=values, sources=sources, problems=tuple(problems))
+    explicit = user["INTEGRATIONS"] if sources["INTEGRATIONS"] == SOURCE_SETTINGS else {}
+    integration_sources = {name: SOURCE_SETTINGS if name in explicit else SOURCE_DEFAULT
+                           for name in values["INTEGRATIONS"]}
+    return TracingConfig(values=values, sources=sources, problems=tuple(problems),
+                         integration_sources=integration_sources)
 
 
 @functools.cache

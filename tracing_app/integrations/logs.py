@@ -52,6 +52,8 @@ class LoggingIntegration(Integration):
 
         def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
+            if not self.installed:  # uninstalled while another factory wrapped ours: add nothing
+                return record
             span = get_current_span()
             span_context = span.get_span_context()
             if span_context.is_valid and span_context.trace_id != UNTRACED_TRACE_ID:
