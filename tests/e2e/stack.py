@@ -323,7 +323,9 @@ class Stack:
         if receiver is not None:  # its timeouts show these processes' logs
             receiver.stacks.append(self)
 
-    def env(self, service_name: str, **extra: str) -> dict[str, str]:
+    def env(self, service_name: str | None, **extra: str) -> dict[str, str]:
+        """The environment of one of this stack's processes; ``service_name`` None: no
+        OTEL_SERVICE_NAME, the process is named by TRACING's rule (pipeline/resource.py)."""
         env = {
             key: value for key, value in os.environ.items()
             if not key.startswith(("OTEL_", "DJANGO_", "PYTEST_", "CELERY_")) and key != "DATABASE_URL"
@@ -336,12 +338,13 @@ class Stack:
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "EVENTS_EXCHANGE": self.events_exchange,
             "NOTIFICATIONS_QUEUE": self.notifications_queue,
-            "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PRICING_TARGET": self.pricing_target,
             "PYTHONUNBUFFERED": "1",
         })
+        if service_name is not None:
+            env["OTEL_SERVICE_NAME"] = service_name
         env.update(extra)
         return env
 
@@ -350,13 +353,14 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def manage(self, *args: str, timeout: float = DEADLINE, **env: str) -> subprocess.CompletedProcess:
+    def manage(self, *args: str, timeout: float = DEADLINE, service_name: str | None = "shop-manage",
+               **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env("shop-manage", **env),
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(service_name, **env),
             capture_output=True, text=True, timeout=timeout,
         )
 
-    def start_web(self, *extra: str, service_name: str = "shop-web", **env: str) -> WebServer:
+    def start_web(self, *extra: str, service_name: str | None = "shop-web", **env: str) -> WebServer:
         port = free_port()
         process = self.start(
             "web",
@@ -367,7 +371,7 @@ class Stack:
         web.wait_ready()
         return web
 
-    def start_worker(self, *extra: str, service_name: str = "shop-worker", **env: str) -> Process:
+    def start_worker(self, *extra: str, service_name: str | None = "shop-worker", **env: str) -> Process:
         """A Celery worker on this stack's queue; it also runs the test tasks in ``tests/e2e/tasks.py``."""
         return self.start(
             "worker",
