@@ -101,14 +101,15 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     and ``attributes`` are added to the span. Other keyword arguments go to ``producer.publish``.
     The body size is known only for ``bytes``/``str`` bodies (kombu serializes others).
     """
-    exchange_name = _name(exchange)
-    size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
     if message_id:
         kwargs["message_id"] = message_id
     message_headers = dict(headers or {})
+    # A failure of our own below: the message still goes, and a span already started still ends.
     span: trace.Span = trace.INVALID_SPAN
     token = None
     with guarded("tracing a kombu publish"):
+        exchange_name = _name(exchange)
+        size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
         span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
                                              messaging_system(getattr(producer, "channel", None)))
         span_attributes.update(attributes or {})
