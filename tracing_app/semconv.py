@@ -53,6 +53,7 @@ RPC_SYSTEM = "rpc.system"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 
+TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"
 TRACING_APP_OUTBOX_WAIT_MS = "tracing_app.outbox.wait_ms"
 
