@@ -17,6 +17,7 @@ while the value falls back to its default so the host app keeps running.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import os
 from collections.abc import Mapping
@@ -89,9 +90,9 @@ def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
         problems.append(Problem("tracing_app.E001", "TRACING", f"TRACING must be a dict, got {type(user).__name__}.",
                                 "Write TRACING = {...} in settings.py, or remove it to use the defaults."))
         user = {}
-    for name in sorted(set(user) - set(KEYS_BY_NAME)):
+    for name in sorted(set(user) - set(KEYS_BY_NAME), key=str):
         problems.append(Problem("tracing_app.E002", str(name), f"TRACING has an unknown key {name!r}.",
-                                f"Known keys: {', '.join(KEYS_BY_NAME)}."))
+                                unknown_key_hint(name)))
     for key in KEYS:
         values[key.name], sources[key.name] = key.default, SOURCE_DEFAULT
         if key.name in user:
@@ -115,6 +116,16 @@ def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
                            for name in values["INTEGRATIONS"]}
     return TracingConfig(values=values, sources=sources, problems=tuple(problems),
                          integration_sources=integration_sources)
+
+
+def unknown_key_hint(name: Any) -> str:
+    """"Did you mean 'SERVICE_NAME'?" for the closest known key (difflib, case-insensitive),
+    else where the keys are listed."""
+    text = str(name).upper()
+    nearest = difflib.get_close_matches(text, KEYS_BY_NAME, n=1, cutoff=0.6)
+    if nearest:
+        return f"Did you mean {nearest[0]!r}?"
+    return "It is not a tracing_app setting; the keys are listed in the README's Settings table."
 
 
 @functools.cache
