@@ -27,7 +27,7 @@ from tracing_app.integrations.base import Integration
 from tracing_app.integrations.database.statements import DEFAULT_MAX_LENGTH, StatementCache
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.safety import guarded
+from tracing_app.safety import swallow
 from tracing_app.semconv import (
     DB_COLLECTION_NAME,
     DB_NAMESPACE,
@@ -81,8 +81,10 @@ class QueryTracer:
         if not isinstance(sql, str) or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
             return execute(sql, params, many, context)
         span = None
-        with guarded("starting a query span"):
+        try:  # safety.swallow, not guarded: this runs for every query (see safety.swallow)
             span = self._start(tracer, sql, params, many)
+        except Exception as exc:
+            swallow("starting a query span", exc)
         if span is None:
             return execute(sql, params, many, context)
         token = otel_context.attach(trace.set_span_in_context(span))
