@@ -103,3 +103,23 @@ def _subclassed_middleware():
 
 
 SubclassedMiddleware = _subclassed_middleware()
+
+
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("SERVICE_NAM", "SERVICE_NAME"),
+    ("service_name", "SERVICE_NAME"),
+    ("OTLP_ENDPIONT", "OTLP_ENDPOINT"),
+    ("SAMPLE_RATE", "SAMPLE_RATIO"),
+    ("INTEGRATION", "INTEGRATIONS"),
+])
+def test_an_unknown_key_gets_the_nearest_known_one(typo, meant):
+    with override_settings(TRACING={typo: "x"}):
+        [message] = [m for m in messages() if m.id == "tracing_app.E002"]
+    assert message.hint == f"Did you mean {meant!r}?"
+
+
+def test_an_unknown_key_like_no_other_lists_nothing():
+    with override_settings(TRACING={"COLOUR": "blue", 7: "x"}):
+        hints = [m.hint for m in messages() if m.id == "tracing_app.E002"]
+    assert len(hints) == 2
+    assert all("Did you mean" not in hint and "SERVICE_NAME" not in hint for hint in hints)

@@ -109,3 +109,13 @@ def test_cached_config_is_cleared_when_tracing_setting_changes():
     with override_settings(TRACING={"SERVICE_NAME": "overridden"}):
         assert get_config().service_name == "overridden"
     assert get_config().service_name == before.service_name
+
+
+def test_integration_sources_say_which_integrations_the_user_set():
+    config = resolve({"INTEGRATIONS": {"grpc": True, "celery": False}}, {})
+    assert config.integration_explicit("grpc") and config.integration_explicit("celery")
+    assert not config.integration_explicit("http_client") and not config.integration_explicit("django")
+    assert config.values["INTEGRATIONS"]["http_client"]  # on, by default
+    for user in ({}, {"INTEGRATIONS": {"grpc": "maybe"}}, {"INTEGRATIONS": {}}):  # none set, or invalid: defaults
+        config = resolve(user, {})
+        assert not any(config.integration_explicit(name) for name in config.values["INTEGRATIONS"]), user

@@ -7,7 +7,7 @@
 | tracing_app.E003 | a TRACING value is invalid |
 | tracing_app.E004 | an OTEL_* environment variable is invalid |
 | tracing_app.E005 | a propagator name cannot be loaded |
-| tracing_app.E006 | an integration is enabled but a library it needs is missing or too old |
+| tracing_app.E006 | a library something switched on needs is missing or too old (see integrations) |
 | tracing_app.E007 | TRACING["BAGGAGE_RESOLVER"] cannot be imported or is not callable |
 | tracing_app.W001 | the django integration is enabled but TracingMiddleware is not in MIDDLEWARE |
 | tracing_app.W002 | TracingMiddleware is not the first middleware |
@@ -22,7 +22,8 @@ from django.core import checks
 from django.utils.module_loading import import_string
 
 from tracing_app.conf import get_config
-from tracing_app.integrations import REGISTRY, unmet_requirement
+from tracing_app.conf.requirements import OTLP_GRPC, install_hint, unmet
+from tracing_app.integrations import REGISTRY, wanted_but_unmet
 from tracing_app.pipeline.provider import load_propagator
 
 MIDDLEWARE_PATH = "tracing_app.TracingMiddleware"  # what the hints tell users to write
@@ -44,15 +45,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="tracing_app.E005",
             ))
     for name, entry in REGISTRY.items():
-        unmet = unmet_requirement(name) if config.integration_enabled(name) else None
-        if unmet is not None:
-            needs = ", ".join(f"{r.distribution}>={r.minimum}" for r in entry.requires)
+        why = wanted_but_unmet(config, name)
+        if why is not None:
             messages.append(checks.Error(
-                f"The {name} integration is enabled but {unmet}.",
-                hint=f"Install {needs}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
+                f"The {name} integration is enabled but {why}.",
+                hint=f"Install {install_hint(entry.requires)}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
                 id="tracing_app.E006",
             ))
+    messages.extend(_check_exporter_libraries(config))
     return messages
+
+
+def _check_exporter_libraries(config: Any) -> list[checks.CheckMessage]:
+    # OTLP_PROTOCOL="grpc" is always the user's choice (the default is http/protobuf), so
+    # its libraries are required, like an integration switched on explicitly.
+    if not config.enabled or config.exporter != "otlp" or config.otlp_protocol != "grpc":
+        return []
+    why = unmet(OTLP_GRPC)
+    if why is None:
+        return []
+    return [checks.Error(
+        f"OTLP_PROTOCOL is 'grpc' but {why}.",
+        hint=f"Install the grpc extra ({install_hint(OTLP_GRPC)}), or use OTLP_PROTOCOL 'http/protobuf' (port 4318).",
+        id="tracing_app.E006",
+    )]
 
 
 @checks.register("tracing_app")

@@ -20,8 +20,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,19 +36,13 @@ from typing import Any
 import psycopg
 from kombu import Connection
 
+from project.processes import ROOT, ProcessGroup, free_port
 from tracing_app.devtools.receiver import OTLPGrpcReceiver, OTLPReceiver
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = (os.environ.get("E2E_BROKER_URL") or os.environ.get("CELERY_BROKER_URL")
               or "amqp://guest:guest@127.0.0.1:5672//")
 PROBE_TIMEOUT = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_id() -> str:
@@ -245,18 +237,12 @@ def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
     return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 
 
-class Process:
+class Process(ProcessGroup):
     """A child process whose output goes to a temporary file, shown when a test fails."""
 
     def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False)
-        self.popen = subprocess.Popen(
-            list(argv), cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        with tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False) as log:
+            super().__init__(name, argv, env, Path(log.name))
 
     def wait_output(self, text: str, timeout: float = 30.0) -> None:
         """Wait until ``text`` appears in the process's output (a readiness line)."""
@@ -279,27 +265,6 @@ class Process:
                 break
             time.sleep(0.1)
         raise TimeoutError(f"{text!r} not in {self.name}'s output:\n{self.output()[-4000:]}")
-
-    def signal(self, signum: int) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signum)
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a warm shutdown for Celery and gunicorn), then SIGKILL the whole group."""
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(5)
 
 
 @contextlib.contextmanager
@@ -332,7 +297,9 @@ class Stack:
         self.pricing_target = f"127.0.0.1:{free_port()}"
         self._publisher: Any = None
 
-    def env(self, service_name: str, **extra: str) -> dict[str, str]:
+    def env(self, service_name: str | None, **extra: str) -> dict[str, str]:
+        """The environment of one of this stack's processes; ``service_name`` None: no
+        OTEL_SERVICE_NAME, the process is named by TRACING's rule (pipeline/resource.py)."""
         env = {
             key: value for key, value in os.environ.items()
             if not key.startswith(("OTEL_", "DJANGO_", "PYTEST_", "CELERY_")) and key != "DATABASE_URL"
@@ -345,12 +312,13 @@ class Stack:
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "EVENTS_EXCHANGE": self.events_exchange,
             "NOTIFICATIONS_QUEUE": self.notifications_queue,
-            "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PRICING_TARGET": self.pricing_target,
             "PYTHONUNBUFFERED": "1",
         })
+        if service_name is not None:
+            env["OTEL_SERVICE_NAME"] = service_name
         env.update(extra)
         return env
 
@@ -359,13 +327,14 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def manage(self, *args: str, timeout: float = 120.0, **env: str) -> subprocess.CompletedProcess:
+    def manage(self, *args: str, timeout: float = 120.0, service_name: str | None = "shop-manage",
+               **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env("shop-manage", **env),
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(service_name, **env),
             capture_output=True, text=True, timeout=timeout,
         )
 
-    def start_web(self, *extra: str, service_name: str = "shop-web", **env: str) -> WebServer:
+    def start_web(self, *extra: str, service_name: str | None = "shop-web", **env: str) -> WebServer:
         port = free_port()
         process = self.start(
             "web",
@@ -376,7 +345,7 @@ class Stack:
         web.wait_ready()
         return web
 
-    def start_worker(self, *extra: str, service_name: str = "shop-worker", **env: str) -> Process:
+    def start_worker(self, *extra: str, service_name: str | None = "shop-worker", **env: str) -> Process:
         """A Celery worker on this stack's queue; it also runs the test tasks in ``tests/e2e/tasks.py``."""
         return self.start(
             "worker",

@@ -2,6 +2,9 @@
 
 Installed and uninstalled with the Celery integration (``celery_signals``).
 
+* ``worker_init`` / ``beat_init`` (the worker or beat starts, after Celery's Django
+  fix-up ran ``django.setup()``): this process's role is ``worker`` or ``beat``, so its
+  resource names it (``pipeline/resource.py``), whatever its command line looked like.
 * ``worker_process_init`` (a prefork child starts): build this child's exporter
   now and warn once if it has none, instead of losing its spans silently.
 * ``worker_process_shutdown`` (a prefork child exits: recycled by
@@ -34,12 +37,15 @@ from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing_app.pipeline import provider
+from tracing_app.pipeline.resource import BEAT, WORKER, set_process_role
 from tracing_app.safety import guarded
 
 logger = logging.getLogger("tracing_app")
 
 TIME_LIMIT_ERROR = "TimeLimitExceeded"
 _SIGNALS = (
+    ("worker_init", "_worker_starting"),
+    ("beat_init", "_beat_starting"),
     ("worker_process_init", "_process_started"),
     ("worker_process_shutdown", "_process_exiting"),
     ("worker_shutdown", "_worker_exiting"),
@@ -65,6 +71,16 @@ def install() -> None:
 def uninstall() -> None:
     for signal_name, _ in _SIGNALS:
         getattr(signals, signal_name).disconnect(dispatch_uid=f"tracing_app.lifecycle.{signal_name}")
+
+
+def _worker_starting(**kwargs: Any) -> None:
+    with guarded("naming the worker process"):
+        set_process_role(WORKER)
+
+
+def _beat_starting(**kwargs: Any) -> None:
+    with guarded("naming the beat process"):
+        set_process_role(BEAT)
 
 
 def _process_started(**kwargs: Any) -> None:

@@ -3,12 +3,15 @@
 The trace context travels in the task message's headers, which kombu sends as
 AMQP application headers; the worker reads them back from ``task.request``.
 
-Built on Celery's public signals (connected with ``weak=False``) rather than
-``opentelemetry-instrumentation-celery``: that instrumentor only traces a
-publish when the task is registered in the publishing process, so
-``app.send_task("name")`` from a web process (the usual case) sends no context
-at all, and it is installed per process by patching. The span names and
-attributes here follow the messaging semantic conventions.
+Built on Celery's public signals (connected with ``weak=False``), as
+``opentelemetry-instrumentation-celery`` is. We do not reuse that instrumentor
+(checked against 0.66b1) because its spans do not follow the messaging semantic
+conventions (names ``apply_async/<task>`` and ``run/<task>``, ``celery.action`` and
+``celery.task_name`` instead of ``messaging.*``), and it has none of what follows:
+attempt links across retries, chord links, ETA and queue waits, new traces for
+fan-out tasks, spans for tasks killed by a time limit, and no span at all under an
+unsampled publisher. The span names and attributes here follow the messaging
+semantic conventions.
 
 Beyond one task:
 
