@@ -66,3 +66,14 @@ def test_wheel_installs_into_a_fresh_virtualenv_with_its_extras_and_without_the_
     assert install.returncode == 0, install.stdout + install.stderr
     result = subprocess.run([python, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.startswith("ok "), result.stdout + result.stderr
+
+
+def test_the_demos_gunicorn_config_installs_tracing_apps_hooks():
+    # gunicorn reads its hooks as names of the config module (as README's quick start says).
+    import runpy
+
+    from tracing_app.integrations import gunicorn
+
+    config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert config["post_worker_init"] is gunicorn.post_worker_init
+    assert config["worker_exit"] is gunicorn.worker_exit

@@ -14,7 +14,7 @@ import pytest
 
 from tracing_app.testing import capture_spans
 
-from .stack import grpc_receiver
+from .stack import DEADLINE, grpc_receiver
 
 NO_PERIODIC_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "60000"}
 SUCCEEDED = re.compile(r"Task e2e\.sleep\[([0-9a-f-]+)\] succeeded")
@@ -25,7 +25,7 @@ def consumer_spans(spans, task_ids):
             if s.kind == "CONSUMER" and s.attributes.get("messaging.message.id") in task_ids}
 
 
-def wait_for_tasks(otlp, task_ids, timeout=60):
+def wait_for_tasks(otlp, task_ids, timeout=DEADLINE):
     task_ids = set(task_ids)
     spans = otlp.wait_for(lambda spans: len(consumer_spans(spans, task_ids)) == len(task_ids), timeout=timeout)
     return consumer_spans(spans, task_ids)
@@ -60,7 +60,7 @@ def test_warm_shutdown_exports_the_tasks_that_were_running(stack, otlp, tmp_path
     assert worker.wait(60) == 0, worker.output()
     ran = set(SUCCEEDED.findall(worker.output()))
     assert len(ran) >= 2 and ran <= set(task_ids)
-    found = wait_for_tasks(otlp, ran, timeout=10)
+    found = wait_for_tasks(otlp, ran)
     assert set(found) == ran
 
 
@@ -90,7 +90,7 @@ def test_solo_and_threads_pools_flush_at_shutdown(stack, otlp, pool):
     assert not consumer_spans(otlp.spans, set(task_ids)), "exported before shutdown: the flush is not what is tested"
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.output()
-    assert len(wait_for_tasks(otlp, task_ids, timeout=10)) == 3
+    assert len(wait_for_tasks(otlp, task_ids)) == 3
 
 
 def test_grpc_each_forked_child_gets_its_own_channel(stack):

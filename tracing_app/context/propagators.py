@@ -27,7 +27,7 @@ from tracing_app.context.w3c import (
     TRACEPARENT,
     TRACEPARENT_MAX,
     TRACESTATE,
-    TRACESTATE_MAX,
+    TRACESTATE_READ_MAX,
     parse_baggage,
     parse_traceparent,
     parse_tracestate,
@@ -121,7 +121,7 @@ class TraceContextPropagator(textmap.TextMapPropagator):
         if parsed is None:
             return context
         trace_id, span_id, flags = parsed
-        state_header = _joined(getter, carrier, TRACESTATE, TRACESTATE_MAX)
+        state_header = _joined(getter, carrier, TRACESTATE, TRACESTATE_READ_MAX)
         state = parse_tracestate(state_header) if state_header else None
         span_context = trace.SpanContext(
             trace_id=trace_id, span_id=span_id, is_remote=True,
