@@ -41,6 +41,7 @@ class Resource(View):
 
 urlpatterns = [
     path("healthz", ok),
+    path("async/", include("tests.async_views")),
     path("ok/", ok),
     path("shop/", include([path("items/<int:pk>/", item)])),
     path("boom/", boom),
