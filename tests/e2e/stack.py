@@ -11,6 +11,10 @@ picks the embedded backends without probing.
 
 Every run gets its own database and its own queue (or broker folder), so
 leftovers from an earlier (or a parallel) run never leak in.
+
+Every wait here is bounded by ``DEADLINE`` (``E2E_DEADLINE`` seconds, default 120):
+it only bounds a failure, so it is generous for a busy machine, and a wait that
+runs out says what the processes logged.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:54
 BROKER_URL = (os.environ.get("E2E_BROKER_URL") or os.environ.get("CELERY_BROKER_URL")
               or "amqp://guest:guest@127.0.0.1:5672//")
 PROBE_TIMEOUT = 3
+# Seconds any wait for a process, a readiness line or spans may take. Only a failing test
+# waits this long; on CI's two busy cores a worker's first spans have taken over 30 s.
+DEADLINE = float(os.environ.get("E2E_DEADLINE", "120"))
 
 
 def run_id() -> str:
@@ -240,11 +247,11 @@ def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
 class Process(ProcessGroup):
     """A child process whose output goes to a temporary file, shown when a test fails."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         with tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False) as log:
-            super().__init__(name, argv, env, Path(log.name))
+            super().__init__(name, argv, env, Path(log.name), cwd)
 
-    def wait_output(self, text: str, timeout: float = 30.0) -> None:
+    def wait_output(self, text: str, timeout: float = DEADLINE) -> None:
         """Wait until ``text`` appears in the process's output (a readiness line)."""
         deadline = time.monotonic() + timeout
         while text not in self.output():
@@ -254,7 +261,7 @@ class Process(ProcessGroup):
                 raise TimeoutError(f"{self.name} did not print {text!r} in {timeout}s:\n{self.output()}")
             time.sleep(0.1)
 
-    def wait_for_output(self, text: str, timeout: float = 30.0) -> str:
+    def wait_for_output(self, text: str, timeout: float = DEADLINE) -> str:
         """Wait until ``text`` appears in the process's output; return the output."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -267,10 +274,27 @@ class Process(ProcessGroup):
         raise TimeoutError(f"{text!r} not in {self.name}'s output:\n{self.output()[-4000:]}")
 
 
+class StackReceiver(OTLPReceiver):
+    """The end-to-end tests' OTLP receiver: ``wait_for`` waits ``DEADLINE`` by default, and
+    when spans do not arrive its error carries the logs of the processes of every
+    ``Stack`` exporting to it (the worker's log says why its spans are missing)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stacks: list[Stack] = []
+
+    def wait_for(self, predicate: Any, timeout: float = DEADLINE) -> list[Any]:
+        try:
+            return super().wait_for(predicate, timeout)
+        except TimeoutError as exc:
+            logs = "\n".join(stack.logs() for stack in self.stacks) or "(no process was started)"
+            raise TimeoutError(f"{exc}\nWhat the processes logged:\n{logs}") from None
+
+
 @contextlib.contextmanager
 def grpc_receiver() -> Iterator[tuple[OTLPReceiver, str]]:
     """An OTLP/gRPC receiver; yields (store, endpoint): its spans land in ``store`` (``wait_for``)."""
-    store = OTLPReceiver().start()  # (its HTTP side is unused; started so that stop() returns)
+    store = StackReceiver().start()  # (its HTTP side is unused; started so that stop() returns)
     server = OTLPGrpcReceiver("127.0.0.1", 0, store.add).start()
     try:
         yield store, server.endpoint
@@ -283,7 +307,7 @@ class Stack:
     """The demo's processes against one database, one queue and one OTLP receiver."""
 
     def __init__(self, database: Database | SqliteDatabase, broker: RabbitBroker | FilesystemBroker,
-                 queue: str, otlp_endpoint: str) -> None:
+                 queue: str, otlp_endpoint: str, receiver: StackReceiver | None = None) -> None:
         self.database = database
         self.broker = broker
         self.queue = queue
@@ -296,6 +320,8 @@ class Stack:
         # before they start (their env carries it).
         self.pricing_target = f"127.0.0.1:{free_port()}"
         self._publisher: Any = None
+        if receiver is not None:  # its timeouts show these processes' logs
+            receiver.stacks.append(self)
 
     def env(self, service_name: str | None, **extra: str) -> dict[str, str]:
         """The environment of one of this stack's processes; ``service_name`` None: no
@@ -322,12 +348,12 @@ class Stack:
         env.update(extra)
         return env
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Process:
-        process = Process(name, argv, env)
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> Process:
+        process = Process(name, argv, env, cwd)
         self.processes.append(process)
         return process
 
-    def manage(self, *args: str, timeout: float = 120.0, service_name: str | None = "shop-manage",
+    def manage(self, *args: str, timeout: float = DEADLINE, service_name: str | None = "shop-manage",
                **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(service_name, **env),
@@ -389,7 +415,7 @@ class Stack:
         return "\n".join(f"===== {p.name} =====\n{p.output()[-6000:]}" for p in self.processes)
 
 
-def wait_for_grpc(target: str, process: Process, timeout: float = 30.0) -> None:
+def wait_for_grpc(target: str, process: Process, timeout: float = DEADLINE) -> None:
     """Until a gRPC channel to ``target`` is READY (an HTTP/2 handshake with the server)."""
     import grpc
 
@@ -411,7 +437,7 @@ class WebServer:
         self.url = url
         self.process = process
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.popen.poll() is not None:

@@ -157,9 +157,14 @@ DEFAULT_INTEGRATIONS = {
     "celery": True,
     "database": True,
     "logging": True,
-    # Synchronous service hops: gRPC interceptors and outgoing HTTP (requests).
+    # Service hops: gRPC interceptors and outgoing HTTP, one switch per client library
+    # ("http_client" is requests).
     "grpc": True,
     "http_client": True,
+    "httpx": True,
+    "urllib3": True,
+    "urllib": True,
+    "aiohttp": True,
 }
 
 

@@ -104,31 +104,33 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     if message_id:
         kwargs["message_id"] = message_id
     message_headers = dict(headers or {})
-    span = span_context = None
-    with guarded("starting a kombu publish span"):
+    # A failure of our own below: the message still goes, and a span already started still ends.
+    span: trace.Span = trace.INVALID_SPAN
+    token = None
+    with guarded("tracing a kombu publish"):
         exchange_name = _name(exchange)
         size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
         span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
                                              messaging_system(getattr(producer, "channel", None)))
         span_attributes.update(attributes or {})
-        started = provider.get_tracer().start_span(
+        span = provider.get_tracer().start_span(
             f"send {routing_key or exchange_name}", context=parent, kind=SpanKind.PRODUCER, links=links,
             attributes=span_attributes,
         )
         # Baggage comes from ``parent`` too, not only the span.
-        span_context = trace.set_span_in_context(started, parent if parent is not None else context.get_current())
-        span = started
+        span_context = trace.set_span_in_context(span, parent if parent is not None else context.get_current())
+        token = context.attach(span_context)
         inject_context(message_headers, span_context, setter=CARRIER)
-    if span is None or span_context is None:  # our own failure: the message still goes, untraced
-        return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    token = context.attach(span_context)
+    # From here the span ends on every path, whatever the publish raises (KeyboardInterrupt included).
     try:
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    except Exception as exc:
-        _record_error(span, exc)
+    except BaseException as exc:
+        with guarded("recording a failed kombu publish"):
+            _record_error(span, exc)
         raise
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
         span.end()
 
 
@@ -140,9 +142,9 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
     starts a new trace and logs one warning. An exception from the block marks the
     span as an error and is re-raised: acknowledging or rejecting stays the caller's job.
     """
-    span: trace.Span | None = None
-    parent: context.Context | None = None
-    with guarded("starting a kombu consume span"):
+    span: trace.Span = trace.INVALID_SPAN
+    token = None
+    with guarded("tracing a kombu message"):
         headers = getattr(message, "headers", None) or {}
         delivery = getattr(message, "delivery_info", None) or {}
         properties = getattr(message, "properties", None) or {}
@@ -159,16 +161,15 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
                                           len(body) if isinstance(body, (bytes, str)) else None,
                                           messaging_system(getattr(message, "channel", None))),
         )
-    if span is None:  # our own failure: the handler still runs, untraced
-        yield trace.INVALID_SPAN
-        return
-    # Baggage from the headers travels on with the span.
-    token = context.attach(trace.set_span_in_context(span, parent))
+        # Baggage from the headers travels on with the span.
+        token = context.attach(trace.set_span_in_context(span, parent))
     try:
         yield span
     except BaseException as exc:
-        _record_error(span, exc)
+        with guarded("recording a failed kombu message handler"):
+            _record_error(span, exc)
         raise
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
         span.end()

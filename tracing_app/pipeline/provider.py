@@ -16,14 +16,13 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from opentelemetry import propagate, trace
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
-from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
+from tracing_app.context.propagators import BaggagePropagator, GatedCompositePropagator, TraceContextPropagator
 from tracing_app.pipeline.export.otlp_http import HttpTransport
 from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from tracing_app.pipeline.fast_spans import fast_tracer
@@ -109,7 +108,7 @@ def build_propagator(config: TracingConfig) -> TextMapPropagator:
         except Exception:
             # Reported by the system check tracing_app.E005; keep the others.
             logger.debug("tracing_app: propagator %r skipped", name, exc_info=True)
-    return CompositePropagator(found)
+    return GatedCompositePropagator(found)
 
 
 def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:

@@ -28,7 +28,7 @@ from tracing_app.context import privacy
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.safety import guarded
+from tracing_app.safety import swallow
 from tracing_app.semconv import (
     DB_COLLECTION_NAME,
     DB_NAMESPACE,
@@ -134,8 +134,18 @@ class QueryTracer:
         if not isinstance(sql, str) or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
             return execute(sql, params, many, context)
         span = None
-        with guarded("starting a query span"):
-            span = self._start(tracer, sql, params, many)
+        try:  # safety.swallow, not guarded: this runs for every query (see safety.swallow)
+            statement = statement_attributes(sql, self.backslash_escapes)
+            if statement is not None:
+                name, attributes = statement[0], {**self.attributes, **statement[1]}
+                if many and isinstance(params, (list, tuple)):
+                    attributes[DB_OPERATION_BATCH_SIZE] = len(params)
+                # start_span + attach instead of start_as_current_span: the same span and
+                # context, without two generator-based context managers per query.
+                span = tracer.start_span(name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT,
+                                         attributes=attributes)
+        except Exception as exc:
+            swallow("starting a query span", exc)
         if span is None:
             return execute(sql, params, many, context)
         token = otel_context.attach(trace.set_span_in_context(span))
@@ -153,18 +163,6 @@ class QueryTracer:
         finally:
             otel_context.detach(token)
             span.end()
-
-
-    def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool) -> trace.Span | None:
-        statement = statement_attributes(sql, self.backslash_escapes)
-        if statement is None:
-            return None
-        name, attributes = statement[0], {**self.attributes, **statement[1]}
-        if many and isinstance(params, (list, tuple)):
-            attributes[DB_OPERATION_BATCH_SIZE] = len(params)
-        # start_span + attach instead of start_as_current_span: the same span and
-        # context, without two generator-based context managers per query.
-        return tracer.start_span(name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT, attributes=attributes)
 
 
 class DatabaseIntegration(Integration):
