@@ -266,6 +266,11 @@ KEYS: tuple[Key, ...] = (
         "off: type and stack frames only."),
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
+    # -- database --
+    Key("QUERY_TEXT_MAX_LENGTH", 2048, positive(int),
+        "Characters of `db.query.text` kept, after values became `?` and repeated lists were written once. "
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, when lower, cut every "
+        "attribute of every span further."),
     # -- messaging: Celery trace shape, outbox relay ----------------------
     Key("CELERY_NEW_TRACE_TASKS", (), as_names,
         "Task names (shell patterns allowed) whose runs start a new trace linked to the publisher "
