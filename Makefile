@@ -27,7 +27,7 @@ run: $(STAMP)
 	$(PY) manage.py migrate && $(VENV)/bin/gunicorn -c gunicorn.conf.py project.wsgi
 
 worker: $(STAMP)
-	OTEL_SERVICE_NAME=shop-worker $(VENV)/bin/celery -A project worker -l info
+	$(VENV)/bin/celery -A project worker -l info
 
 pricing: $(STAMP)
 	OTEL_SERVICE_NAME=shop-pricing $(PY) manage.py serve_pricing

@@ -4,6 +4,7 @@ import os
 
 # Flush each worker's spans when it exits (recycled or stopped), and warn at
 # start-up if a worker has no working exporter. See tracing_app/integrations/gunicorn.py.
+from tracing_app.integrations.gunicorn import post_worker_init, worker_exit  # noqa: F401
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))

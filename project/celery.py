@@ -2,7 +2,7 @@
 
 Tracing needs nothing here: tracing_app's Celery integration is installed by
 AppConfig.ready(), which the worker runs when Celery's Django fix-up calls
-django.setup(). The worker reports its own service name through OTEL_SERVICE_NAME.
+django.setup(). The worker is named shop-worker by TRACING["SERVICE_NAMES"] in settings.py.
 """
 
 import os

@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -33,54 +32,15 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
+from project.processes import ROOT, ProcessGroup, free_port
+
 READY_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Child:
-    """A process in its own process group, so stopping it stops its children (gunicorn and
-    Celery fork workers) too."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path | None) -> None:
-        self.name = name
-        self.log = log
-        output = open(log, "wb") if log else None  # noqa: SIM115 (closed in stop())
-        self._output = output
-        self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output or subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                      text=output is None)
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a warm shutdown that flushes spans), then SIGKILL whatever is left of the group.
-
-        SIGTERM goes to the main process only: gunicorn's and Celery's masters stop their
-        children themselves; a Celery pool child that gets SIGTERM directly dies mid-shutdown
-        and leaves its master waiting."""
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(5)
-        if self._output:
-            self._output.close()
 
 
 class Demo:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.children: list[Child] = []
+        self.children: list[ProcessGroup] = []
         self.web_url = ""
         self.tail_endpoint = ""
         self.pricing_target = f"127.0.0.1:{free_port()}"
@@ -102,8 +62,8 @@ class Demo:
         env.update(extra)
         return env
 
-    def start(self, name: str, argv: list[str], env: dict[str, str], log: bool = True) -> Child:
-        child = Child(name, argv, env, self.data_dir / f"{name}.log" if log else None)
+    def start(self, name: str, argv: list[str], env: dict[str, str], log: bool = True) -> ProcessGroup:
+        child = ProcessGroup(name, argv, env, self.data_dir / f"{name}.log" if log else None)
         self.children.append(child)
         return child
 

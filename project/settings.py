@@ -108,6 +108,8 @@ ORDER_WEBHOOK_URL = os.environ.get("ORDER_WEBHOOK_URL", "")
 
 TRACING = {
     "SERVICE_NAME": "shop-web",
+    # Without these the worker would be shop-web-worker, beat shop-web-beat, commands shop-web-command.
+    "SERVICE_NAMES": {"worker": "shop-worker", "beat": "shop-beat", "command": "shop-manage"},
     "SERVICE_VERSION": "0.1.0",
     "ENVIRONMENT": os.environ.get("DEPLOYMENT_ENVIRONMENT", "dev"),
     "OTLP_ENDPOINT": "http://localhost:4318",

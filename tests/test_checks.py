@@ -103,3 +103,105 @@ def _subclassed_middleware():
 
 
 SubclassedMiddleware = _subclassed_middleware()
+
+
+@pytest.mark.parametrize(("typo", "meant"), [
+    ("SERVICE_NAM", "SERVICE_NAME"),
+    ("service_name", "SERVICE_NAME"),
+    ("OTLP_ENDPIONT", "OTLP_ENDPOINT"),
+    ("SAMPLE_RATE", "SAMPLE_RATIO"),
+    ("INTEGRATION", "INTEGRATIONS"),
+])
+def test_an_unknown_key_gets_the_nearest_known_one(typo, meant):
+    with override_settings(TRACING={typo: "x"}):
+        [message] = [m for m in messages() if m.id == "tracing_app.E002"]
+    assert message.hint == f"Did you mean {meant!r}?"
+
+
+def test_an_unknown_key_like_no_other_lists_nothing():
+    with override_settings(TRACING={"COLOUR": "blue", 7: "x"}):
+        hints = [m.hint for m in messages() if m.id == "tracing_app.E002"]
+    assert len(hints) == 2
+    assert all("Did you mean" not in hint and "SERVICE_NAME" not in hint for hint in hints)
+
+
+def endpoint_messages(tracing, monkeypatch=None, **environ):
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with override_settings(TRACING=tracing):
+        return checks.check_otlp_endpoint()
+
+
+@pytest.mark.parametrize(("endpoint", "protocol", "check_id"), [
+    ("127.0.0.1:4318", "http/protobuf", "tracing_app.E008"),
+    ("localhost:4318", "http/protobuf", "tracing_app.E008"),
+    ("jaeger", "http/protobuf", "tracing_app.E008"),
+    ("otel-collector:4317", "grpc", "tracing_app.E008"),
+    ("grpc://collector:4317", "grpc", "tracing_app.E009"),
+    ("udp://jaeger:6831", "http/protobuf", "tracing_app.E009"),
+    ("tcp://collector:4318", "http/protobuf", "tracing_app.E009"),
+    ("http://:4318", "http/protobuf", "tracing_app.E009"),
+    ("http://collector:43x8", "http/protobuf", "tracing_app.E009"),
+    ("http://jaeger:14268", "http/protobuf", "tracing_app.E010"),
+    ("http://jaeger:14268/api/traces", "http/protobuf", "tracing_app.E010"),  # and W003 for the path
+    ("http://jaeger:14250", "grpc", "tracing_app.E010"),
+    ("http://zipkin:9411", "http/protobuf", "tracing_app.E010"),
+    ("http://localhost:16686", "http/protobuf", "tracing_app.E010"),
+    ("http://jaeger-agent:6831", "http/protobuf", "tracing_app.E010"),
+    ("http://jaeger-agent:6832", "grpc", "tracing_app.E010"),
+    ("http://jaeger:14269", "http/protobuf", "tracing_app.E010"),
+    ("http://collector:4318", "grpc", "tracing_app.E011"),
+    ("https://collector.example.com:4317", "http/protobuf", "tracing_app.E011"),
+    ("http://collector:4318/v1/traces", "http/protobuf", "tracing_app.W003"),
+    ("http://collector:4318/otlp", "http/protobuf", "tracing_app.W003"),
+    ("http://collector:4317/v1/traces", "grpc", "tracing_app.W003"),
+])
+def test_each_endpoint_problem_has_its_id_and_a_hint(endpoint, protocol, check_id):
+    found = endpoint_messages({"OTLP_ENDPOINT": endpoint, "OTLP_PROTOCOL": protocol})
+    assert [m.id for m in found][:1] == [check_id], [m.msg for m in found]
+    assert {m.id for m in found[1:]} <= {"tracing_app.W003"}
+    assert found[0].hint and endpoint in found[0].msg
+
+
+@pytest.mark.parametrize(("port", "right"), [(14268, "4318"), (9411, "4318"), (16686, "4318")])
+def test_a_wrong_port_hint_names_the_protocols_port(port, right):
+    [message] = endpoint_messages({"OTLP_ENDPOINT": f"http://jaeger:{port}"})
+    assert f"'http://jaeger:{right}'" in message.hint
+    [message] = endpoint_messages({"OTLP_ENDPOINT": f"http://jaeger:{port}", "OTLP_PROTOCOL": "grpc"})
+    assert "'http://jaeger:4317'" in message.hint
+
+
+def test_no_scheme_hint_is_the_url_to_write():
+    [message] = endpoint_messages({"OTLP_ENDPOINT": "127.0.0.1:4318"})
+    assert "'http://127.0.0.1:4318'" in message.hint
+
+
+def test_the_environment_variable_is_checked_and_named(monkeypatch):
+    [message] = endpoint_messages({}, monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="127.0.0.1:4318")
+    assert message.id == "tracing_app.E008" and "OTEL_EXPORTER_OTLP_ENDPOINT" in message.msg
+
+
+def test_the_traces_endpoint_is_used_as_it_is_so_its_path_is_fine(monkeypatch):
+    found = endpoint_messages({}, monkeypatch, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="https://gw.example.com/otlp/v1/traces")
+    assert found == []
+    [message] = endpoint_messages({}, monkeypatch, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://jaeger:14268/api/traces")
+    assert message.id == "tracing_app.E010"
+
+
+@pytest.mark.parametrize("tracing", [
+    {"OTLP_ENDPOINT": "http://collector:4318"},
+    {"OTLP_ENDPOINT": "https://collector.example.com"},
+    {"OTLP_ENDPOINT": "http://[::1]:4318/"},
+    {"OTLP_ENDPOINT": "http://collector:4317", "OTLP_PROTOCOL": "grpc"},
+    {"OTLP_ENDPOINT": ""},
+    {"OTLP_ENDPOINT": "127.0.0.1:4318", "EXPORTER": "console"},
+    {"OTLP_ENDPOINT": "127.0.0.1:4318", "ENABLED": False},
+])
+def test_good_or_unused_endpoints_pass(tracing):
+    assert endpoint_messages(tracing) == []
+
+
+def test_manage_py_check_fails_on_an_endpoint_without_scheme():
+    with override_settings(TRACING={"OTLP_ENDPOINT": "127.0.0.1:4318"}):
+        with pytest.raises(SystemCheckError, match="tracing_app.E008"):
+            call_command("check")

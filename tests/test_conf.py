@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from tracing_app.conf import KEYS, get_config, resolve
+from tracing_app.conf import DEFAULT_INTEGRATIONS, KEYS, get_config, resolve
 from tracing_app.conf import keys as conf
 
 
@@ -95,8 +95,7 @@ def test_user_dict_is_never_mutated():
     user = {"INTEGRATIONS": {"celery": False}}
     config = resolve(user, {})
     assert user == {"INTEGRATIONS": {"celery": False}}
-    assert config.integrations == {"django": True, "celery": False, "database": True, "logging": True,
-                                   "grpc": True, "http_client": True}
+    assert config.integrations == {**DEFAULT_INTEGRATIONS, "celery": False}
 
 
 def test_typo_in_attribute_access_raises():
@@ -110,3 +109,13 @@ def test_cached_config_is_cleared_when_tracing_setting_changes():
     with override_settings(TRACING={"SERVICE_NAME": "overridden"}):
         assert get_config().service_name == "overridden"
     assert get_config().service_name == before.service_name
+
+
+def test_integration_sources_say_which_integrations_the_user_set():
+    config = resolve({"INTEGRATIONS": {"grpc": True, "celery": False}}, {})
+    assert config.integration_explicit("grpc") and config.integration_explicit("celery")
+    assert not config.integration_explicit("http_client") and not config.integration_explicit("django")
+    assert config.values["INTEGRATIONS"]["http_client"]  # on, by default
+    for user in ({}, {"INTEGRATIONS": {"grpc": "maybe"}}, {"INTEGRATIONS": {}}):  # none set, or invalid: defaults
+        config = resolve(user, {})
+        assert not any(config.integration_explicit(name) for name in config.values["INTEGRATIONS"]), user

@@ -84,14 +84,50 @@ def test_the_middleware_makes_no_span_after_stop(reinstall_afterwards):
 
 
 @pytest.mark.django_db
-def test_a_query_never_fails_because_statement_attributes_failed(monkeypatch):
+def test_a_query_never_fails_because_shaping_its_statement_failed(monkeypatch):
     from django.db import connection
 
     from tracing_app.integrations.database import queries
 
-    monkeypatch.setattr(queries, "statement_attributes", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(queries.STATEMENTS, "get", lambda *a, **k: 1 / 0)
     with capture_spans(raise_errors=False) as spans:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             assert cursor.fetchone() == (1,)
     assert spans.names() == []  # no span, and no failed query
+
+
+def test_a_kombu_publish_never_fails_because_its_span_could_not_start(monkeypatch):
+    from kombu import Connection, Exchange, Queue
+
+    from tracing_app.integrations import kombu
+
+    monkeypatch.setattr(kombu, "message_attributes", lambda *a, **k: 1 / 0)
+    exchange = Exchange("tracing-app-guarded", type="direct")
+    queue = Queue("tracing-app-guarded", exchange, routing_key="guarded")
+    with capture_spans(raise_errors=False) as spans, Connection("memory://") as conn:
+        queue(conn.default_channel).declare()
+        with conn.Producer() as producer:
+            kombu.publish(producer, {"n": 1}, exchange=exchange, routing_key="guarded", headers={"mine": "kept"})
+        message = queue(conn.default_channel).get(no_ack=True)
+        assert message.payload == {"n": 1} and message.headers["mine"] == "kept"
+        with kombu.consuming(message) as span:
+            assert not span.is_recording()
+    assert spans.names() == []
+
+
+def test_an_uninstalled_log_record_factory_adds_nothing(reinstall_afterwards):
+    import logging
+
+    from tracing_app.integrations.logs import integration as logs_integration
+
+    ours, underneath = logging.getLogRecordFactory(), logs_integration._previous
+    assert logs_integration.installed
+    wrapper = lambda *a, **k: ours(*a, **k)  # noqa: E731  another library wraps ours afterwards
+    logging.setLogRecordFactory(wrapper)
+    try:
+        logs_integration.uninstall()
+        record = logging.getLogger("x").makeRecord("x", logging.INFO, __file__, 1, "m", (), None)
+        assert not hasattr(record, "service_name")
+    finally:
+        logging.setLogRecordFactory(underneath)  # as before tracing_app; the fixture installs it again

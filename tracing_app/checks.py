@@ -7,14 +7,20 @@
 | tracing_app.E003 | a TRACING value is invalid |
 | tracing_app.E004 | an OTEL_* environment variable is invalid |
 | tracing_app.E005 | a propagator name cannot be loaded |
-| tracing_app.E006 | an integration is enabled but a library it needs is missing or too old |
+| tracing_app.E006 | a library something switched on needs is missing or too old (see integrations) |
 | tracing_app.E007 | TRACING["BAGGAGE_RESOLVER"] cannot be imported or is not callable |
+| tracing_app.E008 | the OTLP endpoint has no scheme (`127.0.0.1:4318`) |
+| tracing_app.E009 | the OTLP endpoint is not an http:// or https:// URL with a host (other scheme, bad port) |
+| tracing_app.E010 | the OTLP endpoint's port is a known non-OTLP port (Jaeger Thrift/UI, Zipkin) |
+| tracing_app.E011 | the OTLP endpoint's port is the other protocol's (grpc on 4318, http/protobuf on 4317) |
+| tracing_app.W003 | the base OTLP endpoint has a path (tracing_app adds /v1/traces itself) |
 | tracing_app.W001 | the django integration is enabled but TracingMiddleware is not in MIDDLEWARE |
 | tracing_app.W002 | TracingMiddleware is not the first middleware |
 """
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +28,8 @@ from django.core import checks
 from django.utils.module_loading import import_string
 
 from tracing_app.conf import get_config
-from tracing_app.integrations import REGISTRY, unmet_requirement
+from tracing_app.conf.requirements import OTLP_GRPC, install_hint, unmet
+from tracing_app.integrations import REGISTRY, wanted_but_unmet
 from tracing_app.pipeline.provider import load_propagator
 
 MIDDLEWARE_PATH = "tracing_app.TracingMiddleware"  # what the hints tell users to write
@@ -44,14 +51,109 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="tracing_app.E005",
             ))
     for name, entry in REGISTRY.items():
-        unmet = unmet_requirement(name) if config.integration_enabled(name) else None
-        if unmet is not None:
-            needs = ", ".join(f"{r.distribution}>={r.minimum}" for r in entry.requires)
+        why = wanted_but_unmet(config, name)
+        if why is not None:
             messages.append(checks.Error(
-                f"The {name} integration is enabled but {unmet}.",
-                hint=f"Install {needs}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
+                f"The {name} integration is enabled but {why}.",
+                hint=f"Install {install_hint(entry.requires)}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
                 id="tracing_app.E006",
             ))
+    messages.extend(_check_exporter_libraries(config))
+    return messages
+
+
+def _check_exporter_libraries(config: Any) -> list[checks.CheckMessage]:
+    # OTLP_PROTOCOL="grpc" is always the user's choice (the default is http/protobuf), so
+    # its libraries are required, like an integration switched on explicitly.
+    if not config.enabled or config.exporter != "otlp" or config.otlp_protocol != "grpc":
+        return []
+    why = unmet(OTLP_GRPC)
+    if why is None:
+        return []
+    return [checks.Error(
+        f"OTLP_PROTOCOL is 'grpc' but {why}.",
+        hint=f"Install the grpc extra ({install_hint(OTLP_GRPC)}), or use OTLP_PROTOCOL 'http/protobuf' (port 4318).",
+        id="tracing_app.E006",
+    )]
+
+
+# Ports that collectors and Jaeger/Zipkin listen on but that do not take OTLP: what each is.
+NOT_OTLP_PORTS = {
+    14268: "Jaeger's legacy Thrift HTTP collector port",
+    14250: "Jaeger's legacy model.proto gRPC collector port",
+    14269: "Jaeger's admin (health, metrics) port",
+    9411: "the Zipkin port",
+    16686: "the Jaeger UI port",
+    5778: "Jaeger's sampling configuration port",
+    6831: "Jaeger's Thrift compact UDP agent port",
+    6832: "Jaeger's Thrift binary UDP agent port",
+}
+OTLP_PORTS = {"http/protobuf": 4318, "grpc": 4317}
+
+
+@checks.register("tracing_app")
+def check_otlp_endpoint(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The OTLP endpoint is a URL the exporter can use (OpenTelemetry's exporter specification:
+    ``http``/``https`` scheme; the base endpoint gets ``/v1/traces`` appended, the
+    signal-specific ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is used as it is)."""
+    config = get_config()
+    endpoint = config.otlp_endpoint
+    if not config.enabled or config.exporter != "otlp" or not endpoint:
+        return []
+    source = config.sources["OTLP_ENDPOINT"]
+    where = source.removeprefix("env:") if source.startswith("env:") else "TRACING['OTLP_ENDPOINT']"
+    protocol = config.otlp_protocol
+    port = OTLP_PORTS[protocol]
+    if "://" not in endpoint:
+        return [checks.Error(
+            f"The OTLP endpoint {endpoint!r} ({where}) has no scheme, so no span can be sent.",
+            hint=f"Write it as a URL: 'http://{endpoint.strip('/')}' (or https:// when the collector uses TLS).",
+            id="tracing_app.E008",
+        )]
+    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        given_port = parts.port
+    except ValueError:
+        given_port, bad_port = None, True
+    else:
+        bad_port = False
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or bad_port:
+        why = ("its port is not a number" if bad_port else "it has no host" if not parts.hostname
+               else f"its scheme is {parts.scheme!r}")
+        return [checks.Error(
+            f"The OTLP endpoint {endpoint!r} ({where}) is not an http:// or https:// URL: {why}.",
+            hint=f"OTLP is sent over HTTP or gRPC, both addressed as http://host:port (https:// with TLS), "
+                 f"e.g. 'http://localhost:{port}' for {protocol}.",
+            id="tracing_app.E009",
+        )]
+    messages: list[checks.CheckMessage] = []
+    if given_port in NOT_OTLP_PORTS:
+        messages.append(checks.Error(
+            f"The OTLP endpoint {endpoint!r} ({where}) uses port {given_port}, {NOT_OTLP_PORTS[given_port]}; "
+            "it does not receive OTLP.",
+            hint=f"OTLP goes to port 4318 (http/protobuf) or 4317 (grpc); with OTLP_PROTOCOL {protocol!r}: "
+                 f"'{parts.scheme}://{parts.hostname}:{port}'.",
+            id="tracing_app.E010",
+        ))
+    other = {OTLP_PORTS[name]: name for name in OTLP_PORTS if name != protocol}
+    if given_port in other:
+        messages.append(checks.Error(
+            f"The OTLP endpoint {endpoint!r} ({where}) uses port {given_port}, the {other[given_port]} port, "
+            f"but the protocol is {protocol}.",
+            hint=f"Use port {port} for {protocol}, or set OTLP_PROTOCOL (OTEL_EXPORTER_OTLP_PROTOCOL) "
+                 f"to {other[given_port]!r}.",
+            id="tracing_app.E011",
+        ))
+    if parts.path.strip("/") and source != "env:OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":
+        hint = (f"A gRPC endpoint has no path: write '{parts.scheme}://{parts.netloc}'." if protocol == "grpc" else
+                f"It is a base URL: tracing_app adds /v1/traces itself. Write '{parts.scheme}://{parts.netloc}', "
+                "or give the full URL in OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, which is used as it is.")
+        messages.append(checks.Warning(
+            f"The OTLP base endpoint {endpoint!r} ({where}) has a path ({parts.path!r}); "
+            f"spans go to {config.traces_endpoint!r}.",
+            hint=hint,
+            id="tracing_app.W003",
+        ))
     return messages
 
 

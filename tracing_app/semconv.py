@@ -20,6 +20,8 @@ CELERY_TASK_STATE = "celery.task.state"
 CLIENT_ADDRESS = "client.address"
 CLIENT_PORT = "client.port"
 
+DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
+
 DB_COLLECTION_NAME = "db.collection.name"
 DB_NAMESPACE = "db.namespace"
 DB_OPERATION_BATCH_SIZE = "db.operation.batch.size"
@@ -53,8 +55,14 @@ RPC_SYSTEM = "rpc.system"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 
+SERVICE_NAME = "service.name"
+SERVICE_VERSION = "service.version"
+
+TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"
 TRACING_APP_OUTBOX_WAIT_MS = "tracing_app.outbox.wait_ms"
+# Resource attribute: web, worker, beat or command (pipeline/resource.py).
+TRACING_APP_PROCESS_ROLE = "tracing_app.process.role"
 
 URL_PATH = "url.path"
 URL_QUERY = "url.query"

@@ -9,9 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tracing_app.devtools.receiver import OTLPReceiver
-
-from .stack import EMBEDDED, Stack, backends, make_broker, make_database, run_id
+from .stack import EMBEDDED, Stack, StackReceiver, backends, make_broker, make_database, run_id
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -22,18 +20,18 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture
-def otlp() -> Iterator[OTLPReceiver]:
-    with OTLPReceiver() as receiver:
+def otlp() -> Iterator[StackReceiver]:
+    with StackReceiver() as receiver:
         yield receiver
 
 
 @pytest.fixture
-def stack(request, otlp: OTLPReceiver) -> Iterator[Stack]:
+def stack(request, otlp: StackReceiver) -> Iterator[Stack]:
     """A migrated database, a queue of this test's own, no processes yet."""
     chosen = EMBEDDED if getattr(request, "param", "default") == "embedded" else backends()
     database, broker = make_database(chosen), make_broker(chosen)
     queue = f"e2e-{run_id()}"
-    stack = Stack(database, broker, queue, otlp.endpoint)
+    stack = Stack(database, broker, queue, otlp.endpoint, otlp)
     try:
         migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr

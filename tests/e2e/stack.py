@@ -11,6 +11,10 @@ picks the embedded backends without probing.
 
 Every run gets its own database and its own queue (or broker folder), so
 leftovers from an earlier (or a parallel) run never leak in.
+
+Every wait here is bounded by ``DEADLINE`` (``E2E_DEADLINE`` seconds, default 120):
+it only bounds a failure, so it is generous for a busy machine, and a wait that
+runs out says what the processes logged.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -38,19 +40,16 @@ from typing import Any
 import psycopg
 from kombu import Connection
 
+from project.processes import ROOT, ProcessGroup, free_port
 from tracing_app.devtools.receiver import OTLPGrpcReceiver, OTLPReceiver
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 BROKER_URL = (os.environ.get("E2E_BROKER_URL") or os.environ.get("CELERY_BROKER_URL")
               or "amqp://guest:guest@127.0.0.1:5672//")
 PROBE_TIMEOUT = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# Seconds any wait for a process, a readiness line or spans may take. Only a failing test
+# waits this long; on CI's two busy cores a worker's first spans have taken over 30 s.
+DEADLINE = float(os.environ.get("E2E_DEADLINE", "120"))
 
 
 def run_id() -> str:
@@ -245,20 +244,14 @@ def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
     return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 
 
-class Process:
+class Process(ProcessGroup):
     """A child process whose output goes to a temporary file, shown when a test fails."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False)
-        self.popen = subprocess.Popen(
-            list(argv), cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+        with tempfile.NamedTemporaryFile(prefix=f"e2e-{name}-", suffix=".log", delete=False) as log:
+            super().__init__(name, argv, env, Path(log.name), cwd)
 
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def wait_output(self, text: str, timeout: float = 30.0) -> None:
+    def wait_output(self, text: str, timeout: float = DEADLINE) -> None:
         """Wait until ``text`` appears in the process's output (a readiness line)."""
         deadline = time.monotonic() + timeout
         while text not in self.output():
@@ -268,7 +261,7 @@ class Process:
                 raise TimeoutError(f"{self.name} did not print {text!r} in {timeout}s:\n{self.output()}")
             time.sleep(0.1)
 
-    def wait_for_output(self, text: str, timeout: float = 30.0) -> str:
+    def wait_for_output(self, text: str, timeout: float = DEADLINE) -> str:
         """Wait until ``text`` appears in the process's output; return the output."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -280,32 +273,28 @@ class Process:
             time.sleep(0.1)
         raise TimeoutError(f"{text!r} not in {self.name}'s output:\n{self.output()[-4000:]}")
 
-    def signal(self, signum: int) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, signum)
 
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout)
+class StackReceiver(OTLPReceiver):
+    """The end-to-end tests' OTLP receiver: ``wait_for`` waits ``DEADLINE`` by default, and
+    when spans do not arrive its error carries the logs of the processes of every
+    ``Stack`` exporting to it (the worker's log says why its spans are missing)."""
 
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (a warm shutdown for Celery and gunicorn), then SIGKILL the whole group."""
-        if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stacks: list[Stack] = []
+
+    def wait_for(self, predicate: Any, timeout: float = DEADLINE) -> list[Any]:
         try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(5)
+            return super().wait_for(predicate, timeout)
+        except TimeoutError as exc:
+            logs = "\n".join(stack.logs() for stack in self.stacks) or "(no process was started)"
+            raise TimeoutError(f"{exc}\nWhat the processes logged:\n{logs}") from None
 
 
 @contextlib.contextmanager
 def grpc_receiver() -> Iterator[tuple[OTLPReceiver, str]]:
     """An OTLP/gRPC receiver; yields (store, endpoint): its spans land in ``store`` (``wait_for``)."""
-    store = OTLPReceiver().start()  # (its HTTP side is unused; started so that stop() returns)
+    store = StackReceiver().start()  # (its HTTP side is unused; started so that stop() returns)
     server = OTLPGrpcReceiver("127.0.0.1", 0, store.add).start()
     try:
         yield store, server.endpoint
@@ -318,7 +307,7 @@ class Stack:
     """The demo's processes against one database, one queue and one OTLP receiver."""
 
     def __init__(self, database: Database | SqliteDatabase, broker: RabbitBroker | FilesystemBroker,
-                 queue: str, otlp_endpoint: str) -> None:
+                 queue: str, otlp_endpoint: str, receiver: StackReceiver | None = None) -> None:
         self.database = database
         self.broker = broker
         self.queue = queue
@@ -331,8 +320,12 @@ class Stack:
         # before they start (their env carries it).
         self.pricing_target = f"127.0.0.1:{free_port()}"
         self._publisher: Any = None
+        if receiver is not None:  # its timeouts show these processes' logs
+            receiver.stacks.append(self)
 
-    def env(self, service_name: str, **extra: str) -> dict[str, str]:
+    def env(self, service_name: str | None, **extra: str) -> dict[str, str]:
+        """The environment of one of this stack's processes; ``service_name`` None: no
+        OTEL_SERVICE_NAME, the process is named by TRACING's rule (pipeline/resource.py)."""
         env = {
             key: value for key, value in os.environ.items()
             if not key.startswith(("OTEL_", "DJANGO_", "PYTEST_", "CELERY_")) and key != "DATABASE_URL"
@@ -345,27 +338,29 @@ class Stack:
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "EVENTS_EXCHANGE": self.events_exchange,
             "NOTIFICATIONS_QUEUE": self.notifications_queue,
-            "OTEL_SERVICE_NAME": service_name,
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.otlp_endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "200",
             "PRICING_TARGET": self.pricing_target,
             "PYTHONUNBUFFERED": "1",
         })
+        if service_name is not None:
+            env["OTEL_SERVICE_NAME"] = service_name
         env.update(extra)
         return env
 
-    def start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> Process:
-        process = Process(name, argv, env)
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str], cwd: Path = ROOT) -> Process:
+        process = Process(name, argv, env, cwd)
         self.processes.append(process)
         return process
 
-    def manage(self, *args: str, timeout: float = 120.0, **env: str) -> subprocess.CompletedProcess:
+    def manage(self, *args: str, timeout: float = DEADLINE, service_name: str | None = "shop-manage",
+               **env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env("shop-manage", **env),
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env(service_name, **env),
             capture_output=True, text=True, timeout=timeout,
         )
 
-    def start_web(self, *extra: str, service_name: str = "shop-web", **env: str) -> WebServer:
+    def start_web(self, *extra: str, service_name: str | None = "shop-web", **env: str) -> WebServer:
         port = free_port()
         process = self.start(
             "web",
@@ -376,7 +371,7 @@ class Stack:
         web.wait_ready()
         return web
 
-    def start_worker(self, *extra: str, service_name: str = "shop-worker", **env: str) -> Process:
+    def start_worker(self, *extra: str, service_name: str | None = "shop-worker", **env: str) -> Process:
         """A Celery worker on this stack's queue; it also runs the test tasks in ``tests/e2e/tasks.py``."""
         return self.start(
             "worker",
@@ -420,7 +415,7 @@ class Stack:
         return "\n".join(f"===== {p.name} =====\n{p.output()[-6000:]}" for p in self.processes)
 
 
-def wait_for_grpc(target: str, process: Process, timeout: float = 30.0) -> None:
+def wait_for_grpc(target: str, process: Process, timeout: float = DEADLINE) -> None:
     """Until a gRPC channel to ``target`` is READY (an HTTP/2 handshake with the server)."""
     import grpc
 
@@ -442,7 +437,7 @@ class WebServer:
         self.url = url
         self.process = process
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = DEADLINE) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.popen.poll() is not None:

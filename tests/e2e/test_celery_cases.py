@@ -22,10 +22,9 @@ from celery import Celery, chain, group
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from tracing_app import get_tracer
-from tracing_app.devtools.receiver import OTLPReceiver
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
-from .stack import BROKER_URL, Stack, make_broker, make_database, require_real_services, run_id
+from .stack import BROKER_URL, DEADLINE, Stack, StackReceiver, make_broker, make_database, require_real_services, run_id
 
 pytestmark = pytest.mark.services
 
@@ -34,7 +33,7 @@ publisher = Celery("e2e-publisher", broker=BROKER_URL, set_as_current=False)
 
 
 class CeleryStack:
-    def __init__(self, stack: Stack, otlp: OTLPReceiver, bulk_queue: str) -> None:
+    def __init__(self, stack: Stack, otlp: StackReceiver, bulk_queue: str) -> None:
         self.stack = stack
         self.otlp = otlp
         self.queue = stack.queue
@@ -70,9 +69,9 @@ def captured_in(captured, trace_id: str) -> list:
 @pytest.fixture(scope="module")
 def celery_stack() -> Iterator[CeleryStack]:
     chosen = require_real_services("Celery canvas, retries and ETA on a real broker")
-    with OTLPReceiver() as otlp:
+    with StackReceiver() as otlp:
         database, broker = make_database(chosen), make_broker(chosen)
-        stack = Stack(database, broker, f"e2e-{run_id()}", otlp.endpoint)
+        stack = Stack(database, broker, f"e2e-{run_id()}", otlp.endpoint, otlp)
         bulk_queue = f"{stack.queue}.bulk"
         try:
             migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
@@ -276,7 +275,7 @@ def test_custom_headers_arrive_untouched(celery_stack, captured_spans):
     assert set(received) - set(custom) <= {"traceparent", "tracestate", "baggage", "tracing_app_sent_ns"}
 
 
-def linked_run(otlp: OTLPReceiver, run_name: str, send) -> object:
+def linked_run(otlp: StackReceiver, run_name: str, send) -> object:
     """The run span that links to ``send`` (it is in a trace of its own)."""
     def find(spans):
         return next((s for s in spans if s.name == run_name and s.links == ((send.trace_id, send.span_id),)), None)
@@ -306,10 +305,10 @@ def test_new_trace_of_an_unsampled_publisher_is_not_sampled(celery_stack):
     with capture_spans(sampler=ALWAYS_OFF) as unsampled:
         result = celery_stack.send("e2e.fan_out_report", ignore_result=False)
     assert unsampled.records() == []
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + DEADLINE
     while not celery_stack.stack.database.query(
             "select 1 from django_celery_results_taskresult where task_id = %s and status = 'SUCCESS'", result.id):
-        assert time.monotonic() < deadline, "the task did not run"
+        assert time.monotonic() < deadline, f"the task did not run:\n{celery_stack.stack.logs()}"
         time.sleep(0.1)
     # A sampled one after it: once its spans arrive, the worker has exported everything before it.
     with capture_spans():

@@ -14,7 +14,7 @@ from tracing_app.integrations.kombu import publish
 from tracing_app.testing import Expect, assert_trace
 
 from .proxy import TcpProxy
-from .stack import BROKER_URL, require_real_services
+from .stack import BROKER_URL, DEADLINE, require_real_services
 
 HANDLED = [
     Expect("SELECT notifications_notification", kind="CLIENT", service="shop-notifications"),
@@ -35,7 +35,7 @@ def send_raw(stack, headers: dict | None, message_id: str, url: str = BROKER_URL
                          content_type="application/json", content_encoding="utf-8")
 
 
-def wait_for_notifications(stack, count: int, timeout: float = 30.0) -> list[str]:
+def wait_for_notifications(stack, count: int, timeout: float = DEADLINE) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
         rows = [row[0] for row in stack.database.query("select event_id from notifications_notification")]

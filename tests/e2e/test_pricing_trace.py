@@ -13,7 +13,7 @@ import pytest
 
 from tracing_app.testing import Expect, assert_trace
 
-from .stack import ROOT, Recorder, free_port
+from .stack import DEADLINE, ROOT, Recorder, free_port
 from .test_order_trace import GET_QUOTE, quote_call
 
 ORDER = json.dumps({"sku": "widget", "quantity": 1}).encode()
@@ -152,8 +152,8 @@ def test_compose_health_check_passes_against_a_running_pricing_server(stack):
     assert "localhost:50051" in probe
     stack.start_pricing()
     up = subprocess.run([sys.executable, "-c", probe.replace("localhost:50051", stack.pricing_target)],
-                        capture_output=True, timeout=60)
+                        capture_output=True, timeout=DEADLINE)
     down = subprocess.run([sys.executable, "-c", probe.replace("localhost:50051", f"127.0.0.1:{free_port()}")],
-                          capture_output=True, timeout=60)
+                          capture_output=True, timeout=DEADLINE)
     assert up.returncode == 0, up.stderr
     assert down.returncode != 0

@@ -21,7 +21,7 @@ def test_recycled_and_stopped_gunicorn_workers_export_every_request(stack, otlp)
     # Recycled workers (4 requests each) have flushed already; the live ones flush at SIGTERM.
     web.process.signal(signal.SIGTERM)
     assert web.process.wait(30) == 0, web.process.output()
-    spans = otlp.wait_for(lambda spans: len(server_spans(spans)) >= 30, timeout=10)
+    spans = otlp.wait_for(lambda spans: len(server_spans(spans)) >= 30)
     assert {s.trace_id for s in server_spans(spans)} == trace_ids
     assert len(server_spans(spans)) == 30
     output = web.process.output()

@@ -14,7 +14,7 @@ import pytest
 
 from tracing_app.testing import capture_spans
 
-from .stack import grpc_receiver
+from .stack import DEADLINE, grpc_receiver
 
 NO_PERIODIC_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "60000"}
 SUCCEEDED = re.compile(r"Task e2e\.sleep\[([0-9a-f-]+)\] succeeded")
@@ -25,7 +25,7 @@ def consumer_spans(spans, task_ids):
             if s.kind == "CONSUMER" and s.attributes.get("messaging.message.id") in task_ids}
 
 
-def wait_for_tasks(otlp, task_ids, timeout=60):
+def wait_for_tasks(otlp, task_ids, timeout=DEADLINE):
     task_ids = set(task_ids)
     spans = otlp.wait_for(lambda spans: len(consumer_spans(spans, task_ids)) == len(task_ids), timeout=timeout)
     return consumer_spans(spans, task_ids)
@@ -60,7 +60,7 @@ def test_warm_shutdown_exports_the_tasks_that_were_running(stack, otlp, tmp_path
     assert worker.wait(60) == 0, worker.output()
     ran = set(SUCCEEDED.findall(worker.output()))
     assert len(ran) >= 2 and ran <= set(task_ids)
-    found = wait_for_tasks(otlp, ran, timeout=10)
+    found = wait_for_tasks(otlp, ran)
     assert set(found) == ran
 
 
@@ -81,6 +81,24 @@ def test_task_killed_by_hard_time_limit_ends_as_error_in_its_trace(stack, otlp):
     assert len(spans_of_task) == 1, "the killed child must not export a second span for the task"
 
 
+@pytest.mark.parametrize("how", ["SIGKILL", "os._exit", "sys.exit"])
+def test_task_whose_worker_process_is_lost_ends_as_error_in_its_trace(stack, otlp, how):
+    """The child dies mid-task and exports nothing: the main process ends the span (WorkerLostError)."""
+    worker = stack.start_worker("-P", "prefork", "-c", "1")
+    with capture_spans() as captured:
+        task_id = stack.publish("e2e.lose_worker", how)
+    producer = next(s for s in captured.records() if s.kind == "PRODUCER")
+    span = wait_for_tasks(otlp, [task_id])[task_id]
+    assert span.error and span.attributes["error.type"] == ("SystemExit" if how == "sys.exit" else "WorkerLostError")
+    assert span.attributes["celery.task.name"] == "e2e.lose_worker"
+    assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
+    worker.wait_for_output("exited with", timeout=60)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    spans_of_task = [s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]
+    assert len(spans_of_task) == 1, "the lost child must not export a second span for the task"
+
+
 @pytest.mark.parametrize("pool", ["solo", "threads"])
 def test_solo_and_threads_pools_flush_at_shutdown(stack, otlp, pool):
     worker = stack.start_worker("-P", pool, "-c", "2", **NO_PERIODIC_EXPORT)
@@ -90,7 +108,7 @@ def test_solo_and_threads_pools_flush_at_shutdown(stack, otlp, pool):
     assert not consumer_spans(otlp.spans, set(task_ids)), "exported before shutdown: the flush is not what is tested"
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.output()
-    assert len(wait_for_tasks(otlp, task_ids, timeout=10)) == 3
+    assert len(wait_for_tasks(otlp, task_ids)) == 3
 
 
 def test_grpc_each_forked_child_gets_its_own_channel(stack):

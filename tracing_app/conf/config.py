@@ -17,6 +17,7 @@ while the value falls back to its default so the host app keeps running.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import os
 from collections.abc import Mapping
@@ -45,6 +46,10 @@ class TracingConfig:
     values: Mapping[str, Any]
     sources: Mapping[str, str]
     problems: tuple[Problem, ...] = ()
+    # Per integration name, where its on/off value came from: SOURCE_SETTINGS when the
+    # user's TRACING["INTEGRATIONS"] names it, else SOURCE_DEFAULT. An optional
+    # integration the user switched on must have its library; a default one need not.
+    integration_sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         # Attribute access by lower-case key: ``config.service_name``. A typo raises.
@@ -69,6 +74,10 @@ class TracingConfig:
     def integration_enabled(self, name: str) -> bool:
         return bool(self.values["ENABLED"] and self.values["INTEGRATIONS"].get(name))
 
+    def integration_explicit(self, name: str) -> bool:
+        """Whether the user's ``TRACING["INTEGRATIONS"]`` sets ``name`` (on or off)."""
+        return self.integration_sources.get(name) == SOURCE_SETTINGS
+
 
 def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
     """Merge ``environ`` over ``user`` (the TRACING setting) over the defaults."""
@@ -81,9 +90,9 @@ def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
         problems.append(Problem("tracing_app.E001", "TRACING", f"TRACING must be a dict, got {type(user).__name__}.",
                                 "Write TRACING = {...} in settings.py, or remove it to use the defaults."))
         user = {}
-    for name in sorted(set(user) - set(KEYS_BY_NAME)):
+    for name in sorted(set(user) - set(KEYS_BY_NAME), key=str):
         problems.append(Problem("tracing_app.E002", str(name), f"TRACING has an unknown key {name!r}.",
-                                f"Known keys: {', '.join(KEYS_BY_NAME)}."))
+                                unknown_key_hint(name)))
     for key in KEYS:
         values[key.name], sources[key.name] = key.default, SOURCE_DEFAULT
         if key.name in user:
@@ -102,7 +111,21 @@ def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
                 problems.append(Problem("tracing_app.E004", key.name, f"Environment variable {var} is invalid: {exc}.",
                                         f"Fix or unset {var}; it overrides TRACING[{key.name!r}]."))
             break
-    return TracingConfig(values=values, sources=sources, problems=tuple(problems))
+    explicit = user["INTEGRATIONS"] if sources["INTEGRATIONS"] == SOURCE_SETTINGS else {}
+    integration_sources = {name: SOURCE_SETTINGS if name in explicit else SOURCE_DEFAULT
+                           for name in values["INTEGRATIONS"]}
+    return TracingConfig(values=values, sources=sources, problems=tuple(problems),
+                         integration_sources=integration_sources)
+
+
+def unknown_key_hint(name: Any) -> str:
+    """"Did you mean 'SERVICE_NAME'?" for the closest known key (difflib, case-insensitive),
+    else where the keys are listed."""
+    text = str(name).upper()
+    nearest = difflib.get_close_matches(text, KEYS_BY_NAME, n=1, cutoff=0.6)
+    if nearest:
+        return f"Did you mean {nearest[0]!r}?"
+    return "It is not a tracing_app setting; the keys are listed in the README's Settings table."
 
 
 @functools.cache

@@ -121,6 +121,22 @@ def _sampling_rules(value: Any) -> tuple[Mapping[str, Any], ...]:
     return tuple(rules)
 
 
+SERVICE_NAME_ROLES = ("worker", "beat", "command")
+
+
+def _service_names(value: Any) -> dict[str, str]:
+    """``{"worker": "shop-worker", ...}``: service.name per process role (pipeline/resource.py)."""
+    if not isinstance(value, Mapping):
+        raise InvalidValue(f"expected a dict of process role to service name, got {value!r}")
+    names = {}
+    for role, name in value.items():
+        if role not in SERVICE_NAME_ROLES:
+            raise InvalidValue(f"unknown process role {role!r}; roles: {', '.join(SERVICE_NAME_ROLES)} "
+                               "(the web is SERVICE_NAME)")
+        names[role] = as_text(name)
+    return names
+
+
 def _sdk_disabled(value: Any) -> bool:
     """OTEL_SDK_DISABLED=true means ENABLED=False."""
     return not as_bool(value)
@@ -142,9 +158,14 @@ DEFAULT_INTEGRATIONS = {
     "celery": True,
     "database": True,
     "logging": True,
-    # Synchronous service hops: gRPC interceptors and outgoing HTTP (requests).
+    # Service hops: gRPC interceptors and outgoing HTTP, one switch per client library
+    # ("http_client" is requests).
     "grpc": True,
     "http_client": True,
+    "httpx": True,
+    "urllib3": True,
+    "urllib": True,
+    "aiohttp": True,
 }
 
 
@@ -161,7 +182,13 @@ class Key:
 KEYS: tuple[Key, ...] = (
     Key("ENABLED", True, as_bool, "Master switch. False: nothing is instrumented or exported.",
         env=("OTEL_SDK_DISABLED",), env_parse=_sdk_disabled),
-    Key("SERVICE_NAME", "django", as_text, "`service.name` of this process.", env=("OTEL_SERVICE_NAME",)),
+    Key("SERVICE_NAME", "django", as_text,
+        "`service.name` of the web processes; the others add their role (SERVICE_NAMES).",
+        env=("OTEL_SERVICE_NAME",)),
+    Key("SERVICE_NAMES", {}, _service_names,
+        "`service.name` per process role, e.g. {'worker': 'shop-worker'}; roles: worker (celery worker), "
+        "beat (celery beat), command (manage.py commands but runserver). A role not given is named "
+        "`<SERVICE_NAME>-<role>`; the web is SERVICE_NAME. OTEL_SERVICE_NAME still names a process outright."),
     Key("SERVICE_VERSION", "", as_optional_text, "`service.version` resource attribute."),
     Key("ENVIRONMENT", "", as_optional_text, "`deployment.environment.name` resource attribute."),
     Key("RESOURCE_ATTRIBUTES", {}, as_pairs, "Extra resource attributes, a dict of strings.",
@@ -247,6 +274,11 @@ KEYS: tuple[Key, ...] = (
         "off: type and stack frames only."),
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
+    # -- database --
+    Key("QUERY_TEXT_MAX_LENGTH", 2048, positive(int),
+        "Characters of `db.query.text` kept, after values became `?` and repeated lists were written once. "
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, when lower, cut every "
+        "attribute of every span further."),
     # -- messaging: Celery trace shape, outbox relay ----------------------
     Key("CELERY_NEW_TRACE_TASKS", (), as_names,
         "Task names (shell patterns allowed) whose runs start a new trace linked to the publisher "

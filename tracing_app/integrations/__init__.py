@@ -7,82 +7,92 @@ connects anything. Integrations use ``tracing_app.context`` and
 
 ``REGISTRY`` declares, per ``TRACING["INTEGRATIONS"]`` name, where the integration
 lives and the libraries (with the oldest version we support) it needs. It is read
-without importing the integration, so a missing library is reported (system check
-``tracing_app.E006``) instead of raised.
+without importing the integration, so a missing library is skipped or reported
+instead of raised.
+
+An integration whose library is an optional extra (``Entry(optional=True)``: celery,
+grpc, http_client, and every one added later) follows one rule: on by default, it
+is installed when its library imports and skipped otherwise with one debug line,
+so a project without that library still passes ``manage.py check``. Switched on
+explicitly in ``TRACING["INTEGRATIONS"]``, a missing library is the system check
+``tracing_app.E006``, as it is for a library that is not optional.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.metadata
-import importlib.util
 import logging
-import re
 import sys
 
 from tracing_app.conf import TracingConfig
+from tracing_app.conf.requirements import Requirement, unmet
 from tracing_app.integrations.base import Integration
 
 logger = logging.getLogger(__name__)
 
-
-@dataclasses.dataclass(frozen=True)
-class Requirement:
-    """A library an integration needs: the module it imports, the distribution that
-    provides it, and the oldest release we support (``>= minimum``)."""
-
-    module: str
-    distribution: str
-    minimum: str
+__all__ = ["REGISTRY", "Entry", "Requirement", "get_integration", "install_enabled", "installed_integrations",
+           "uninstall_all", "unmet_requirement", "wanted_but_unmet"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
     target: str  # "module:attribute" of the Integration instance
     requires: tuple[Requirement, ...] = ()
+    # The library is an extra of the package: without it, the integration is skipped
+    # unless the user switched it on explicitly (then E006).
+    optional: bool = False
 
 
 _DJANGO = Requirement("django", "Django", "4.2")
+
+
+def _http_client(module: str, distribution: str | None, minimum: str, instrumentation: str) -> Entry:
+    """An HTTP client integration: ``http_client/<module>.py``, needing the client library
+    (none for the standard library's ``urllib``) and its OpenTelemetry instrumentation."""
+    library = (Requirement(module, distribution, minimum),) if distribution else ()
+    dashed = instrumentation.replace("_", "-")
+    return Entry(f"tracing_app.integrations.http_client.{module}:integration", (
+        *library,
+        Requirement(f"opentelemetry.instrumentation.{instrumentation}", f"opentelemetry-instrumentation-{dashed}",
+                    "0.50b0"),
+    ), optional=True)
+
+
 REGISTRY: dict[str, Entry] = {
     "django": Entry("tracing_app.integrations.django.middleware:integration", (_DJANGO,)),
     "celery": Entry("tracing_app.integrations.celery.signals:integration",
-                    (Requirement("celery", "celery", "5.3"),)),
+                    (Requirement("celery", "celery", "5.3"),), optional=True),
     "database": Entry("tracing_app.integrations.database.queries:integration", (_DJANGO,)),
     "logging": Entry("tracing_app.integrations.logs:integration"),
-    "grpc": Entry("tracing_app.integrations.grpc:integration", (Requirement("grpc", "grpcio", "1.60"),)),
-    "http_client": Entry("tracing_app.integrations.http_client:integration", (
-        Requirement("requests", "requests", "2.0"),
-        Requirement("opentelemetry.instrumentation.requests", "opentelemetry-instrumentation-requests", "0.50b0"),
-    )),
+    "grpc": Entry("tracing_app.integrations.grpc:integration", (Requirement("grpc", "grpcio", "1.60"),),
+                  optional=True),
+    # Outgoing HTTP, one switch per client library ("http_client" is requests: the name it
+    # had before the others came). Each needs its library and its OpenTelemetry instrumentation.
+    "http_client": _http_client("requests", "requests", "2.0", "requests"),
+    "httpx": _http_client("httpx", "httpx", "0.23", "httpx"),
+    "urllib3": _http_client("urllib3", "urllib3", "1.26", "urllib3"),
+    "urllib": _http_client("urllib", None, "", "urllib"),
+    "aiohttp": _http_client("aiohttp", "aiohttp", "3.8", "aiohttp_client"),
 }
-
-
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ImportError:  # a parent package is missing
-        return False
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """The leading release numbers of a version string: ``"0.50b0"`` -> ``(0, 50)``."""
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0].split("b")[0].split("rc")[0])[:3])
 
 
 def unmet_requirement(name: str) -> str | None:
     """Why integration ``name`` cannot be installed here ("'grpc' is not installed",
     "grpcio 1.50.0 is older than 1.60"), or None when every library it needs is there."""
-    for requirement in REGISTRY[name].requires:
-        if not _importable(requirement.module):
-            return f"{requirement.module!r} is not installed"
-        try:
-            version = importlib.metadata.version(requirement.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue  # importable but not installed as a distribution (vendored, a source tree): trust it
-        if _release(version) < _release(requirement.minimum):
-            return f"{requirement.distribution} {version} is older than {requirement.minimum}"
-    return None
+    return unmet(REGISTRY[name].requires)
+
+
+def wanted_but_unmet(config: TracingConfig, name: str) -> str | None:
+    """Why integration ``name`` cannot be installed although it must be (system check
+    ``tracing_app.E006``): it is enabled, a library it needs is missing or too old, and
+    either that library is not optional or the user switched the integration on in
+    ``TRACING["INTEGRATIONS"]``. None otherwise."""
+    if not config.integration_enabled(name):
+        return None
+    if REGISTRY[name].optional and not config.integration_explicit(name):
+        return None
+    return unmet_requirement(name)
 
 
 def get_integration(name: str) -> Integration:
@@ -98,10 +108,11 @@ def install_enabled(config: TracingConfig) -> list[str]:
     for name in REGISTRY:
         if not config.integration_enabled(name):
             continue
-        unmet = unmet_requirement(name)
-        if unmet is not None:
-            # Reported by the system check tracing_app.E006; the rest is still traced.
-            logger.debug("tracing_app: %s integration skipped: %s", name, unmet)
+        why = unmet_requirement(name)
+        if why is not None:
+            # An optional library left out, or reported by the system check tracing_app.E006;
+            # either way the rest is still traced.
+            logger.debug("tracing_app: the %s integration is skipped: %s", name, why)
             continue
         try:
             get_integration(name).install(config)

@@ -42,6 +42,7 @@ from tracing_app.context import privacy
 from tracing_app.context.carriers import CARRIER, extract
 from tracing_app.context.propagators import inject_context
 from tracing_app.pipeline import provider
+from tracing_app.safety import guarded
 from tracing_app.semconv import (
     MESSAGING_DESTINATION_NAME,
     MESSAGING_MESSAGE_BODY_SIZE,
@@ -100,29 +101,36 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     and ``attributes`` are added to the span. Other keyword arguments go to ``producer.publish``.
     The body size is known only for ``bytes``/``str`` bodies (kombu serializes others).
     """
-    exchange_name = _name(exchange)
-    size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
     if message_id:
         kwargs["message_id"] = message_id
-    span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
-                                         messaging_system(getattr(producer, "channel", None)))
-    span_attributes.update(attributes or {})
-    span = provider.get_tracer().start_span(
-        f"send {routing_key or exchange_name}", context=parent, kind=SpanKind.PRODUCER, links=links,
-        attributes=span_attributes,
-    )
     message_headers = dict(headers or {})
-    # Baggage comes from ``parent`` too, not only the span.
-    span_context = trace.set_span_in_context(span, parent if parent is not None else context.get_current())
-    inject_context(message_headers, span_context, setter=CARRIER)
-    token = context.attach(span_context)
+    # A failure of our own below: the message still goes, and a span already started still ends.
+    span: trace.Span = trace.INVALID_SPAN
+    token = None
+    with guarded("tracing a kombu publish"):
+        exchange_name = _name(exchange)
+        size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
+        span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
+                                             messaging_system(getattr(producer, "channel", None)))
+        span_attributes.update(attributes or {})
+        span = provider.get_tracer().start_span(
+            f"send {routing_key or exchange_name}", context=parent, kind=SpanKind.PRODUCER, links=links,
+            attributes=span_attributes,
+        )
+        # Baggage comes from ``parent`` too, not only the span.
+        span_context = trace.set_span_in_context(span, parent if parent is not None else context.get_current())
+        token = context.attach(span_context)
+        inject_context(message_headers, span_context, setter=CARRIER)
+    # From here the span ends on every path, whatever the publish raises (KeyboardInterrupt included).
     try:
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    except Exception as exc:
-        _record_error(span, exc)
+    except BaseException as exc:
+        with guarded("recording a failed kombu publish"):
+            _record_error(span, exc)
         raise
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
         span.end()
 
 
@@ -134,29 +142,34 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
     starts a new trace and logs one warning. An exception from the block marks the
     span as an error and is re-raised: acknowledging or rejecting stays the caller's job.
     """
-    headers = getattr(message, "headers", None) or {}
-    delivery = getattr(message, "delivery_info", None) or {}
-    properties = getattr(message, "properties", None) or {}
-    routing_key = str(delivery.get("routing_key") or "")
-    parent, problem = extract(headers)
-    message_id = properties.get("message_id")
-    if problem:
-        logger.warning("tracing_app: message %s (%s) has no usable trace context: %s; starting a new trace",
-                       message_id or "without id", routing_key, problem)
-    body = getattr(message, "body", None)
-    span = provider.get_tracer().start_span(
-        f"process {name or routing_key or 'message'}", context=parent, kind=SpanKind.CONSUMER,
-        attributes=message_attributes("process", str(delivery.get("exchange") or ""), routing_key, message_id,
-                                      len(body) if isinstance(body, (bytes, str)) else None,
-                                      messaging_system(getattr(message, "channel", None))),
-    )
-    # Baggage from the headers travels on with the span.
-    token = context.attach(trace.set_span_in_context(span, parent))
+    span: trace.Span = trace.INVALID_SPAN
+    token = None
+    with guarded("tracing a kombu message"):
+        headers = getattr(message, "headers", None) or {}
+        delivery = getattr(message, "delivery_info", None) or {}
+        properties = getattr(message, "properties", None) or {}
+        routing_key = str(delivery.get("routing_key") or "")
+        parent, problem = extract(headers)
+        message_id = properties.get("message_id")
+        if problem:
+            logger.warning("tracing_app: message %s (%s) has no usable trace context: %s; starting a new trace",
+                           message_id or "without id", routing_key, problem)
+        body = getattr(message, "body", None)
+        span = provider.get_tracer().start_span(
+            f"process {name or routing_key or 'message'}", context=parent, kind=SpanKind.CONSUMER,
+            attributes=message_attributes("process", str(delivery.get("exchange") or ""), routing_key, message_id,
+                                          len(body) if isinstance(body, (bytes, str)) else None,
+                                          messaging_system(getattr(message, "channel", None))),
+        )
+        # Baggage from the headers travels on with the span.
+        token = context.attach(trace.set_span_in_context(span, parent))
     try:
         yield span
     except BaseException as exc:
-        _record_error(span, exc)
+        with guarded("recording a failed kombu message handler"):
+            _record_error(span, exc)
         raise
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
         span.end()

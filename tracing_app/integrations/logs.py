@@ -28,6 +28,7 @@ from opentelemetry import trace
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import UNTRACED_TRACE_ID
 from tracing_app.integrations.base import Integration
+from tracing_app.pipeline.resource import ROLES, process_role, service_name
 
 FIELDS = ("trace_id", "span_id", "trace_flags", "service_name")
 MAX_EVENT_MESSAGE = 1000
@@ -45,12 +46,14 @@ class LoggingIntegration(Integration):
 
     def _install(self, config: TracingConfig) -> None:
         previous = logging.getLogRecordFactory()
-        service = config.service_name
+        names = {role: service_name(config, role) for role in ROLES}  # the role may change (resource.py)
         errors_as_events = config.log_errors_as_events
         get_current_span = trace.get_current_span
 
         def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
+            if not self.installed:  # uninstalled while another factory wrapped ours: add nothing
+                return record
             span = get_current_span()
             span_context = span.get_span_context()
             if span_context.is_valid and span_context.trace_id != UNTRACED_TRACE_ID:
@@ -61,7 +64,7 @@ class LoggingIntegration(Integration):
                     _add_event(span, record)
             else:
                 record.trace_id = record.span_id = record.trace_flags = ""
-            record.service_name = service
+            record.service_name = names[process_role()]
             return record
 
         self._previous, self._factory = previous, record_factory

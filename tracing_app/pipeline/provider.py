@@ -16,18 +16,18 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from opentelemetry import propagate, trace
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
-from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
+from tracing_app.context.propagators import BaggagePropagator, GatedCompositePropagator, TraceContextPropagator
 from tracing_app.pipeline.export.otlp_http import HttpTransport
 from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from tracing_app.pipeline.fast_spans import fast_tracer
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
+from tracing_app.pipeline.resource import build_resource, on_role_change, role_attributes
 from tracing_app.pipeline.sampling import RuleSampler, never_sampled
 
 logger = logging.getLogger(__name__)
@@ -39,19 +39,8 @@ BUILTIN_PROPAGATORS = {"tracecontext": TraceContextPropagator, "baggage": Baggag
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _processor: ExportProcessor | None = None
+_config: TracingConfig | None = None  # what _provider was built from
 _tracers: dict[str, trace.Tracer] = {}
-
-
-def build_resource(config: TracingConfig) -> Resource:
-    attributes = dict(config.resource_attributes)
-    attributes["service.name"] = config.service_name
-    if config.service_version:
-        attributes["service.version"] = config.service_version
-    if config.environment:
-        attributes["deployment.environment.name"] = config.environment
-    # Resource.create adds the SDK's telemetry.sdk.* attributes and reads no env:
-    # the OTEL_* variables were already merged by conf.resolve().
-    return Resource.create(attributes)
 
 
 def build_sampler(config: TracingConfig) -> sampling.Sampler:
@@ -120,7 +109,7 @@ def build_propagator(config: TracingConfig) -> TextMapPropagator:
         except Exception:
             # Reported by the system check tracing_app.E005; keep the others.
             logger.debug("tracing_app: propagator %r skipped", name, exc_info=True)
-    return CompositePropagator(found)
+    return GatedCompositePropagator(found)
 
 
 def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:
@@ -144,10 +133,11 @@ def add_processors(provider: TracerProvider, config: TracingConfig, exporting: S
 
 def install_provider(config: TracingConfig) -> TracerProvider:
     """Build, register and return this process's provider; later calls return the same one."""
-    global _provider, _processor
+    global _provider, _processor, _config
     with _lock:
         if _provider is not None:
             return _provider
+        _config = config
         _processor = build_processor(config)
         _provider = build_provider(config, _processor)
         _tracers.clear()
@@ -160,6 +150,28 @@ def install_provider(config: TracingConfig) -> TracerProvider:
             )
         atexit.register(shutdown)
         return _provider
+
+
+def update_resource(role: str) -> None:
+    """Give this process's provider (and every tracer it made) the resource of ``role``."""
+    from tracing_app.conf import get_config
+
+    with _lock:
+        if _provider is None:
+            return
+        changes = Resource(role_attributes(_config or get_config(), role))
+        # The SDK's own way to change a built provider's resource (it uses it after a
+        # fork): merged into the provider's and handed to each tracer it made. Older
+        # SDKs have no such method; there, tracers made from now on get it.
+        update = getattr(_provider, "_update_resource", None)
+        if update is not None:
+            update(changes)
+        else:
+            _provider._resource = _provider.resource.merge(changes)  # noqa: SLF001
+        _tracers.clear()  # our fast tracers copied the old resource
+
+
+on_role_change(update_resource)
 
 
 def get_provider() -> TracerProvider | None:

@@ -3,12 +3,15 @@
 The trace context travels in the task message's headers, which kombu sends as
 AMQP application headers; the worker reads them back from ``task.request``.
 
-Built on Celery's public signals (connected with ``weak=False``) rather than
-``opentelemetry-instrumentation-celery``: that instrumentor only traces a
-publish when the task is registered in the publishing process, so
-``app.send_task("name")`` from a web process (the usual case) sends no context
-at all, and it is installed per process by patching. The span names and
-attributes here follow the messaging semantic conventions.
+Built on Celery's public signals (connected with ``weak=False``), as
+``opentelemetry-instrumentation-celery`` is. We do not reuse that instrumentor
+(checked against 0.66b1) because its spans do not follow the messaging semantic
+conventions (names ``apply_async/<task>`` and ``run/<task>``, ``celery.action`` and
+``celery.task_name`` instead of ``messaging.*``), and it has none of what follows:
+attempt links across retries, chord links, ETA and queue waits, new traces for
+fan-out tasks, spans for tasks killed by a time limit, and no span at all under an
+unsampled publisher. The span names and attributes here follow the messaging
+semantic conventions.
 
 Beyond one task:
 
@@ -48,6 +51,7 @@ from tracing_app.context.carriers import CARRIER
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.celery import lifecycle as celery_lifecycle
+from tracing_app.integrations.celery import sender as celery_sender
 from tracing_app.integrations.celery.chords import MAX_CHORD_LINKS, pop_chord_header_runs, record_chord_header_run
 from tracing_app.integrations.celery.headers import (
     CHORD_LINKS_HEADER,
@@ -89,7 +93,16 @@ class Run:
     otel_token: object = None
 
 
-_pending_publish: contextvars.ContextVar[trace.Span | None] = contextvars.ContextVar(
+@dataclasses.dataclass
+class PendingPublish:
+    """A PRODUCER span between ``before_task_publish`` and the publish's end, and the
+    headers dict of its message (the same object reaches every hook of that publish)."""
+
+    span: trace.Span
+    headers: dict
+
+
+_pending_publish: contextvars.ContextVar[PendingPublish | None] = contextvars.ContextVar(
     "tracing_app_pending_publish", default=None
 )
 # The task running in this context. A context variable, not a dict by task id: a
@@ -140,6 +153,7 @@ class CeleryIntegration(Integration):
                 getattr(self, method), weak=False, dispatch_uid=f"tracing_app.{signal_name}"
             )
         celery_lifecycle.install()  # process start/exit flushing, spans of killed tasks
+        celery_sender.install(self._publish_failed)
 
     def configure(self, config: TracingConfig) -> None:
         self._new_trace_tasks = tuple(config.celery_new_trace_tasks)
@@ -151,6 +165,7 @@ class CeleryIntegration(Integration):
                 getattr(self, method), dispatch_uid=f"tracing_app.{signal_name}"
             )
         celery_lifecycle.uninstall()
+        celery_sender.uninstall()
 
     # -- publishing ----------------------------------------------------------
 
@@ -159,10 +174,11 @@ class CeleryIntegration(Integration):
         with guarded("tracing a Celery publish"):
             stale = _pending_publish.get()
             if stale is not None:
-                # The previous publish in this context raised before after_task_publish.
-                stale.set_status(Status(StatusCode.ERROR, "publish did not complete"))
-                stale.end()
+                # A publish through a sender built before install raised before
+                # after_task_publish (sender.py wraps the others).
                 _pending_publish.set(None)
+                stale.span.set_status(Status(StatusCode.ERROR, "publish did not complete"))
+                stale.span.end()
             if headers is None:
                 return
             tracer = provider.get_tracer()
@@ -186,10 +202,11 @@ class CeleryIntegration(Integration):
             if headers.get("retries"):
                 attributes[CELERY_TASK_RETRIES] = int(headers["retries"])
             span = tracer.start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
+            # Pending at once: whatever fails below, the publish's end still ends the span.
+            _pending_publish.set(PendingPublish(span, headers))
             self._mark_follow_up(headers)
             inject_context(headers, trace.set_span_in_context(span), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())
-            _pending_publish.set(span)
 
     def _mark_follow_up(self, headers: dict) -> None:
         """A retry of the running task, or the callback of the chord it completes, carries links."""
@@ -203,11 +220,22 @@ class CeleryIntegration(Integration):
         elif str(headers["id"]) == _chord_callback_id(run.request) and getattr(run.request, "group", None):
             headers[CHORD_LINKS_HEADER] = " ".join(pop_chord_header_runs(str(run.request.group)))
 
-    def _after_publish(self, **kwargs: Any) -> None:
-        span = _pending_publish.get()
-        if span is not None:
+    def _after_publish(self, headers: dict | None = None, **kwargs: Any) -> None:
+        pending = _pending_publish.get()
+        if pending is not None and (headers is None or headers is pending.headers):
             _pending_publish.set(None)
-            span.end()
+            pending.span.end()
+
+    def _publish_failed(self, headers: dict, exc: BaseException) -> None:
+        """The publish of the message with ``headers`` raised (``sender.py``): an ERROR span ending now."""
+        pending = _pending_publish.get()
+        if pending is None or pending.headers is not headers:
+            return  # it failed before before_task_publish, or made no span
+        _pending_publish.set(None)
+        try:
+            _record_error(pending.span, exc)
+        finally:
+            pending.span.end()
 
     # -- running -------------------------------------------------------------
 

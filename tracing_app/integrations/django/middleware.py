@@ -12,50 +12,37 @@ attributes) with less work per request.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from django.core.exceptions import MiddlewareNotUsed
-from django.http import HttpRequest, HttpResponse
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.core.exceptions import MiddlewareNotUsed, SynchronousOnlyOperation
+from django.core.signals import got_request_exception
+from django.http import HttpRequest
 from django.urls import Resolver404, get_resolver
 from opentelemetry import baggage, context, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import business, privacy
 from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
 from tracing_app.context.propagators import with_baggage
 from tracing_app.integrations.base import Integration
+from tracing_app.integrations.django import server_span, streaming
+from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD, OTHER_METHOD_NAME
 from tracing_app.pipeline import sampling
 from tracing_app.pipeline.provider import get_tracer
 from tracing_app.safety import guarded
-from tracing_app.semconv import (
-    CLIENT_ADDRESS,
-    ERROR_TYPE,
-    HTTP_REQUEST_METHOD,
-    HTTP_REQUEST_METHOD_ORIGINAL,
-    HTTP_RESPONSE_STATUS_CODE,
-    HTTP_ROUTE,
-    NETWORK_PROTOCOL_VERSION,
-    SERVER_ADDRESS,
-    SERVER_PORT,
-    URL_PATH,
-    URL_QUERY,
-    URL_SCHEME,
-    USER_AGENT_ORIGINAL,
-)
+from tracing_app.semconv import HTTP_REQUEST_METHOD, HTTP_ROUTE, URL_PATH
 
 UNTRACED_CONTEXT = trace.set_span_in_context(UNTRACED_SPAN, EMPTY_CONTEXT)
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-OTHER_METHOD = "_OTHER"
 TRACERESPONSE_HEADER = "traceresponse"
 REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
-REQUEST_ERROR_ATTRIBUTE = "_tracing_app_error_recorded"
 REQUEST_BAGGAGE_TOKEN_ATTRIBUTE = "_tracing_app_baggage_token"
-
-
 
 _META_KEYS: dict[str, str] = {}
 
@@ -112,44 +99,27 @@ class DjangoIntegration(Integration):
         self.request_headers = privacy.request_header_keys(config.record_request_headers)
         self.response_headers = privacy.response_header_keys(config.record_response_headers)
         self.span_baggage = business.BaggageSpanProcessor.from_config(config)
+        # Django sends this for exactly the exceptions it turns into a 500 (views, other
+        # middleware, error handlers), never for those it turns into a 4xx.
+        got_request_exception.connect(_on_unhandled_exception, weak=False, dispatch_uid=_SIGNAL_UID)
 
     def _uninstall(self) -> None:
+        got_request_exception.disconnect(dispatch_uid=_SIGNAL_UID)
         self.excluded = None
         self.config = None
 
 
+_SIGNAL_UID = "tracing_app.django.unhandled_exception"
 integration = DjangoIntegration()
 
 
-def _server_attributes(request: HttpRequest, method: str) -> dict[str, Any]:
-    """The request span's attributes besides those the sampler reads (set at start)."""
-    meta = request.META
-    attributes: dict[str, Any] = {URL_SCHEME: request.scheme or "http"}
-    query = meta.get("QUERY_STRING")
-    if query and integration.query_params:
-        kept = privacy.allowed_query(query, integration.query_params)
-        if kept:
-            attributes[URL_QUERY] = kept
-    for meta_key, attribute in integration.request_headers:
-        value = meta.get(meta_key)
-        if isinstance(value, str):
-            attributes[attribute] = (value[:privacy.MAX_HEADER_VALUE],)
-    if method == OTHER_METHOD:
-        attributes[HTTP_REQUEST_METHOD_ORIGINAL] = request.method or ""
-    host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
-    if host:
-        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-        attributes[SERVER_ADDRESS] = name or host
-        if port.isdigit():
-            attributes[SERVER_PORT] = int(port)
-    if meta.get("REMOTE_ADDR"):
-        attributes[CLIENT_ADDRESS] = meta["REMOTE_ADDR"]
-    if meta.get("HTTP_USER_AGENT"):
-        attributes[USER_AGENT_ORIGINAL] = meta["HTTP_USER_AGENT"]
-    protocol = meta.get("SERVER_PROTOCOL", "")
-    if protocol.startswith("HTTP/"):
-        attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
-    return attributes
+def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
+    span = getattr(request, "__dict__", {}).get(REQUEST_SPAN_ATTRIBUTE)
+    exc = sys.exc_info()[1]
+    if span is None or exc is None or not integration.installed:
+        return
+    with guarded("recording an unhandled exception"):
+        server_span.record_unhandled(span, request, exc)
 
 
 def traceresponse_value(span_context: trace.SpanContext) -> str:
@@ -157,140 +127,207 @@ def traceresponse_value(span_context: trace.SpanContext) -> str:
     return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
 
 
+
+
 class TracingMiddleware:
-    """One SERVER span per request, continuing an incoming ``traceparent``."""
+    """One SERVER span per request, continuing an incoming ``traceparent``.
+
+    Sync- and async-capable (Django's "Asynchronous support" for middleware): under
+    ASGI, when the middleware below it is async too, Django awaits ``__acall__``
+    directly and tracing adds no thread hop; under WSGI it is called synchronously.
+    A streaming response's span ends when its stream has been sent (``streaming``)."""
 
     sync_capable = True
-    async_capable = False
+    async_capable = True
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         if not integration.installed:
             # Tracing is off: Django drops this middleware from the chain, so a
             # disabled install costs nothing per request.
             raise MiddlewareNotUsed("tracing_app: tracing is disabled")
         self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+            # Django calls process_view in the handler's mode only when it is a coroutine
+            # function; a sync one would cost a thread hop per request.
+            self.process_view = self._aprocess_view
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
         if not integration.installed:  # stop() after Django built the chain: pass through
             return self.get_response(request)
-        excluded = integration.excluded
-        if excluded is not None and excluded.search(request.path):
-            return self._untraced(request)
-        span = token = None
-        with guarded("starting the request span"):
-            raw_method = request.method or ""
-            method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
-            policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
-            parent, links = business.incoming_context(request.META, META_GETTER, policy, integration.own_keys)
-            # Only what the sampler reads (sampling.py) before the decision: an unsampled
-            # request (0%, a dropped ratio, an unsampled caller) builds nothing more.
-            attributes = {HTTP_REQUEST_METHOD: method, URL_PATH: request.path}
-            route_token = self._resolve_for_sampling(request, attributes)
-            try:
-                started = get_tracer().start_span(
-                    method, context=parent, kind=SpanKind.SERVER, attributes=attributes, links=links
-                )
-            finally:
-                if route_token is not None:
-                    sampling.current_route_name.reset(route_token)
-            if started.is_recording():
-                started.set_attributes(_server_attributes(request, method))
-            token = context.attach(trace.set_span_in_context(started, parent))
-            setattr(request, REQUEST_SPAN_ATTRIBUTE, started)
-            span = started
-        if span is None:
+        span, token, method = _begin(request)
+        if token is None:
             return self.get_response(request)
         try:
             response = self.get_response(request)
         except BaseException as exc:
-            if span.is_recording():
-                with guarded("ending the request span"):
-                    self._end(span, request, method, None, exc)
+            _fail(span, request, method, exc, token)
             raise
-        finally:
-            baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
-            if baggage_token is not None:
-                context.detach(baggage_token)
-            context.detach(token)
-        with guarded("ending the request span"):
-            if span.is_recording():  # an unsampled request's span records nothing: no attributes to build
-                for header, attribute in integration.response_headers:
-                    value = response.get(header)
-                    if value is not None:
-                        span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
-                self._end(span, request, method, response, None)
-            response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
-        return response
+        return _answer(span, request, method, response, token)
 
-    def _untraced(self, request: HttpRequest) -> HttpResponse:
-        """An excluded path (health check, static file, EXCLUDED_URLS): no span, and spans
-        started inside (user code, database, outgoing calls) see a parent that is not
-        sampled, so nothing of the request is kept here or downstream."""
-        token = context.attach(UNTRACED_CONTEXT)
+    async def __acall__(self, request: HttpRequest) -> Any:
+        if not integration.installed:
+            return await self.get_response(request)
+        span, token, method = _begin(request)
+        if token is None:
+            return await self.get_response(request)
         try:
-            return self.get_response(request)
-        finally:
-            context.detach(token)
-
-    @staticmethod
-    def _resolve_for_sampling(request: HttpRequest, attributes: dict[str, Any]) -> Any:
-        """Resolve the route before the span starts, only when a sampling rule needs it."""
-        if not (integration.resolve_route or integration.resolve_route_name):
-            return None
-        try:
-            match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
-        except Resolver404:
-            return None
-        if match.route:
-            attributes[HTTP_ROUTE] = match.route
-        if integration.resolve_route_name and match.view_name:
-            return sampling.current_route_name.set(match.view_name)
-        return None
+            response = await self.get_response(request)
+        except BaseException as exc:
+            _fail(span, request, method, exc, token)
+            raise
+        return _answer(span, request, method, response, token)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
         """Authentication has run by now: put the business context into baggage for the view."""
-        span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)
+        span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
         config = integration.config
         if span is None or config is None or not config.baggage_resolver:
             return None
         with guarded("resolving the business context"):
             entries = business.resolve(request, config)
             if entries:
-                current = context.get_current()
-                merged = {**baggage.get_all(current), **entries}
-                request.__dict__[REQUEST_BAGGAGE_TOKEN_ATTRIBUTE] = context.attach(with_baggage(merged, current))
-                # The span started before the baggage existed: give it the attributes directly.
-                if integration.span_baggage is not None:
-                    span.set_attributes(integration.span_baggage.attributes(entries))
+                _attach_business_context(request, span, entries)
         return None
 
-    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
-        span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)
-        if span is not None:
-            with guarded("recording a view exception"):
-                privacy.record_error(span, exception)
-                setattr(request, REQUEST_ERROR_ATTRIBUTE, True)
+    async def _aprocess_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
+        config = integration.config
+        if span is None or config is None or not config.baggage_resolver:
+            return None
+        with guarded("resolving the business context"):
+            try:
+                entries = business.resolve(request, config)
+            except SynchronousOnlyOperation:
+                # The resolver touched the database (a lazy request.user): only then run
+                # it in a thread, as Django would have for a sync process_view.
+                entries = await sync_to_async(business.resolve)(request, config)
+            if entries:
+                _attach_business_context(request, span, entries)
         return None
 
-    @staticmethod
-    def _end(span: trace.Span, request: HttpRequest, method: str, response: HttpResponse | None,
-             exc: BaseException | None) -> None:
-        match = getattr(request, "resolver_match", None)
-        route = getattr(match, "route", None)
-        # One set_attributes call: the SDK takes the span's lock once, not per attribute.
-        ending: dict[str, Any] = {}
-        if route:
-            span.update_name(f"{method} {route}")
-            ending[HTTP_ROUTE] = route
-        if response is not None:
-            ending[HTTP_RESPONSE_STATUS_CODE] = response.status_code
-        if ending:
-            span.set_attributes(ending)
-        if response is not None and response.status_code >= 500:
-            # A view exception already set error.type and the status (process_exception).
-            if not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
-                span.set_attribute(ERROR_TYPE, str(response.status_code))
-                span.set_status(Status(StatusCode.ERROR))
-        if exc is not None:
-            privacy.record_error(span, exc)
+
+def _attach_business_context(request: HttpRequest, span: trace.Span, entries: dict[str, str]) -> None:
+    current = context.get_current()
+    merged = {**baggage.get_all(current), **entries}
+    request.__dict__[REQUEST_BAGGAGE_TOKEN_ATTRIBUTE] = context.attach(with_baggage(merged, current))
+    # The span started before the baggage existed: give it the attributes directly.
+    if integration.span_baggage is not None:
+        span.set_attributes(integration.span_baggage.attributes(entries))
+
+
+def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
+    """Start the request's span and make it current: (span, token, method); span None for an
+    excluded path (an unsampled context is current), token None when starting failed."""
+    excluded = integration.excluded
+    if excluded is not None and excluded.search(request.path):
+        # A health check, a static file, EXCLUDED_URLS: no span, and spans started inside
+        # (user code, database, outgoing calls) see a parent that is not sampled, so
+        # nothing of the request is kept here or downstream.
+        return None, context.attach(UNTRACED_CONTEXT), ""
+    with guarded("starting the request span"):
+        raw_method = request.method or ""
+        method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
+        policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
+        parent, links = business.incoming_context(request.META, META_GETTER, policy, integration.own_keys)
+        # Only what the sampler reads (sampling.py) before the decision: an unsampled
+        # request (0%, a dropped ratio, an unsampled caller) builds nothing more.
+        attributes = {HTTP_REQUEST_METHOD: method, URL_PATH: request.path}
+        route_token = _resolve_for_sampling(request, attributes)
+        try:
+            span = get_tracer().start_span(
+                OTHER_METHOD_NAME if method == OTHER_METHOD else method, context=parent, kind=SpanKind.SERVER,
+                attributes=attributes, links=links,
+            )
+        finally:
+            if route_token is not None:
+                sampling.current_route_name.reset(route_token)
+        if span.is_recording():
+            span.set_attributes(server_span.server_attributes(
+                request, method, integration.query_params, integration.request_headers))
+        token = context.attach(trace.set_span_in_context(span, parent))
+        request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
+        return span, token, method
+    return None, None, ""
+
+
+def _detach(request: HttpRequest, token: Any) -> None:
+    baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
+    if baggage_token is not None:
+        context.detach(baggage_token)
+    context.detach(token)
+
+
+def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseException, token: Any) -> None:
+    """An exception left the handler (DEBUG_PROPAGATE_EXCEPTIONS, a BaseException, a
+    cancelled ASGI request): no response was sent."""
+    _detach(request, token)
+    if span is None or not span.is_recording():
+        return
+    with guarded("ending the request span"):
+        server_span.record_response(span, request, method, None)
+        if isinstance(exc, asyncio.CancelledError):
+            server_span.record_disconnect(span)
+        else:
+            server_span.record_unhandled(span, request, exc)
         span.end()
+
+
+def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
+    """Finish the span for ``response`` now, or when its stream has been sent; then leave
+    the request's context (after: a stream carries it, business baggage included)."""
+    try:
+        if span is None:  # an excluded path: only a stream still needs the unsampled context
+            if response.streaming:
+                with guarded("tracing a streaming response"):
+                    streaming.trace_stream(response, context.get_current(), None)
+            return response
+        with guarded("ending the request span"):
+            recording = span.is_recording()
+            if recording:  # an unsampled request's span records nothing: no attributes to build
+                for header, attribute in integration.response_headers:
+                    value = response.get(header)
+                    if value is not None:
+                        span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
+                server_span.record_response(span, request, method, response)
+            response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
+            if response.streaming:
+                end = _stream_end(span) if recording else None
+                streaming.trace_stream(response, context.get_current(), end)
+            elif recording:
+                span.end()
+        return response
+    finally:
+        baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
+        if baggage_token is not None:
+            context.detach(baggage_token)
+        context.detach(token)
+
+
+def _stream_end(span: trace.Span) -> Callable[[streaming.Outcome], None]:
+    def end(outcome: streaming.Outcome) -> None:
+        with guarded("ending a streaming request span"):
+            if outcome == streaming.DISCONNECTED:
+                server_span.record_disconnect(span)
+            elif isinstance(outcome, BaseException):
+                privacy.record_error(span, outcome)
+            span.end()
+    return end
+
+
+def _resolve_for_sampling(request: HttpRequest, attributes: dict[str, Any]) -> Any:
+    """Resolve the route before the span starts, only when a sampling rule needs it."""
+    if not (integration.resolve_route or integration.resolve_route_name):
+        return None
+    try:
+        match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
+    except Resolver404:
+        return None
+    if match.route:
+        attributes[HTTP_ROUTE] = match.route
+    if integration.resolve_route_name and match.view_name:
+        return sampling.current_route_name.set(match.view_name)
+    return None
