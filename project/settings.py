@@ -10,6 +10,7 @@ PRICING_LISTEN        host:port the pricing gRPC server listens on (default 0.0.
 PRICING_TARGET        host:port web and worker call pricing at (default 127.0.0.1:50051)
 PRICING_TIMEOUT       seconds a pricing call may take (default 2)
 ORDER_WEBHOOK_URL     when set, the worker POSTs each reserved/rejected order there
+REDIS_CACHE_URL       redis://host:6379/1: Django's cache in Redis (default: in process memory)
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
 
@@ -124,7 +125,16 @@ TRACING = {
     "EXCLUDED_URLS": [r"^/healthz$"],
     # The demo needs these libraries: `manage.py check` says so if one is missing.
     "INTEGRATIONS": {"grpc": True, "http_client": True},
+    # Product prices are cached by sku (apps/pricing/views.py): not personal, so the key may be recorded.
+    "RECORD_CACHE_KEYS": ["product-price:*"],
 }
+
+# Product prices are cached (apps/pricing/views.py): in Redis when REDIS_CACHE_URL is set
+# (redis://host:6379/1), else in each process's memory.
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_CACHE_URL"]}
+    if os.environ.get("REDIS_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+)}
 
 # Every line names its service, trace and span (tracing_app.TextFormatter): paste a trace_id
 # into Jaeger's search. LOG_FORMAT=json writes JSON lines instead.
