@@ -189,7 +189,10 @@ class CeleryIntegration(Integration):
                 return
             task_name = sender or headers.get("task") or "unknown"
             producer = celery_sender.current_producer()
-            system = messaging_system(producer) if producer is not None else system_of_app(current_app._get_current_object())
+            if producer is not None:
+                system = messaging_system(producer)
+            else:  # a sender built before install: the current app's broker
+                system = system_of_app(current_app._get_current_object())
             attributes = {
                 MESSAGING_SYSTEM: system,
                 MESSAGING_OPERATION_TYPE: "send",
