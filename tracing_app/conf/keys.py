@@ -137,6 +137,23 @@ def _service_names(value: Any) -> dict[str, str]:
     return names
 
 
+SQL_COMMENTER_FIELDS = ("traceparent", "tracestate", "db_driver", "framework", "route", "controller")
+
+
+def _sqlcommenter_fields(value: Any) -> tuple[str, ...]:
+    names = as_names(value)
+    unknown = sorted(set(names) - set(SQL_COMMENTER_FIELDS))
+    if unknown:
+        raise InvalidValue(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(SQL_COMMENTER_FIELDS)}")
+    return names
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise InvalidValue(f"expected a whole number, 0 or more, got {value!r}")
+    return int(value)
+
+
 def _sdk_disabled(value: Any) -> bool:
     """OTEL_SDK_DISABLED=true means ENABLED=False."""
     return not as_bool(value)
@@ -280,6 +297,15 @@ KEYS: tuple[Key, ...] = (
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
     # -- database --
+    Key("REPEATED_QUERY_THRESHOLD", 10, _count,
+        "A request or task that runs one statement shape more than this many times gets "
+        "`tracing_app.db.repeated_query.count`, an event per such shape and one WARNING log line (N+1 "
+        "queries). 0: off."),
+    Key("SQL_COMMENTER", False, as_bool,
+        "Append the trace context to each SQL statement as a sqlcommenter comment (`/*traceparent='...'*/`), "
+        "so PostgreSQL's pg_stat_activity and logs name the trace. Costs: see README."),
+    Key("SQL_COMMENTER_FIELDS", ("traceparent",), _sqlcommenter_fields,
+        "What the comment holds: any of " + ", ".join(SQL_COMMENTER_FIELDS) + "."),
     Key("QUERY_TEXT_MAX_LENGTH", 2048, positive(int),
         "Characters of `db.query.text` kept, after values became `?` and repeated lists were written once. "
         "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, when lower, cut every "
