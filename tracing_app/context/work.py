@@ -115,4 +115,10 @@ def end(opened: Opened | None) -> None:
         span.add_event(REPEATED_QUERY_EVENT, {DB_QUERY_TEXT: shape, TRACING_APP_DB_REPEATED_QUERY_COUNT: count})
     others = f" (and {len(repeated) - 1} more repeated statements)" if len(repeated) > 1 else ""
     logger.warning("tracing_app: %s ran one statement %d times, more than REPEATED_QUERY_THRESHOLD=%d%s: %s",
-                   getattr(span, "name", "a request or task"), repeated[0][0], work.threshold, others, repeated[0][1])
+                   _described(span, work), repeated[0][0], work.threshold, others, repeated[0][1])
+
+
+def _described(span: trace.Span, work: Work) -> str:
+    """The span's name, with the route when the request span is not named after it yet ("GET loop/<int:n>/")."""
+    name = getattr(span, "name", "") or "a request or task"
+    return f"{name} {work.route}" if work.route and work.route not in name else name
