@@ -40,6 +40,7 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
+MIB = 1024 * 1024
 
 
 # -- business context, sampling and privacy ---------------------------------------
@@ -165,6 +166,8 @@ DEFAULT_INTEGRATIONS = {
     "urllib3": True,
     "urllib": True,
     "aiohttp": True,
+    # Django's cache framework (get, set, ... and their async forms).
+    "cache": True,
 }
 
 
@@ -220,11 +223,18 @@ KEYS: tuple[Key, ...] = (
     Key("BATCH_SCHEDULE_DELAY", 5.0, positive(float), "Seconds between batch exports.",
         env=("OTEL_BSP_SCHEDULE_DELAY",), env_parse=millis_to_seconds),
     Key("BATCH_MAX_QUEUE_SIZE", 2048, positive(int),
-        "Spans held for export at most (the memory cap while the collector is slow or down); "
-        "more are dropped and counted.",
+        "Spans held for export at most (the memory cap while the collector is slow or down, with "
+        "BATCH_MAX_QUEUE_BYTES); more are dropped and counted.",
         env=("OTEL_BSP_MAX_QUEUE_SIZE",)),
+    Key("BATCH_MAX_QUEUE_BYTES", 8 * MIB, positive(int),
+        "Bytes held for export at most (spans' estimated encoded size; Python's own memory per span "
+        "comes on top): the cap for long statements; more are dropped and counted."),
     Key("BATCH_MAX_EXPORT_SIZE", 512, positive(int), "Spans sent in one export request at most.",
         env=("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",)),
+    Key("BATCH_MAX_EXPORT_BYTES", 3 * MIB, positive(int),
+        "Bytes of one export request at most (encoded OTLP); bigger batches are split. Default 3 MiB: "
+        "under the 4 MiB a stock Collector or Jaeger takes per gRPC message (its HTTP limit is 20 MiB); "
+        "lower it behind a proxy with a smaller body limit (nginx: 1 MiB)."),
     Key("BATCH_EXPORT_TIMEOUT", 30.0, positive(float),
         "Seconds one batch may spend being exported, retries included; then it is dropped and counted.",
         env=("OTEL_BSP_EXPORT_TIMEOUT",), env_parse=millis_to_seconds),
@@ -264,6 +274,9 @@ KEYS: tuple[Key, ...] = (
     Key("RECORD_EXCEPTION_MESSAGES", False, as_bool,
         "Record exception messages (they may quote user data: arguments, duplicate keys); "
         "off: type and stack frames only."),
+    Key("RECORD_CACHE_KEYS", (), as_names,
+        "Cache keys (shell patterns, e.g. `product-price:*`) recorded in `tracing_app.cache.key` on "
+        "single-key cache operations; others never are."),
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
     # -- database --
