@@ -23,9 +23,10 @@ Consuming, inside any kombu callback (``ConsumerMixin``, ``Consumer(callbacks=..
 
 ``consuming()`` starts a CONSUMER span ``process order.created``, a child of the
 publisher's span. A message whose trace headers are missing or malformed (a bad
-``traceparent``, a non-string value, an oversized header) is still handled: its
-span starts a new trace, and one warning is logged for it. The headers are read and
-written by ``tracing_app.context.carriers``.
+``traceparent``, a field type that is not text nor bytes, an oversized header) is
+still handled: its span starts a new trace, and one warning is logged for it (never
+quoting a header's value). The headers are read and written by
+``tracing_app.context.carriers``, in every field type an AMQP publisher sends them as.
 """
 
 from __future__ import annotations

@@ -66,11 +66,9 @@ def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | 
         return lambda: SdkExporterTransport(ConsoleSpanExporter(service_name=config.service_name), "console")
     if config.otlp_protocol == "grpc":
         def grpc_transport() -> Transport:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+            from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
-            insecure = not endpoint.startswith("https://")
-            exporter = GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
-            return SdkExporterTransport(exporter, endpoint)
+            return GrpcTransport(endpoint, headers)
 
         return grpc_transport
     return lambda: HttpTransport(endpoint, headers)
@@ -83,11 +81,14 @@ def build_processor(config: TracingConfig) -> ExportProcessor | None:
     return ExportProcessor(
         factory,
         max_queue_size=config.batch_max_queue_size,
+        max_queue_bytes=config.batch_max_queue_bytes,
         max_export_batch_size=config.batch_max_export_size,
+        max_export_bytes=config.batch_max_export_bytes,
         schedule_delay=config.batch_schedule_delay,
         export_timeout=config.batch_export_timeout,
         request_timeout=config.otlp_timeout,
         shutdown_timeout=config.shutdown_timeout,
+        endpoint=config.traces_endpoint if config.exporter == "otlp" else "",
     )
 
 
@@ -197,7 +198,12 @@ def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
 
 
 def force_flush(timeout_millis: int | None = None) -> bool:
-    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT)."""
+    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT).
+
+    False when the time ran out or spans were dropped since the previous flush (the
+    exporter cannot be built, the collector is down or refusing...; ``export_stats()``
+    counts why). True with tracing off or EXPORTER='none': nothing was to be sent.
+    """
     provider = _provider
     if provider is None:
         return True
@@ -215,17 +221,24 @@ def shutdown() -> None:
 
 
 def export_stats() -> ExportStats | None:
-    """This process's export counters (exported, dropped and why), or None when nothing is exported."""
+    """This process's span accounting, or None when nothing is exported (tracing off, EXPORTER='none').
+
+    An ``ExportStats`` snapshot: ``ended == exported + dropped + pending``, with ``dropped``
+    split by reason in ``dropped_by_reason`` (``queue_full``, ``rejected``,
+    ``partially_rejected``, ``timed_out``, ``shutdown``, ``too_large``, ``no_exporter``,
+    ``error``); see ``ExportStats``. Counted since the process started (or forked).
+    """
     processor = _processor
-    return processor.stats if processor is not None else None
+    return processor.snapshot() if processor is not None else None
 
 
 def exporter_problem() -> str | None:
-    """Why this process would export nothing, or None. Builds the process's transport now.
+    """Why this process would export nothing, when nobody said so yet; else None.
 
-    Called where a process starts serving (a Celery pool child, a gunicorn
-    worker), so that a broken exporter is reported once at start-up instead of
-    spans vanishing silently.
+    Builds the process's transport now. Called where a process starts serving (a
+    Celery pool child, a gunicorn worker), so that a broken exporter is reported
+    once at start-up. A transport that cannot be built is logged by the processor
+    itself, once per process of any kind, so it is not returned here again.
     """
     from tracing_app.conf import get_config
 
@@ -237,6 +250,5 @@ def exporter_problem() -> str | None:
     processor = _processor
     if processor is None:
         return "no span processor is installed"
-    if processor.transport() is None:
-        return f"its exporter could not be built: {processor.transport_error}"
+    processor.transport()
     return None

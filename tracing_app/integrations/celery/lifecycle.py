@@ -45,6 +45,7 @@ from celery.exceptions import WorkerLostError
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from tracing_app.context.carriers import CARRIER
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.resource import BEAT, WORKER, set_process_role
 from tracing_app.safety import guarded
@@ -186,7 +187,7 @@ def record_killed_task(request: Any, error_type: str, message: str, duration: fl
     )
 
     headers = dict(getattr(request, "request_dict", None) or {})
-    parent = propagate.extract(headers)
+    parent = propagate.extract(headers, getter=CARRIER)
     now_ns = time.time_ns()
     started = getattr(request, "time_start", None)
     start_ns = int(started * 1e9) if started else now_ns - int(duration * 1e9)
