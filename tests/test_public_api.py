@@ -15,7 +15,7 @@ import tracing_app
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Check ids (tracing_app.E001) and span attribute names are not import paths.
-NOT_PATHS = re.compile(r"^tracing_app\.([EW]\d{3}|link|outbox\.(event_id|wait_ms)|check)$")
+NOT_PATHS = re.compile(r"^tracing_app\.([EW]\d{3}|link|outbox\.(event_id|wait_ms)|check|process\.role)$")
 IMPORT = re.compile(r"^\s*from (tracing_app[\w.]*) import ([\w, ]+)", re.MULTILINE)
 DOTTED = re.compile(r"\btracing_app(?:\.\w+)+")
 

@@ -101,5 +101,5 @@ def test_runserver_parent_makes_no_span_and_the_child_traces_requests(stack, otl
     [server] = [s for s in spans if s.kind == "SERVER"]
     # Everything belongs to the request: no command span from the reloader or its child, no lone
     # start-up queries (system checks, check_migrations).
-    assert {s.trace_id for s in spans} == {server.trace_id}, [(s.name, s.parent_id) for s in spans]
+    assert {s.trace_id for s in spans} == {server.trace_id}, ([(s.name, s.parent_id) for s in spans], output)
     assert server.resource["tracing_app.process.role"] == "web"
