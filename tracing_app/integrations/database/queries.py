@@ -43,13 +43,13 @@ from tracing_app.semconv import (
     DB_QUERY_TEXT,
     DB_RESPONSE_STATUS_CODE,
     DB_SYSTEM_NAME,
+    DJANGO_DB_SYSTEMS,
     SERVER_ADDRESS,
     SERVER_PORT,
     TRACING_APP_DB_QUERY_IN_LIST_SIZE,
 )
 
-# Django vendor name -> db.system.name
-SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
+SYSTEMS = DJANGO_DB_SYSTEMS
 
 # Savepoints are Django's transaction bookkeeping (every nested atomic() and
 # every test case makes them): three spans per block that say nothing about the
