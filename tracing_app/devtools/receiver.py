@@ -42,6 +42,8 @@ class OTLPReceiver:
         self.spans: list[SpanRecord] = []
         self._keep = keep
         self.bodies: list[bytes] = []  # every decoded export request, as received (privacy tests grep them)
+        # The headers of every POST, names lower-cased, in arrival order (what an exporter sent: auth, encoding).
+        self.headers: list[dict[str, str]] = []
         self.requests = 0  # POSTs received
         self.answered = 0  # POSTs answered (a delayed answer counts once it is sent)
         self.fault = Fault()
@@ -138,6 +140,7 @@ class OTLPReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._cond:
                     receiver.requests += 1
+                    receiver.headers.append({name.lower(): value for name, value in self.headers.items()})
                     fault = receiver.fault
                     if fault.times:
                         fault.times -= 1
@@ -193,8 +196,13 @@ class OTLPGrpcReceiver:
         import grpc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+        # The metadata of every call (names are lower-case in gRPC), in arrival order.
+        self.headers: list[dict[str, str]] = []
+        headers = self.headers
+
         class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
+                headers.append({key: value for key, value in context.invocation_metadata() if isinstance(value, str)})
                 on_spans(from_otlp_request(request))
                 return trace_service_pb2.ExportTraceServiceResponse()
 

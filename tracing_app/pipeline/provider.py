@@ -12,8 +12,10 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.composite import CompositePropagator
@@ -24,7 +26,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
 from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
-from tracing_app.pipeline.export.otlp_http import HttpTransport
+from tracing_app.pipeline.export.otlp_http import HttpTransport, sender_options
 from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from tracing_app.pipeline.fast_spans import fast_tracer
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
@@ -69,12 +71,37 @@ def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | 
         def grpc_transport() -> Transport:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-            insecure = not endpoint.startswith("https://")
-            exporter = GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
+            exporter = GrpcExporter(endpoint=endpoint, headers=headers, timeout=config.otlp_timeout,
+                                    **grpc_options(config, endpoint))
             return SdkExporterTransport(exporter, endpoint)
 
         return grpc_transport
-    return lambda: HttpTransport(endpoint, headers)
+    options = sender_options(config)
+    return lambda: HttpTransport(endpoint, headers, **options)
+
+
+def grpc_options(config: TracingConfig, endpoint: str) -> dict[str, object]:
+    """TLS and compression of the gRPC exporter (OpenTelemetry's exporter specification): an
+    ``http://`` endpoint is plain, ``https://`` is TLS, one without a scheme is TLS unless
+    OTLP_INSECURE; the certificate options give the TLS credentials."""
+    import grpc
+    from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+
+    scheme = urllib.parse.urlsplit(endpoint).scheme.lower() if "://" in endpoint else ""
+    insecure = scheme == "http" or (not scheme and config.otlp_insecure)
+    options: dict[str, object] = {
+        "insecure": insecure,
+        "compression": Compression.Gzip if config.otlp_compression == "gzip" else Compression.NoCompression,
+    }
+    if not insecure and (config.otlp_certificate or config.otlp_client_certificate):
+        try:
+            files = [Path(path).read_bytes() if path else None
+                     for path in (config.otlp_certificate, config.otlp_client_key, config.otlp_client_certificate)]
+            options["credentials"] = grpc.ssl_channel_credentials(*files)
+        except OSError as error:  # like HTTP's sender_options: logged, the host keeps running
+            logger.warning("tracing_app: the OTLP certificate options cannot be loaded (%s: %s); "
+                           "exporting without them", type(error).__name__, error)
+    return options
 
 
 def build_processor(config: TracingConfig) -> ExportProcessor | None:
