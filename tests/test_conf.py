@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from tracing_app.conf import KEYS, get_config, resolve
+from tracing_app.conf import DEFAULT_INTEGRATIONS, KEYS, get_config, resolve
 from tracing_app.conf import keys as conf
 
 
@@ -95,8 +95,7 @@ def test_user_dict_is_never_mutated():
     user = {"INTEGRATIONS": {"celery": False}}
     config = resolve(user, {})
     assert user == {"INTEGRATIONS": {"celery": False}}
-    assert config.integrations == {"django": True, "celery": False, "database": True, "logging": True,
-                                   "grpc": True, "http_client": True}
+    assert config.integrations == {**DEFAULT_INTEGRATIONS, "celery": False}
 
 
 def test_typo_in_attribute_access_raises():

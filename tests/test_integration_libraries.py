@@ -91,7 +91,7 @@ def test_a_dotted_module_whose_parent_is_missing_is_not_importable():
 
 
 def test_the_extras_are_the_optional_integrations():
-    assert OPTIONAL == ["celery", "grpc", "http_client"]
+    assert OPTIONAL == ["aiohttp", "celery", "grpc", "http_client", "httpx", "urllib", "urllib3"]
 
 
 def test_every_integration_needing_more_than_the_core_dependencies_is_optional():

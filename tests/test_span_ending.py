@@ -1,4 +1,4 @@
-"""Every span that starts, ends (issue 14): a publish that raises, an exception in
+"""Every span that starts, ends: a publish that raises, an exception in
 our own hooks, a task run that never reaches postrun. Worker-lost is proven with a
 real worker in tests/e2e/test_worker_lifecycle.py."""
 

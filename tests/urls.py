@@ -54,6 +54,7 @@ class Resource(View):
 urlpatterns = [
     path("call-out/", call_out),
     path("healthz", ok),
+    path("async/", include("tests.async_views")),
     path("ok/", ok),
     path("shop/", include([path("items/<int:pk>/", item)])),
     path("boom/", boom),

@@ -55,7 +55,7 @@ _LAZY = {
     "consuming": "tracing_app.integrations.kombu",
     "TracingClientInterceptor": "tracing_app.integrations.grpc",
     "TracingServerInterceptor": "tracing_app.integrations.grpc",
-    "requests_request_hook": "tracing_app.integrations.http_client",
+    "requests_request_hook": "tracing_app.integrations.http_client.requests",
     "write_event": "tracing_app.outbox",
     "user_context": "tracing_app.context.business",
 }

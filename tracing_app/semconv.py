@@ -58,6 +58,7 @@ SERVER_PORT = "server.port"
 SERVICE_NAME = "service.name"
 SERVICE_VERSION = "service.version"
 
+TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"
 TRACING_APP_OUTBOX_WAIT_MS = "tracing_app.outbox.wait_ms"
 # Resource attribute: web, worker, beat or command (pipeline/resource.py).

@@ -47,6 +47,7 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 DEFAULT_PORTS = {"http/protobuf": 4318, "grpc": 4317}
+MIB = 1024 * 1024
 COMPRESSIONS = ("none", "gzip")
 # Values the OpenTelemetry environment specification knows and tracing_app does not do.
 UNSUPPORTED_EXPORTERS = {"zipkin": "Zipkin is deprecated; use otlp", "logging": "deprecated; use console",
@@ -166,9 +167,14 @@ DEFAULT_INTEGRATIONS = {
     "celery": True,
     "database": True,
     "logging": True,
-    # Synchronous service hops: gRPC interceptors and outgoing HTTP (requests).
+    # Service hops: gRPC interceptors and outgoing HTTP, one switch per client library
+    # ("http_client" is requests).
     "grpc": True,
     "http_client": True,
+    "httpx": True,
+    "urllib3": True,
+    "urllib": True,
+    "aiohttp": True,
 }
 
 
@@ -246,12 +252,19 @@ KEYS: tuple[Key, ...] = (
     Key("BATCH_SCHEDULE_DELAY", 5.0, positive(float), "Seconds between batch exports.",
         env=("OTEL_BSP_SCHEDULE_DELAY",), env_parse=env_duration),
     Key("BATCH_MAX_QUEUE_SIZE", 2048, positive(int),
-        "Spans held for export at most (the memory cap while the collector is slow or down); "
-        "more are dropped and counted.",
+        "Spans held for export at most (the memory cap while the collector is slow or down, with "
+        "BATCH_MAX_QUEUE_BYTES); more are dropped and counted.",
         env=("OTEL_BSP_MAX_QUEUE_SIZE",), env_parse=env_integer),
+    Key("BATCH_MAX_QUEUE_BYTES", 8 * MIB, positive(int),
+        "Bytes held for export at most (spans' estimated encoded size; Python's own memory per span "
+        "comes on top): the cap for long statements; more are dropped and counted."),
     Key("BATCH_MAX_EXPORT_SIZE", 512, positive(int),
         "Spans sent in one export request at most; not more than BATCH_MAX_QUEUE_SIZE.",
         env=("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",), env_parse=env_integer),
+    Key("BATCH_MAX_EXPORT_BYTES", 3 * MIB, positive(int),
+        "Bytes of one export request at most (encoded OTLP); bigger batches are split. Default 3 MiB: "
+        "under the 4 MiB a stock Collector or Jaeger takes per gRPC message (its HTTP limit is 20 MiB); "
+        "lower it behind a proxy with a smaller body limit (nginx: 1 MiB)."),
     Key("BATCH_EXPORT_TIMEOUT", 30.0, positive(float),
         "Seconds one batch may spend being exported, retries included; then it is dropped and counted. "
         "(The OTEL_* variable is in whole milliseconds; 0: no limit.)",
@@ -294,6 +307,11 @@ KEYS: tuple[Key, ...] = (
         "off: type and stack frames only."),
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
+    # -- database --
+    Key("QUERY_TEXT_MAX_LENGTH", 2048, positive(int),
+        "Characters of `db.query.text` kept, after values became `?` and repeated lists were written once. "
+        "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, when lower, cut every "
+        "attribute of every span further."),
     # -- messaging: Celery trace shape, outbox relay ----------------------
     Key("CELERY_NEW_TRACE_TASKS", (), as_names,
         "Task names (shell patterns allowed) whose runs start a new trace linked to the publisher "

@@ -12,20 +12,17 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import urllib.parse
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from opentelemetry import propagate, trace
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
-from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
+from tracing_app.context.propagators import BaggagePropagator, GatedCompositePropagator, TraceContextPropagator
 from tracing_app.pipeline.export.otlp_http import HttpTransport, sender_options
 from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from tracing_app.pipeline.fast_spans import fast_tracer
@@ -69,39 +66,21 @@ def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | 
         return lambda: SdkExporterTransport(ConsoleSpanExporter(service_name=config.service_name), "console")
     if config.otlp_protocol == "grpc":
         def grpc_transport() -> Transport:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+            from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
-            exporter = GrpcExporter(endpoint=endpoint, headers=headers, timeout=config.otlp_timeout,
-                                    **grpc_options(config, endpoint))
-            return SdkExporterTransport(exporter, endpoint)
+            return GrpcTransport(endpoint, headers, **grpc_options(config))
 
         return grpc_transport
     options = sender_options(config)
     return lambda: HttpTransport(endpoint, headers, **options)
 
 
-def grpc_options(config: TracingConfig, endpoint: str) -> dict[str, object]:
-    """TLS and compression of the gRPC exporter (OpenTelemetry's exporter specification): an
-    ``http://`` endpoint is plain, ``https://`` is TLS, one without a scheme is TLS unless
-    OTLP_INSECURE; the certificate options give the TLS credentials."""
-    import grpc
-    from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
-
-    scheme = urllib.parse.urlsplit(endpoint).scheme.lower() if "://" in endpoint else ""
-    insecure = scheme == "http" or (not scheme and config.otlp_insecure)
-    options: dict[str, object] = {
-        "insecure": insecure,
-        "compression": Compression.Gzip if config.otlp_compression == "gzip" else Compression.NoCompression,
-    }
-    if not insecure and (config.otlp_certificate or config.otlp_client_certificate):
-        try:
-            files = [Path(path).read_bytes() if path else None
-                     for path in (config.otlp_certificate, config.otlp_client_key, config.otlp_client_certificate)]
-            options["credentials"] = grpc.ssl_channel_credentials(*files)
-        except OSError as error:  # like HTTP's sender_options: logged, the host keeps running
-            logger.warning("tracing_app: the OTLP certificate options cannot be loaded (%s: %s); "
-                           "exporting without them", type(error).__name__, error)
-    return options
+def grpc_options(config: TracingConfig) -> dict[str, object]:
+    """``GrpcTransport``'s keyword arguments for ``config``: TLS for a schemeless endpoint,
+    compression and the certificate files."""
+    return {"insecure": config.otlp_insecure, "compression": config.otlp_compression,
+            "certificate": config.otlp_certificate, "client_key": config.otlp_client_key,
+            "client_certificate": config.otlp_client_certificate}
 
 
 def build_processor(config: TracingConfig) -> ExportProcessor | None:
@@ -111,11 +90,14 @@ def build_processor(config: TracingConfig) -> ExportProcessor | None:
     return ExportProcessor(
         factory,
         max_queue_size=config.batch_max_queue_size,
+        max_queue_bytes=config.batch_max_queue_bytes,
         max_export_batch_size=config.batch_max_export_size,
+        max_export_bytes=config.batch_max_export_bytes,
         schedule_delay=config.batch_schedule_delay,
         export_timeout=config.batch_export_timeout,
         request_timeout=config.otlp_timeout,
         shutdown_timeout=config.shutdown_timeout,
+        endpoint=config.traces_endpoint if config.exporter == "otlp" else "",
     )
 
 
@@ -136,7 +118,7 @@ def build_propagator(config: TracingConfig) -> TextMapPropagator:
         except Exception:
             # Reported by the system check tracing_app.E005; keep the others.
             logger.debug("tracing_app: propagator %r skipped", name, exc_info=True)
-    return CompositePropagator(found)
+    return GatedCompositePropagator(found)
 
 
 def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:
@@ -225,7 +207,12 @@ def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
 
 
 def force_flush(timeout_millis: int | None = None) -> bool:
-    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT)."""
+    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT).
+
+    False when the time ran out or spans were dropped since the previous flush (the
+    exporter cannot be built, the collector is down or refusing...; ``export_stats()``
+    counts why). True with tracing off or EXPORTER='none': nothing was to be sent.
+    """
     provider = _provider
     if provider is None:
         return True
@@ -243,17 +230,24 @@ def shutdown() -> None:
 
 
 def export_stats() -> ExportStats | None:
-    """This process's export counters (exported, dropped and why), or None when nothing is exported."""
+    """This process's span accounting, or None when nothing is exported (tracing off, EXPORTER='none').
+
+    An ``ExportStats`` snapshot: ``ended == exported + dropped + pending``, with ``dropped``
+    split by reason in ``dropped_by_reason`` (``queue_full``, ``rejected``,
+    ``partially_rejected``, ``timed_out``, ``shutdown``, ``too_large``, ``no_exporter``,
+    ``error``); see ``ExportStats``. Counted since the process started (or forked).
+    """
     processor = _processor
-    return processor.stats if processor is not None else None
+    return processor.snapshot() if processor is not None else None
 
 
 def exporter_problem() -> str | None:
-    """Why this process would export nothing, or None. Builds the process's transport now.
+    """Why this process would export nothing, when nobody said so yet; else None.
 
-    Called where a process starts serving (a Celery pool child, a gunicorn
-    worker), so that a broken exporter is reported once at start-up instead of
-    spans vanishing silently.
+    Builds the process's transport now. Called where a process starts serving (a
+    Celery pool child, a gunicorn worker), so that a broken exporter is reported
+    once at start-up. A transport that cannot be built is logged by the processor
+    itself, once per process of any kind, so it is not returned here again.
     """
     from tracing_app.conf import get_config
 
@@ -265,6 +259,5 @@ def exporter_problem() -> str | None:
     processor = _processor
     if processor is None:
         return "no span processor is installed"
-    if processor.transport() is None:
-        return f"its exporter could not be built: {processor.transport_error}"
+    processor.transport()
     return None

@@ -11,8 +11,6 @@ the ORM wrote it with parameters kept apart (never recorded).
 
 from __future__ import annotations
 
-import functools
-import re
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +24,7 @@ from opentelemetry.trace import SpanKind
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy
 from tracing_app.integrations.base import Integration
+from tracing_app.integrations.database.statements import DEFAULT_MAX_LENGTH, StatementCache
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
 from tracing_app.safety import swallow
@@ -39,6 +38,7 @@ from tracing_app.semconv import (
     DB_SYSTEM_NAME,
     SERVER_ADDRESS,
     SERVER_PORT,
+    TRACING_APP_DB_QUERY_IN_LIST_SIZE,
 )
 
 # Django vendor name -> db.system.name
@@ -46,64 +46,11 @@ SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "or
 
 # Savepoints are Django's transaction bookkeeping (every nested atomic() and
 # every test case makes them): three spans per block that say nothing about the
-# work, so they are not traced. So is the BEGIN that Django's SQLite backend
-# sends through a cursor for each atomic() (PostgreSQL's driver begins
-# implicitly, and COMMIT goes past execute wrappers on every backend): without
-# it the same code would make different trees on the two backends.
-HOUSEKEEPING = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|BEGIN)\b", re.IGNORECASE)
-OPERATION = re.compile(r"\s*(\w+)")
-COLLECTION = re.compile(r"""\b(?:FROM|INTO|UPDATE|TABLE)\s+["`]?([\w.]+)["`]?""", re.IGNORECASE)
-
-
-# Inline literals in SQL text become "?" so that values typed into raw SQL (or
-# built into it) never reach the spans; quoted identifiers and placeholders
-# (%s, $1, :name) stay. Backslash escapes inside '...' exist only in MySQL's
-# default mode: elsewhere '\' is an ordinary character, and treating it as an
-# escape would let the rest of a statement pass as non-literal text. An
-# unterminated string is redacted to the end.
-_LITERAL = r"""
-    (?P<ident>"(?:[^"]|"")*"|`[^`]*`)
-  | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*|)\$.*?(?:\$(?P=tag)\$|$))
-  | [EeBbXxNn]?'{body}(?:'|$)
-  | (?<![\w$.:])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?!\w)
-"""
-_LITERALS = re.compile(_LITERAL.format(body=r"(?:[^']|'')*"), re.VERBOSE | re.DOTALL)
-_LITERALS_BACKSLASH = re.compile(_LITERAL.format(body=r"(?:[^'\\]|''|\\.)*"), re.VERBOSE | re.DOTALL)
-
-
-def _keep_identifiers(match: re.Match[str]) -> str:
-    return match.group("ident") or "?"
-
-
-@functools.lru_cache(maxsize=1024)
-def normalize_sql(sql: str, backslash_escapes: bool = False) -> str:
-    """``sql`` with every inline literal replaced by ``?``. Cached: ORM statements repeat."""
-    return (_LITERALS_BACKSLASH if backslash_escapes else _LITERALS).sub(_keep_identifiers, sql)
-def describe(sql: str) -> tuple[str, str]:
-    """(operation, collection) of a statement, e.g. ``("SELECT", "orders_order")``."""
-    match = OPERATION.match(sql)
-    operation = match.group(1).upper() if match else ""
-    found = COLLECTION.search(sql, 0, 2000)
-    return operation, (found.group(1) if found else "")
-
-
-@functools.lru_cache(maxsize=1024)
-def statement_attributes(sql: str, backslash_escapes: bool) -> tuple[str, dict[str, Any]] | None:
-    """(span name, the statement's attributes) for ``sql``; None for housekeeping that is not traced.
-
-    Cached: the ORM sends the same few statement texts over and over, so the
-    regular expressions run once per text, not once per query. The dict is shared:
-    callers copy it (``{**connection_attributes, **statement}``), never change it.
-    """
-    if HOUSEKEEPING.match(sql):
-        return None
-    operation, collection = describe(sql)
-    attributes: dict[str, Any] = {DB_QUERY_TEXT: normalize_sql(sql, backslash_escapes)}
-    if operation:
-        attributes[DB_OPERATION_NAME] = operation
-    if collection:
-        attributes[DB_COLLECTION_NAME] = collection
-    return f"{operation} {collection}".strip(), attributes
+# work, so they are not traced (statements.HOUSEKEEPING). So is the BEGIN that
+# Django's SQLite backend sends through a cursor for each atomic() (PostgreSQL's
+# driver begins implicitly, and COMMIT goes past execute wrappers on every
+# backend): without it the same code would make different trees on the two backends.
+STATEMENTS = StatementCache()
 
 
 class QueryTracer:
@@ -135,15 +82,7 @@ class QueryTracer:
             return execute(sql, params, many, context)
         span = None
         try:  # safety.swallow, not guarded: this runs for every query (see safety.swallow)
-            statement = statement_attributes(sql, self.backslash_escapes)
-            if statement is not None:
-                name, attributes = statement[0], {**self.attributes, **statement[1]}
-                if many and isinstance(params, (list, tuple)):
-                    attributes[DB_OPERATION_BATCH_SIZE] = len(params)
-                # start_span + attach instead of start_as_current_span: the same span and
-                # context, without two generator-based context managers per query.
-                span = tracer.start_span(name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT,
-                                         attributes=attributes)
+            span = self._start(tracer, sql, params, many)
         except Exception as exc:
             swallow("starting a query span", exc)
         if span is None:
@@ -165,16 +104,42 @@ class QueryTracer:
             span.end()
 
 
+    def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool) -> trace.Span | None:
+        shape = STATEMENTS.get(sql, self.backslash_escapes, integration.max_length)
+        if shape is None:
+            return None
+        attributes = {**self.attributes, DB_QUERY_TEXT: shape.text}
+        if shape.operation:
+            attributes[DB_OPERATION_NAME] = shape.operation
+        if shape.collection:
+            attributes[DB_COLLECTION_NAME] = shape.collection
+        if shape.in_list_size:
+            attributes[TRACING_APP_DB_QUERY_IN_LIST_SIZE] = shape.in_list_size
+        if many and isinstance(params, (list, tuple)):
+            attributes[DB_OPERATION_BATCH_SIZE] = len(params)
+        elif shape.rows > 1:  # bulk_create: one INSERT of many rows, Django's batch of inserts
+            attributes[DB_OPERATION_BATCH_SIZE] = shape.rows
+        elif shape.unnest and params and isinstance(params[0], (list, tuple)) and len(params[0]) > 1:
+            attributes[DB_OPERATION_BATCH_SIZE] = len(params[0])
+        # start_span + attach instead of start_as_current_span: the same span and
+        # context, without two generator-based context managers per query.
+        return tracer.start_span(shape.span_name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT,
+                                 attributes=attributes)
+
+
 class DatabaseIntegration(Integration):
     name = "database"
 
     def __init__(self) -> None:
         super().__init__()
+        self.max_length = DEFAULT_MAX_LENGTH
         self._wrapped: weakref.WeakKeyDictionary[BaseDatabaseWrapper, QueryTracer] = weakref.WeakKeyDictionary()
 
     def _install(self, config: TracingConfig) -> None:
         from django.db import connections
 
+        self.max_length = config.query_text_max_length
+        STATEMENTS.clear()
         connection_created.connect(self._on_connection_created, weak=False,
                                    dispatch_uid="tracing_app.integrations.database")
         for connection in connections.all(initialized_only=True):

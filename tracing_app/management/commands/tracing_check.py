@@ -90,25 +90,25 @@ class Command(BaseCommand):
             sender.close()
 
     def send_grpc(self, config: TracingConfig, span: Any, timeout: float) -> Outcome:
-        # The SDK's gRPC exporter reports only success or failure: reach the port
-        # ourselves first, so that DNS, refused and timeout are told apart.
+        # Reach the port first, so that DNS, refused and timeout are told apart as over HTTP
+        # (gRPC reports all three as UNAVAILABLE); then the exporter's own transport.
         url = urllib.parse.urlsplit(config.traces_endpoint if "//" in config.traces_endpoint
                                     else f"//{config.traces_endpoint}")
         try:
             socket.create_connection((url.hostname, url.port or 4317), timeout=timeout).close()
         except OSError as exc:
             return classify_error(exc, config.traces_endpoint)
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import SpanExportResult
+        from tracing_app.pipeline.export.otlp_encoding import Encoder
+        from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
-        exporter = OTLPSpanExporter(endpoint=config.traces_endpoint, headers=dict(config.otlp_headers),
-                                    insecure=not config.traces_endpoint.startswith("https://"), timeout=timeout)
         try:
-            if exporter.export([span]) is SpanExportResult.SUCCESS:
-                return Outcome(ok=True)
+            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers), **provider.grpc_options(config))
+        except ValueError as exc:
+            return Outcome(False, "config", str(exc))
+        try:
+            return transport.send(Encoder().encode([span]), timeout)
         finally:
-            exporter.shutdown()
-        return Outcome(False, "grpc", f"the gRPC collector at {config.traces_endpoint} did not accept the span")
+            transport.close()
 
     def check_worker(self, queue: str | None, timeout: float) -> None:
         from celery import current_app

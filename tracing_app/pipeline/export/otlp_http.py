@@ -4,7 +4,8 @@
 connection and returns an ``Outcome``: sent, or failed with the failure's kind
 (``dns``, ``refused``, ``timeout``, ``connection``, ``http``), whether the OTLP
 specification allows a retry, the server's ``Retry-After`` and a hint for the
-user. The retry loop lives in ``export.py``; ``manage.py tracing_check`` uses
+user; a 413 is ``too_large`` and a 2xx answer's ``partial_success`` is read.
+The retry loop lives in ``processor.py``; ``manage.py tracing_check`` uses
 the same sender so that it reports exactly what the exporter would see.
 
 Why not the SDK's ``OTLPSpanExporter``: it retries inside ``export()`` with its
@@ -15,7 +16,6 @@ we need one attempt at a time, classified, with the timeout we choose.
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
 import gzip
 import http.client
@@ -29,50 +29,14 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tracing_app.pipeline.export.otlp_encoding import Encoder
+from tracing_app.pipeline.export.otlp_encoding import Chunk, Encoder
+from tracing_app.pipeline.export.outcome import SENT, Outcome, accepted_with_rejections
 
 logger = logging.getLogger(__name__)
 
 # OTLP/HTTP: "retryable" responses; everything else that is not 2xx is final.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 CONTENT_TYPE = "application/x-protobuf"
-
-HINTS = {
-    "dns": "the collector's host name does not resolve; check OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT",
-    "refused": "nothing listens at that address; is the collector running, and is the port 4318 (OTLP/HTTP)?",
-    "timeout": "the collector did not answer in time; check the network path or raise OTLP_TIMEOUT (seconds)",
-    "connection": "the connection failed; check that the endpoint speaks OTLP/HTTP (not gRPC, not Jaeger Thrift)",
-    "http": "the collector rejected the request",
-}
-STATUS_HINTS = {
-    400: "the collector could not decode the request; is this an OTLP/HTTP protobuf endpoint?",
-    401: "the collector wants credentials; set OTLP_HEADERS (e.g. an authorization header)",
-    403: "the collector refused the credentials in OTLP_HEADERS",
-    404: "no OTLP traces endpoint at this URL; the path should end in /v1/traces",
-    413: "the request was too large; lower BATCH_MAX_EXPORT_SIZE",
-    429: "the collector is rate limiting; it will be retried after Retry-After",
-    503: "the collector is unavailable or overloaded; it will be retried",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    kind: str = ""  # "", "dns", "refused", "timeout", "connection", "http"
-    detail: str = ""
-    retryable: bool = False
-    retry_after: float | None = None  # seconds, from the server's Retry-After
-    status: int = 0
-
-    @property
-    def hint(self) -> str:
-        return STATUS_HINTS.get(self.status) or HINTS.get(self.kind, "")
-
-    def describe(self) -> str:
-        return f"{self.detail} ({self.hint})" if self.hint else self.detail
-
-
-SENT = Outcome(ok=True)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -99,6 +63,18 @@ def classify_error(error: BaseException, endpoint: str) -> Outcome:
     if isinstance(error, TimeoutError):  # socket.timeout is TimeoutError since Python 3.10
         return Outcome(False, "timeout", f"no answer from {endpoint} in time", retryable=True)
     return Outcome(False, "connection", f"{type(error).__name__} talking to {endpoint}: {error}", retryable=True)
+
+
+def partial_success(answer: bytes) -> Outcome:
+    """A 2xx answer's ``ExportTraceServiceResponse``: how many spans the collector dropped, and why."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    try:
+        response = ExportTraceServiceResponse.FromString(answer)
+    except Exception:  # not protobuf (a proxy's text): the request was accepted, that is all we know
+        return SENT
+    partial = response.partial_success
+    return accepted_with_rejections(partial.rejected_spans, partial.error_message)
 
 
 class HttpSender:
@@ -159,15 +135,15 @@ class HttpSender:
             connection.sock.settimeout(timeout)
         connection.request("POST", self._path, body=body, headers=self._headers)
         response = connection.getresponse()
-        response.read()  # drain, so the connection can be reused
+        answer = response.read()  # read it all, so the connection can be reused
         if response.will_close:
             self.close()
-        if 200 <= response.status < 300:
-            return SENT
         status = response.status
+        if 200 <= status < 300:
+            return partial_success(answer) if answer else SENT
         return Outcome(
             False, "http", f"HTTP {status} {response.reason} from {self.endpoint}",
-            retryable=status in RETRYABLE_STATUSES, status=status,
+            retryable=status in RETRYABLE_STATUSES, status=status, too_large=status == 413,
             retry_after=parse_retry_after(response.getheader("Retry-After")) if status in RETRYABLE_STATUSES else None,
         )
 
@@ -210,8 +186,9 @@ class HttpTransport:
         self._encoder = Encoder()
         self._sender = HttpSender(endpoint, headers, **options)
 
-    def encode(self, spans: Sequence[ReadableSpan], pause: Callable[[], None] | None = None) -> bytes:
-        return self._encoder.encode(spans, pause)
+    def encode(self, spans: Sequence[ReadableSpan], max_bytes: int,
+               pause: Callable[[], None] | None = None) -> tuple[list[Chunk], list[ReadableSpan]]:
+        return self._encoder.encode_chunks(spans, max_bytes, pause)
 
     def send(self, payload: bytes, timeout: float) -> Outcome:
         return self._sender.send(payload, timeout)
