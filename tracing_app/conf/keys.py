@@ -29,6 +29,7 @@ from tracing_app.conf.parsers import (
     env_duration,
     env_integer,
     env_pairs,
+    env_propagator_names,
     env_timeout,
     positive,
 )
@@ -243,7 +244,7 @@ KEYS: tuple[Key, ...] = (
         env=("OTEL_TRACES_SAMPLER_ARG",)),
     Key("PROPAGATORS", ("tracecontext", "baggage"), as_propagator_names,
         "Context propagators by name, in order; `none`: none (nothing injected or extracted).",
-        env=("OTEL_PROPAGATORS",)),
+        env=("OTEL_PROPAGATORS",), env_parse=env_propagator_names),
     Key("EXCLUDED_URLS", (), as_patterns,
         "Regular expressions searched in the request path; a match is not traced.",
         env=("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", "OTEL_PYTHON_EXCLUDED_URLS")),

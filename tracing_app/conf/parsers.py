@@ -221,6 +221,18 @@ def env_choice(*choices: str, unsupported: Mapping[str, str] | None = None) -> C
     return parse
 
 
+def env_propagator_names(value: str) -> tuple[str, ...]:
+    """OTEL_PROPAGATORS: as ``as_propagator_names``; a name no installed package provides
+    makes the whole variable ignored (an unrecognised Enum value, the specification says)."""
+    from tracing_app.conf.environment import known_propagators
+
+    names = as_propagator_names(value)
+    unknown = sorted(set(names) - known_propagators())
+    if unknown:
+        raise InvalidValue(f"no propagator named {', '.join(map(repr, unknown))} is installed")
+    return names
+
+
 def as_propagator_names(value: Any) -> tuple[str, ...]:
     """OTEL_PROPAGATORS / TRACING["PROPAGATORS"]: names, lower-cased (it is an Enum) and
     deduplicated in order (the specification: each propagator registered once). ``none``

@@ -63,6 +63,7 @@ class OTLPReceiver:
         self.bodies: list[bytes] = []  # every decoded export request, as received (privacy tests grep them)
         # The headers of every POST, names lower-cased, in arrival order (what an exporter sent: auth, encoding).
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []  # the path of every POST, in arrival order
         self.requests = 0  # POSTs received
         self.answered = 0  # POSTs answered (a delayed answer counts once it is sent)
         self.fault = Fault()
@@ -160,6 +161,7 @@ class OTLPReceiver:
                 with receiver._cond:
                     receiver.requests += 1
                     receiver.headers.append({name.lower(): value for name, value in self.headers.items()})
+                    receiver.paths.append(self.path)
                     receiver.body_sizes.append(len(body))
                     fault = receiver.fault
                     if fault.times:

@@ -102,7 +102,8 @@ class Command(BaseCommand):
         from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
         try:
-            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers), **provider.grpc_options(config))
+            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers),
+                                      **provider.grpc_options(config))
         except ValueError as exc:
             return Outcome(False, "config", str(exc))
         try:
