@@ -1,13 +1,16 @@
 """Settings of the demo shop. Service addresses come from the environment:
 
 DATABASE_URL          postgres://user@host:5432/name or sqlite:///path (default: local PostgreSQL)
-CELERY_BROKER_URL     amqp://guest:guest@host:5672// (default: local RabbitMQ), or filesystem://
-                      for the embedded demo: a broker that needs no server
+CELERY_BROKER_URL     amqp://guest:guest@host:5672// (default: local RabbitMQ), redis://host:6379/0,
+                      or filesystem:// for the embedded demo: a broker that needs no server
+CELERY_BROKER_KEY_PREFIX  with Redis: a prefix for every key (several stacks on one Redis)
+CELERY_RESULT_BACKEND django-db (default) or redis://host:6379/1
 CELERY_BROKER_FOLDER  where filesystem:// keeps its messages (default .demo/broker)
 PRICING_LISTEN        host:port the pricing gRPC server listens on (default 0.0.0.0:50051)
 PRICING_TARGET        host:port web and worker call pricing at (default 127.0.0.1:50051)
 PRICING_TIMEOUT       seconds a pricing call may take (default 2)
 ORDER_WEBHOOK_URL     when set, the worker POSTs each reserved/rejected order there
+REDIS_CACHE_URL       redis://host:6379/1: Django's cache in Redis (default: in process memory)
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
 
@@ -86,10 +89,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # worker's prefetch is full; with one message of headroom the next task is
     # already there when a pool process frees up.
     CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Celery over Redis (`pip install django-tracing-app[redis]`). A key prefix of
+    # its own when several deployments (or test runs) share one Redis database.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 # Keep Django's LOGGING (with trace ids) in the worker instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Results only where a task asks for them (chords do); the shop's tasks store none.
-CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # or redis://host:6379/1
+if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
 
 # order.* events: written to tracing_app's outbox with the order, published by
@@ -116,7 +125,16 @@ TRACING = {
     "EXCLUDED_URLS": [r"^/healthz$"],
     # The demo needs these libraries: `manage.py check` says so if one is missing.
     "INTEGRATIONS": {"grpc": True, "http_client": True},
+    # Product prices are cached by sku (apps/pricing/views.py): not personal, so the key may be recorded.
+    "RECORD_CACHE_KEYS": ["product-price:*"],
 }
+
+# Product prices are cached (apps/pricing/views.py): in Redis when REDIS_CACHE_URL is set
+# (redis://host:6379/1), else in each process's memory.
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_CACHE_URL"]}
+    if os.environ.get("REDIS_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+)}
 
 # Every line names its service, trace and span (tracing_app.TextFormatter): paste a trace_id
 # into Jaeger's search. LOG_FORMAT=json writes JSON lines instead.

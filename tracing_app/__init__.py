@@ -58,14 +58,17 @@ _LAZY = {
     "consuming": "tracing_app.integrations.kombu",
     "TracingClientInterceptor": "tracing_app.integrations.grpc",
     "TracingServerInterceptor": "tracing_app.integrations.grpc",
+    "aio_client_interceptors": "tracing_app.integrations.grpc.aio",
+    "TracingAioServerInterceptor": "tracing_app.integrations.grpc.aio",
     "requests_request_hook": "tracing_app.integrations.http_client.requests",
     "write_event": "tracing_app.outbox",
     "user_context": "tracing_app.context.business",
 }
 
 __all__ = [
-    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingClientInterceptor", "TracingConfig",
-    "TracingMiddleware", "TracingServerInterceptor", "__version__", "business_context", "consuming", "export_stats",
+    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingAioServerInterceptor",
+    "TracingClientInterceptor", "TracingConfig", "TracingMiddleware", "TracingServerInterceptor", "__version__",
+    "aio_client_interceptors", "business_context", "consuming", "export_stats",
     "force_flush", "get_config", "get_tracer", "publish", "requests_request_hook", "should_propagate", "shutdown",
     "start", "stop", "user_context", "write_event",
 ]

@@ -29,6 +29,8 @@ DB_OPERATION_NAME = "db.operation.name"
 DB_QUERY_TEXT = "db.query.text"
 DB_RESPONSE_STATUS_CODE = "db.response.status_code"
 DB_SYSTEM_NAME = "db.system.name"
+# Django database vendor -> db.system.name (the database integration and the database cache).
+DJANGO_DB_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
 
 ERROR_TYPE = "error.type"
 
@@ -58,6 +60,9 @@ SERVER_PORT = "server.port"
 SERVICE_NAME = "service.name"
 SERVICE_VERSION = "service.version"
 
+TRACING_APP_CACHE_HIT = "tracing_app.cache.hit"
+TRACING_APP_CACHE_HITS = "tracing_app.cache.hits"
+TRACING_APP_CACHE_KEY = "tracing_app.cache.key"
 TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"
 TRACING_APP_OUTBOX_WAIT_MS = "tracing_app.outbox.wait_ms"

@@ -86,6 +86,24 @@ def test_runserver_with_autoreloader_flushes_at_ctrl_c(stack, otlp):
     assert (server.name, server.service) == ("GET api/orders/<int:pk>/", "shop-dev"), output
 
 
+def test_runserver_with_an_exporter_that_cannot_be_built_says_so_once(stack):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"], cwd=ROOT,
+        env=stack.env("shop-dev", OTEL_EXPORTER_OTLP_ENDPOINT="ftp://127.0.0.1:4318", OTEL_BSP_SCHEDULE_DELAY="100"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+    )
+    try:
+        for _ in range(3):
+            assert wait_and_get(f"http://127.0.0.1:{port}/api/orders/999/", process) == 404
+        time.sleep(1)  # three schedule delays: the export thread tried (and could not) send them
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    lines = [line for line in output.splitlines() if "has no working span exporter" in line]
+    assert len(lines) == 1 and "manage.py runserver" in lines[0], output
+
+
 def stacks_of_group(pgid):
     """Python stacks of every process in a process group (py-spy, pinned in requirements/dev.txt)."""
     pids = subprocess.run(["pgrep", "-g", str(pgid)], capture_output=True, text=True).stdout.split()

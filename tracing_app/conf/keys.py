@@ -176,6 +176,8 @@ DEFAULT_INTEGRATIONS = {
     "urllib3": True,
     "urllib": True,
     "aiohttp": True,
+    # Django's cache framework (get, set, ... and their async forms).
+    "cache": True,
 }
 
 
@@ -306,6 +308,9 @@ KEYS: tuple[Key, ...] = (
     Key("RECORD_EXCEPTION_MESSAGES", False, as_bool,
         "Record exception messages (they may quote user data: arguments, duplicate keys); "
         "off: type and stack frames only."),
+    Key("RECORD_CACHE_KEYS", (), as_names,
+        "Cache keys (shell patterns, e.g. `product-price:*`) recorded in `tracing_app.cache.key` on "
+        "single-key cache operations; others never are."),
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
     # -- database --

@@ -7,6 +7,13 @@ driver-level hook cannot: one hook for every backend Django supports (the
 embedded SQLite demo gets the same spans as PostgreSQL), no spans for Django's
 own connection set-up queries (timezone, type look-ups), and the SQL exactly as
 the ORM wrote it with parameters kept apart (never recorded).
+
+Every span the wrapper starts ends, whatever stops the query: a driver error, a
+connection lost before the query runs, an interrupt (``BaseException``), or a
+failure in our own error recording or a span processor (swallowed, never in place
+of the query's own result or error). A connect that fails (server unreachable,
+wrong database) raises in Django's cursor creation, before any execute wrapper:
+no query span starts, and the request or task span ends with the error.
 """
 
 from __future__ import annotations
@@ -36,13 +43,13 @@ from tracing_app.semconv import (
     DB_QUERY_TEXT,
     DB_RESPONSE_STATUS_CODE,
     DB_SYSTEM_NAME,
+    DJANGO_DB_SYSTEMS,
     SERVER_ADDRESS,
     SERVER_PORT,
     TRACING_APP_DB_QUERY_IN_LIST_SIZE,
 )
 
-# Django vendor name -> db.system.name
-SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
+SYSTEMS = DJANGO_DB_SYSTEMS
 
 # Savepoints are Django's transaction bookkeeping (every nested atomic() and
 # every test case makes them): three spans per block that say nothing about the
@@ -51,6 +58,16 @@ SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "or
 # driver begins implicitly, and COMMIT goes past execute wrappers on every
 # backend): without it the same code would make different trees on the two backends.
 STATEMENTS = StatementCache()
+
+
+def _record_failure(span: trace.Span, exc: BaseException) -> None:
+    # Django re-raises driver errors as django.db.utils.*Error; the driver's own
+    # class (UndefinedTable, UniqueViolation, AdminShutdown) says more.
+    cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+    privacy.record_error(span, exc, error_type=type(cause).__qualname__, status=type(cause).__name__)
+    sqlstate = getattr(cause, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
 
 
 class QueryTracer:
@@ -90,19 +107,20 @@ class QueryTracer:
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             return execute(sql, params, many, context)
-        except Exception as exc:
-            # Django re-raises driver errors as django.db.utils.*Error; the
-            # driver's own class (UndefinedTable, UniqueViolation) says more.
-            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            privacy.record_error(span, exc, error_type=type(cause).__qualname__, status=type(cause).__name__)
-            sqlstate = getattr(cause, "sqlstate", None)
-            if isinstance(sqlstate, str):
-                span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
+        except BaseException as exc:
+            # BaseException too: a KeyboardInterrupt, a worker's soft time limit or a
+            # cancelled async caller stops the query as surely as a driver error.
+            try:
+                _record_failure(span, exc)
+            except Exception as failure:  # never instead of the query's own error
+                swallow("recording a failed query", failure)
             raise
         finally:
             otel_context.detach(token)
-            span.end()
-
+            try:  # a span processor that raises on end must not replace the query's result or error
+                span.end()
+            except Exception as failure:
+                swallow("ending a query span", failure)
 
     def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool) -> trace.Span | None:
         shape = STATEMENTS.get(sql, self.backslash_escapes, integration.max_length)
