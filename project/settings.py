@@ -119,6 +119,8 @@ TRACING = {
     "SERVICE_NAME": "shop-web",
     # Without these the worker would be shop-web-worker, beat shop-web-beat, commands shop-web-command.
     "SERVICE_NAMES": {"worker": "shop-worker", "beat": "shop-beat", "command": "shop-manage"},
+    # The demo's own servers: each gRPC call and each consumed event is a trace, the run is not one.
+    "COMMANDS_WITHOUT_SPAN": ["runserver", "testserver", "relay_outbox", "test", "serve_pricing", "consume_events"],
     "SERVICE_VERSION": "0.1.0",
     "ENVIRONMENT": os.environ.get("DEPLOYMENT_ENVIRONMENT", "dev"),
     "OTLP_ENDPOINT": "http://localhost:4318",

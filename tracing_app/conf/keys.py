@@ -163,10 +163,27 @@ def _integrations(value: Any) -> dict[str, bool]:
     return merged
 
 
+# Development housekeeping: they read code, migration files or settings, or open a shell;
+# the few queries they make (the migration table, content types) are not work anyone
+# looks for in a trace, and they run many times a day on developers' machines.
+# migrate is not here: it runs in deployments, where a slow migration is worth a trace.
+UNTRACED_COMMANDS = (
+    "check", "makemigrations", "showmigrations", "sqlmigrate", "squashmigrations", "optimizemigration",
+    "shell", "dbshell", "diffsettings", "inspectdb", "sqlflush", "sqlsequencereset",
+    "collectstatic", "findstatic", "makemessages", "compilemessages", "startapp", "startproject",
+    "tracing_tail",
+)
+# Long-running servers and consumers (each request or message is a trace of its own: a
+# span around the whole run would never end) and the test runner (tests assert their own
+# traces, which must stay roots).
+COMMANDS_WITHOUT_SPAN = ("runserver", "testserver", "relay_outbox", "test")
+
 DEFAULT_INTEGRATIONS = {
     "django": True,
     "celery": True,
     "database": True,
+    # One trace per manage.py command (integrations/django/commands.py).
+    "management": True,
     "logging": True,
     # Service hops: gRPC interceptors and outgoing HTTP, one switch per client library
     # ("http_client" is requests).
@@ -328,6 +345,14 @@ KEYS: tuple[Key, ...] = (
     Key("OUTBOX_BROKER_URL", "", as_optional_text,
         "AMQP URL `relay_outbox` publishes to. Empty: settings.CELERY_BROKER_URL."),
     # -- export pipeline and process lifecycle --
+    # -- management commands --
+    Key("UNTRACED_COMMANDS", UNTRACED_COMMANDS, as_names,
+        "manage.py commands (shell patterns allowed) run with tracing suppressed: no database spans, none "
+        "from OpenTelemetry instrumentations. Default: development housekeeping that reads code or settings "
+        "and whose queries say nothing (checks, migration files, shells, static files, translations)."),
+    Key("COMMANDS_WITHOUT_SPAN", COMMANDS_WITHOUT_SPAN, as_names,
+        "manage.py commands traced without a command span: servers and consumers, whose requests or "
+        "messages are traces of their own, and `test`. Other commands are one trace each."),
     Key("SHUTDOWN_TIMEOUT", 3.0, positive(float),
         "Seconds a process may spend flushing spans when it exits (a Celery child, a gunicorn worker, "
         "a manage.py command) or in force_flush(); what is unsent by then is dropped and counted."),
