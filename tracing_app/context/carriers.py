@@ -137,6 +137,37 @@ def extract(headers: Any) -> tuple[context.Context, str]:
     return found, ""
 
 
+# kombu transport (its ``driver_type``) -> ``messaging.system``. The semantic conventions'
+# well-known value where one exists; otherwise kombu's own name for the transport
+# ("redis", "filesystem", "memory", ...): ``messaging.system`` is an open enum (custom
+# values are allowed when no well-known one applies), it has no value for Redis, and
+# "redis" is also what ``db.system.name`` calls it.
+_WELL_KNOWN_SYSTEMS = {"amqp": "rabbitmq", "sqs": "aws_sqs", "kafka": "kafka", "gcpubsub": "gcp_pubsub",
+                       "azureservicebus": "servicebus"}
+RABBITMQ = "rabbitmq"
+# Where the kombu Connection's transport is, from: a Connection; a Producer; a Channel
+# (py-amqp's and virtual transports' both keep the kombu Connection as ``client``); a Message.
+_TRANSPORT_PATHS = (("transport",), ("connection", "transport"), ("connection", "client", "transport"),
+                    ("channel", "connection", "client", "transport"))
+
+
+def messaging_system(source: Any) -> str:
+    """``messaging.system`` for the transport behind ``source`` (a kombu Connection, Producer,
+    Channel or Message): ``rabbitmq`` for AMQP, ``redis``, ``aws_sqs``, ... (table above);
+    ``rabbitmq`` when it cannot be told."""
+    for path in _TRANSPORT_PATHS:
+        found = source
+        try:
+            for name in path:
+                found = getattr(found, name)
+        except Exception:  # noqa: BLE001 (AttributeError, or a lazy channel that cannot connect)
+            continue
+        driver = getattr(found, "driver_type", None)
+        if isinstance(driver, str):
+            return _WELL_KNOWN_SYSTEMS.get(driver, driver)
+    return RABBITMQ
+
+
 def header_problem(headers: Any) -> str:
     """Why ``headers`` carry no usable trace context, or "" when they do."""
     return extract(headers)[1]

@@ -40,7 +40,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind
 
 from tracing_app.context import privacy
-from tracing_app.context.carriers import CARRIER, extract
+from tracing_app.context.carriers import CARRIER, RABBITMQ, extract, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.pipeline import provider
 from tracing_app.safety import guarded
@@ -56,26 +56,18 @@ from tracing_app.semconv import (
 
 logger = logging.getLogger(__name__)
 
-SYSTEM = "rabbitmq"
-
-def messaging_system(channel: Any) -> str:
-    """``rabbitmq`` for AMQP connections, else kombu's transport name (``filesystem``, ``memory``, ``redis``)."""
-    try:
-        driver = channel.connection.client.transport.driver_type
-    except AttributeError:
-        return SYSTEM
-    return SYSTEM if driver in ("amqp", None) else str(driver)
-
-
 def message_attributes(operation: str, exchange: str, routing_key: str, message_id: str | None,
-                       body_size: int | None, system: str = SYSTEM) -> dict[str, Any]:
+                       body_size: int | None, system: str = RABBITMQ) -> dict[str, Any]:
+    """The messaging attributes of one message; the routing key attribute only on RabbitMQ
+    (the semantic conventions define it for RabbitMQ alone)."""
     attributes: dict[str, Any] = {
         MESSAGING_SYSTEM: system,
         MESSAGING_OPERATION_TYPE: operation,
         MESSAGING_OPERATION_NAME: operation,
-        MESSAGING_DESTINATION_NAME: exchange or "amq.default",
-        MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY: routing_key,
+        MESSAGING_DESTINATION_NAME: exchange or ("amq.default" if system == RABBITMQ else routing_key),
     }
+    if system == RABBITMQ:
+        attributes[MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = routing_key
     if message_id:
         attributes[MESSAGING_MESSAGE_ID] = str(message_id)
     if body_size is not None:
@@ -112,7 +104,7 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
         exchange_name = _name(exchange)
         size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
         span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
-                                             messaging_system(getattr(producer, "channel", None)))
+                                             messaging_system(producer))
         span_attributes.update(attributes or {})
         span = provider.get_tracer().start_span(
             f"send {routing_key or exchange_name}", context=parent, kind=SpanKind.PRODUCER, links=links,
@@ -160,7 +152,7 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
             f"process {name or routing_key or 'message'}", context=parent, kind=SpanKind.CONSUMER,
             attributes=message_attributes("process", str(delivery.get("exchange") or ""), routing_key, message_id,
                                           len(body) if isinstance(body, (bytes, str)) else None,
-                                          messaging_system(getattr(message, "channel", None))),
+                                          messaging_system(message)),
         )
         # Baggage from the headers travels on with the span.
         token = context.attach(trace.set_span_in_context(span, parent))

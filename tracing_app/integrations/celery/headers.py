@@ -14,8 +14,6 @@ from opentelemetry.propagators.textmap import Getter
 from tracing_app.context.carriers import header_lines
 from tracing_app.context.w3c import format_traceparent, parse_traceparent
 
-SYSTEM = "celery"
-
 PREVIOUS_ATTEMPT_HEADER = "tracing_app_previous_attempt"
 CHORD_LINKS_HEADER = "tracing_app_chord_links"
 SENT_AT_HEADER = "tracing_app_sent_ns"

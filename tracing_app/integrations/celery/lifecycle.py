@@ -174,7 +174,7 @@ def record_time_limit_kill(request: Any, timeout: float) -> None:
 
 def record_killed_task(request: Any, error_type: str, message: str, duration: float = 0.0) -> None:
     """End, in this (the main) process, the span the killed child could not end."""
-    from tracing_app.integrations.celery.headers import SYSTEM
+    from tracing_app.integrations.celery.transport import system_of_app
     from tracing_app.semconv import (
         CELERY_TASK_NAME,
         CELERY_TASK_STATE,
@@ -195,7 +195,7 @@ def record_killed_task(request: Any, error_type: str, message: str, duration: fl
     span = provider.get_tracer().start_span(
         f"process {request.name}", context=parent, kind=SpanKind.CONSUMER, start_time=start_ns,
         attributes={
-            MESSAGING_SYSTEM: SYSTEM,
+            MESSAGING_SYSTEM: system_of_app(getattr(getattr(request, "task", None), "app", None)),
             MESSAGING_OPERATION_TYPE: "process",
             MESSAGING_OPERATION_NAME: "process",
             CELERY_TASK_NAME: request.name,

@@ -1,4 +1,4 @@
-"""A publish that raises still ends its PRODUCER span.
+"""A publish that raises still ends its PRODUCER span; the span knows the transport.
 
 Celery sends ``before_task_publish`` (our span starts) and ``after_task_publish``
 (it ends) around ``producer.publish`` in the function ``app.amqp.send_task_message``,
@@ -9,11 +9,14 @@ patch wraps the sender each app builds (``AMQP._create_task_sender``, called onc
 per app) and reports the exception while it propagates, at the moment of the
 failure. The original is kept as ``ORIGINAL`` and restored by ``uninstall()``; a
 sender built while installed keeps its wrapper, which does nothing once the
-integration is uninstalled (no span is pending then).
+integration is uninstalled (no span is pending then). The wrapper also keeps the
+producer of the publish under way (``current_producer``), so that the span's
+``messaging.system`` is the transport the message really goes through.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +26,14 @@ from tracing_app.safety import guarded
 
 PublishFailed = Callable[[dict, BaseException], None]
 _original: Callable[[AMQP], Callable[..., Any]] | None = None
+# The kombu Producer of the publish under way in this context: before_task_publish does
+# not say which connection (hence which transport) the message goes through.
+_producer: contextvars.ContextVar[Any] = contextvars.ContextVar("tracing_app_celery_producer", default=None)
+
+
+def current_producer() -> Any:
+    """The kombu Producer publishing a task in this context, or None (a sender built before install)."""
+    return _producer.get()
 
 
 def install(on_failure: PublishFailed) -> None:
@@ -36,6 +47,7 @@ def install(on_failure: PublishFailed) -> None:
         send = original(self)
 
         def send_task_message(producer: Any, name: str, message: Any, *args: Any, **kwargs: Any) -> Any:
+            token = _producer.set(producer)
             try:
                 return send(producer, name, message, *args, **kwargs)
             except BaseException as exc:
@@ -43,6 +55,8 @@ def install(on_failure: PublishFailed) -> None:
                 with guarded("ending the span of a failed Celery publish"):
                     on_failure(message[0], exc)
                 raise
+            finally:
+                _producer.reset(token)
 
         return send_task_message
 

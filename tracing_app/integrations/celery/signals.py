@@ -41,13 +41,13 @@ import logging
 import time
 from typing import Any
 
-from celery import signals
+from celery import current_app, signals
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
-from tracing_app.context.carriers import CARRIER
+from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.celery import lifecycle as celery_lifecycle
@@ -58,11 +58,11 @@ from tracing_app.integrations.celery.headers import (
     PREVIOUS_ATTEMPT_HEADER,
     REQUEST_GETTER,
     SENT_AT_HEADER,
-    SYSTEM,
     span_context_of,
     traceparent_of,
 )
 from tracing_app.integrations.celery.timing import wait_attributes
+from tracing_app.integrations.celery.transport import system_of_app
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.linked_traces import LINK_SOURCE, new_trace_linked_to
@@ -189,8 +189,13 @@ class CeleryIntegration(Integration):
                 inject_context(headers, setter=CARRIER)
                 return
             task_name = sender or headers.get("task") or "unknown"
+            producer = celery_sender.current_producer()
+            if producer is not None:
+                system = messaging_system(producer)
+            else:  # a sender built before install: the current app's broker
+                system = system_of_app(current_app._get_current_object())
             attributes = {
-                MESSAGING_SYSTEM: SYSTEM,
+                MESSAGING_SYSTEM: system,
                 MESSAGING_OPERATION_TYPE: "send",
                 MESSAGING_OPERATION_NAME: "send",
                 CELERY_TASK_NAME: task_name,
@@ -198,7 +203,7 @@ class CeleryIntegration(Integration):
             }
             if headers.get("id"):
                 attributes[MESSAGING_MESSAGE_ID] = str(headers["id"])
-            if routing_key:
+            if routing_key and system == RABBITMQ:
                 attributes[MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = routing_key
             if headers.get("retries"):
                 attributes[CELERY_TASK_RETRIES] = int(headers["retries"])
@@ -265,7 +270,7 @@ class CeleryIntegration(Integration):
             queue = str(delivery.get("routing_key") or "")
             retries = int(getattr(request, "retries", 0) or 0)
             attributes = {
-                MESSAGING_SYSTEM: SYSTEM,
+                MESSAGING_SYSTEM: system_of_app(task.app),
                 MESSAGING_OPERATION_TYPE: "process",
                 MESSAGING_OPERATION_NAME: "process",
                 CELERY_TASK_NAME: task.name,
@@ -343,7 +348,7 @@ class CeleryIntegration(Integration):
             parent = propagate.extract(headers, getter=CARRIER, context=context.Context())
             delivery = getattr(message, "delivery_info", None) or {}
             attributes = {
-                MESSAGING_SYSTEM: SYSTEM,
+                MESSAGING_SYSTEM: messaging_system(message),
                 MESSAGING_OPERATION_TYPE: "process",
                 MESSAGING_OPERATION_NAME: "process",
                 CELERY_TASK_NAME: name,
