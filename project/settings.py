@@ -78,6 +78,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport: one file per message, headers included, in a
     # folder every process shares. It creates its control folder but not this one.
+    from project.broker import use_for_filesystem_urls
+
+    use_for_filesystem_urls()  # whole message files only: see project/broker.py
     _broker_folder = Path(os.environ.get("CELERY_BROKER_FOLDER") or BASE_DIR / ".demo" / "broker")
     (_broker_folder / "messages").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -122,6 +125,8 @@ TRACING = {
     "SERVICE_NAME": "shop-web",
     # Without these the worker would be shop-web-worker, beat shop-web-beat, commands shop-web-command.
     "SERVICE_NAMES": {"worker": "shop-worker", "beat": "shop-beat", "command": "shop-manage"},
+    # The demo's own servers: each gRPC call and each consumed event is a trace, the run is not one.
+    "COMMANDS_WITHOUT_SPAN": ["runserver", "testserver", "relay_outbox", "test", "serve_pricing", "consume_events"],
     "SERVICE_VERSION": "0.1.0",
     "ENVIRONMENT": os.environ.get("DEPLOYMENT_ENVIRONMENT", "dev"),
     "OTLP_ENDPOINT": "http://localhost:4318",

@@ -140,7 +140,7 @@ def test_a_library_that_is_not_optional_is_e006_even_by_default(monkeypatch):
     without(monkeypatch, "django")
     with override_settings(TRACING={}):
         assert {m.msg.split(" integration")[0] for m in e006(checks.check_settings())} == {
-            "The django", "The database", "The cache"}
+            "The django", "The database", "The management", "The cache"}
 
 
 @pytest.mark.parametrize("environ", [{}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},

@@ -37,11 +37,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tracing_app.conf import TracingConfig, get_config
-from tracing_app.context.business import business_context
-from tracing_app.context.egress import should_propagate
-from tracing_app.lifecycle import start, stop
-from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown
+from tracing_app.conf import TracingConfig, environment, get_config
+
+environment.import_propagate()  # first: a bad OTEL_PROPAGATORS must not stop the import (conf/environment.py)
+
+from tracing_app.context.business import business_context  # noqa: E402
+from tracing_app.context.egress import should_propagate  # noqa: E402
+from tracing_app.lifecycle import start, stop  # noqa: E402
+from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown  # noqa: E402
 
 __version__ = "0.1.0"
 

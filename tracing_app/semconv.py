@@ -22,6 +22,10 @@ CLIENT_PORT = "client.port"
 
 DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
 
+# A manage.py command run (integrations/django/commands.py); no convention exists.
+DJANGO_COMMAND_NAME = "django.command.name"
+DJANGO_COMMAND_OPTIONS = "django.command.options"
+
 DB_COLLECTION_NAME = "db.collection.name"
 DB_NAMESPACE = "db.namespace"
 DB_OPERATION_BATCH_SIZE = "db.operation.batch.size"
@@ -48,6 +52,10 @@ MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY = "messaging.rabbitmq.destination.rou
 MESSAGING_SYSTEM = "messaging.system"
 
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
+
+PROCESS_EXECUTABLE_NAME = "process.executable.name"
+PROCESS_EXIT_CODE = "process.exit.code"
+PROCESS_PID = "process.pid"
 
 RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
 RPC_METHOD = "rpc.method"

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
 from tracing_app.context.propagators import BaggagePropagator, GatedCompositePropagator, TraceContextPropagator
-from tracing_app.pipeline.export.otlp_http import HttpTransport
+from tracing_app.pipeline.export.otlp_http import HttpTransport, sender_options
 from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from tracing_app.pipeline.fast_spans import fast_tracer
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
@@ -68,10 +68,19 @@ def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | 
         def grpc_transport() -> Transport:
             from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
-            return GrpcTransport(endpoint, headers)
+            return GrpcTransport(endpoint, headers, **grpc_options(config))
 
         return grpc_transport
-    return lambda: HttpTransport(endpoint, headers)
+    options = sender_options(config)
+    return lambda: HttpTransport(endpoint, headers, **options)
+
+
+def grpc_options(config: TracingConfig) -> dict[str, object]:
+    """``GrpcTransport``'s keyword arguments for ``config``: TLS for a schemeless endpoint,
+    compression and the certificate files."""
+    return {"insecure": config.otlp_insecure, "compression": config.otlp_compression,
+            "certificate": config.otlp_certificate, "client_key": config.otlp_client_key,
+            "client_certificate": config.otlp_client_certificate}
 
 
 def build_processor(config: TracingConfig) -> ExportProcessor | None:

@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tracing_app.conf import KEYS, TracingConfig, get_config
 from tracing_app.pipeline import provider
-from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error
+from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error, sender_options
 
 TEST_SPAN_NAME = "tracing_check"
 
@@ -81,7 +81,7 @@ class Command(BaseCommand):
         from tracing_app.pipeline.export.otlp_encoding import Encoder
 
         try:
-            sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers))
+            sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers), **sender_options(config))
         except ValueError as exc:
             return Outcome(False, "config", str(exc))
         try:
@@ -102,7 +102,8 @@ class Command(BaseCommand):
         from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
         try:
-            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers))
+            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers),
+                                      **provider.grpc_options(config))
         except ValueError as exc:
             return Outcome(False, "config", str(exc))
         try:
