@@ -77,6 +77,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport: one file per message, headers included, in a
     # folder every process shares. It creates its control folder but not this one.
+    from project.broker import use_for_filesystem_urls
+
+    use_for_filesystem_urls()  # whole message files only: see project/broker.py
     _broker_folder = Path(os.environ.get("CELERY_BROKER_FOLDER") or BASE_DIR / ".demo" / "broker")
     (_broker_folder / "messages").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {

@@ -1,10 +1,12 @@
+import asyncio
 import json
 import logging
+import time
 
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -20,6 +22,9 @@ RESERVE_STOCK = "inventory.reserve_stock"
 SEND_CONFIRMATION = "orders.send_confirmation"
 ORDER_CREATED = "order.created"
 MAX_QUANTITY = 1000
+# The order-status stream polls the order this often and gives up after STREAM_SECONDS.
+STREAM_POLL_SECONDS = 0.5
+STREAM_SECONDS = 60.0
 
 
 def bad_request(message: str) -> JsonResponse:
@@ -84,3 +89,27 @@ def order_detail(request: HttpRequest, pk: int) -> JsonResponse:
     if order is None:
         return JsonResponse({"error": f"order {pk} not found"}, status=404)
     return JsonResponse(order.as_json())
+
+
+@require_GET
+async def order_events(request: HttpRequest, pk: int) -> StreamingHttpResponse | JsonResponse:
+    """Server-sent events: the order's status now and at each change, until it is final
+    (reserved or rejected) or STREAM_SECONDS pass. Async: under ASGI a waiting stream
+    holds no thread."""
+    order = await Order.objects.filter(pk=pk).afirst()
+    if order is None:
+        return JsonResponse({"error": f"order {pk} not found"}, status=404)
+
+    async def events():
+        status, deadline = order.status, time.monotonic() + STREAM_SECONDS
+        yield f"event: status\ndata: {json.dumps(order.as_json())}\n\n"
+        while status == Order.Status.PENDING and time.monotonic() < deadline:
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+            current = await Order.objects.filter(pk=pk).afirst()
+            if current is not None and current.status != status:
+                status = current.status
+                yield f"event: status\ndata: {json.dumps(current.as_json())}\n\n"
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    return response

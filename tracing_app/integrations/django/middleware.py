@@ -116,7 +116,7 @@ integration = DjangoIntegration()
 def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
     span = getattr(request, "__dict__", {}).get(REQUEST_SPAN_ATTRIBUTE)
     exc = sys.exc_info()[1]
-    if span is None or exc is None or not integration.installed:
+    if span is None or exc is None or not integration.installed or not span.is_recording():
         return
     with guarded("recording an unhandled exception"):
         server_span.record_unhandled(span, request, exc)
