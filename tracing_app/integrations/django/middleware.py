@@ -122,6 +122,10 @@ def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **k
     exc = sys.exc_info()[1]
     if span is None or exc is None or not integration.installed or not span.is_recording():
         return
+    if getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):
+        # With DEBUG_PROPAGATE_EXCEPTIONS each middleware layer converts and re-raises the
+        # same exception, sending the signal again: the span records the first one.
+        return
     with guarded("recording an unhandled exception"):
         server_span.record_unhandled(span, request, exc)
 
