@@ -238,6 +238,60 @@ def test_export_batch_larger_than_the_queue_is_a_warning():
     assert ignored(config, "BATCH_MAX_EXPORT_SIZE")
 
 
+# -- attribute and span limits -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("environ", "limits"), [
+    ({}, {"max_span_attributes": 128, "max_events": 128, "max_links": 128, "max_event_attributes": 128,
+          "max_link_attributes": 128, "max_attribute_length": None, "max_span_attribute_length": None}),
+    ({"OTEL_ATTRIBUTE_COUNT_LIMIT": "5"}, {"max_span_attributes": 5, "max_event_attributes": 5,
+                                           "max_link_attributes": 5}),
+    ({"OTEL_ATTRIBUTE_COUNT_LIMIT": "5", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "3",
+      "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT": "0"},
+     {"max_span_attributes": 3, "max_event_attributes": 0, "max_link_attributes": 5}),
+    ({"OTEL_SPAN_EVENT_COUNT_LIMIT": "7", "OTEL_SPAN_LINK_COUNT_LIMIT": "0", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT": "2"},
+     {"max_events": 7, "max_links": 0, "max_link_attributes": 2}),
+    ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10"}, {"max_attribute_length": 10, "max_span_attribute_length": 10}),
+    ({"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT": "10", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4"},
+     {"max_attribute_length": 10, "max_span_attribute_length": 4}),
+])
+def test_limit_variables(environ, limits):
+    built = provider.build_span_limits(resolve({}, environ))
+    assert {name: getattr(built, name) for name in limits} == limits
+
+
+@pytest.mark.parametrize("variable", ["OTEL_ATTRIBUTE_COUNT_LIMIT", "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+                                      "OTEL_SPAN_EVENT_COUNT_LIMIT", "OTEL_SPAN_LINK_COUNT_LIMIT",
+                                      "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+                                      "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT"])
+@pytest.mark.parametrize("value", ["abc", "-3", "1.5", " "])
+def test_a_bad_limit_variable_is_a_warning_and_tracing_keeps_working(variable, value, monkeypatch):
+    """The SDK's SpanLimits raises for these values (even for an empty one, which is unset), which
+    left the process without a tracer provider."""
+    monkeypatch.setenv(variable, value)  # the SDK reads os.environ itself when a limit is not given
+    config = resolve({}, {variable: value})
+    assert ignored(config, config.problems[0].key) if value.strip() else problems(config) == []
+    tracer_provider = provider.build_provider(config, None)
+    assert tracer_provider.get_tracer("t").start_span("ok").is_recording()
+
+
+def test_limits_apply_to_exported_spans():
+    with OTLPReceiver() as receiver:
+        config = resolve({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "2",
+                              "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4", "OTEL_SPAN_EVENT_COUNT_LIMIT": "1"})
+        processor = provider.build_processor(config)
+        tracer_provider = provider.build_provider(config, processor)
+        span = tracer_provider.get_tracer("t").start_span("limited", attributes={"a": "1", "b": "x", "c": "abcdefgh"})
+        span.add_event("first")
+        span.add_event("second")
+        span.end()
+        assert processor.force_flush()
+        processor.shutdown()
+    [exported] = receiver.spans
+    # Over the count, the SDK keeps the newest attributes.
+    assert dict(exported.attributes) == {"b": "x", "c": "abcd"} and len(exported.events) == 1
+
+
 # -- exporter selection and OTLP exporter options -----------------------------------------------
 
 

@@ -153,6 +153,23 @@ def env_integer(value: str, minimum: int = 1) -> int:
     return int(text)
 
 
+def env_count(value: str) -> int:
+    """An Integer variable where 0 is meaningful (the attribute, event and link limits)."""
+    return env_integer(value, minimum=0)
+
+
+def as_limit(value: Any) -> int:
+    """A count or length limit in TRACING: a whole number, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValue(f"expected a whole number, 0 or more, got {value!r}")
+    return value
+
+
+def as_optional_limit(value: Any) -> int | None:
+    """``as_limit``, or None for no limit."""
+    return None if value is None else as_limit(value)
+
+
 def env_duration(value: str) -> float:
     """A Duration variable: whole milliseconds, returned in seconds. Zero is refused: our
     batch loop, like the SDK's BatchSpanProcessor, needs a delay above zero."""
