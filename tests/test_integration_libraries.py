@@ -149,7 +149,7 @@ def test_otlp_over_grpc_without_the_grpc_extra_is_e006(environ, monkeypatch):
     for var, value in environ.items():
         monkeypatch.setenv(var, value)
     tracing = {} if environ else {"OTLP_PROTOCOL": "grpc"}
-    for missing in ("grpc", "opentelemetry.exporter.otlp.proto.grpc"):
+    for missing in ("grpc",):
         monkeypatch.setattr(requirements, "importable", lambda module, missing=missing: module != missing)
         with override_settings(TRACING=tracing):
             [message] = e006(checks.check_settings())
@@ -158,6 +158,6 @@ def test_otlp_over_grpc_without_the_grpc_extra_is_e006(environ, monkeypatch):
 
 
 def test_otlp_over_http_does_not_need_grpc(monkeypatch):
-    without(monkeypatch, "grpc", "opentelemetry.exporter.otlp.proto.grpc")
+    without(monkeypatch, "grpc")
     with override_settings(TRACING={"INTEGRATIONS": {"grpc": False}}):
         assert e006(checks.check_settings()) == []

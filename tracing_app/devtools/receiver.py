@@ -61,6 +61,9 @@ class OTLPReceiver:
         self.too_large = 0  # requests answered 413 for their size
         self._keep = keep
         self.bodies: list[bytes] = []  # every decoded export request, as received (privacy tests grep them)
+        # The headers of every POST, names lower-cased, in arrival order (what an exporter sent: auth, encoding).
+        self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []  # the path of every POST, in arrival order
         self.requests = 0  # POSTs received
         self.answered = 0  # POSTs answered (a delayed answer counts once it is sent)
         self.fault = Fault()
@@ -157,6 +160,8 @@ class OTLPReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._cond:
                     receiver.requests += 1
+                    receiver.headers.append({name.lower(): value for name, value in self.headers.items()})
+                    receiver.paths.append(self.path)
                     receiver.body_sizes.append(len(body))
                     fault = receiver.fault
                     if fault.times:
@@ -223,10 +228,14 @@ class OTLPGrpcReceiver:
 
         receiver = self
         self.requests = 0  # Export calls that reached the service (gRPC refuses oversized ones before)
+        # The metadata of every call (names are lower-case in gRPC), in arrival order.
+        self.headers: list[dict[str, str]] = []
 
         class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
                 receiver.requests += 1
+                receiver.headers.append({key: value for key, value in context.invocation_metadata()
+                                         if isinstance(value, str)})
                 on_spans(from_otlp_request(request))
                 return trace_service_pb2.ExportTraceServiceResponse()
 
