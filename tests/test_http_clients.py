@@ -225,3 +225,39 @@ def test_every_http_client_is_an_integration_with_its_instrumentation_as_a_requi
     for switch in {switch for switch, _, _ in CLIENTS.values()}:
         modules = [requirement.module for requirement in REGISTRY[switch].requires]
         assert any(module.startswith("opentelemetry.instrumentation.") for module in modules), switch
+
+
+def _http_mode():
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+    )
+
+    return _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+        _OpenTelemetryStabilitySignalType.HTTP)
+
+
+def test_stable_names_are_chosen_for_our_instrumentors_only_and_a_user_s_http_dup_is_kept(service, monkeypatch,
+                                                                                         captured_spans):
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+        _StabilityMode,
+    )
+
+    # Others (Django's instrumentation, the user's) still see the process's own choice: the default.
+    assert _http_mode() is _StabilityMode.DEFAULT
+    integration = get_integration("http_client")
+    monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING",
+                        {_OpenTelemetryStabilitySignalType.HTTP: _StabilityMode.HTTP_DUP})  # OTEL_..._OPT_IN=http/dup
+    integration.uninstall()
+    try:
+        integration.install(None)
+        _call_in_task(_requests, service.url("/ok"))
+    finally:
+        integration.uninstall()
+        monkeypatch.undo()
+        integration.install(None)
+    span = _client_span(captured_spans)
+    assert span.attributes["http.request.method"] == span.attributes["http.method"] == "GET"
+    assert span.attributes["http.response.status_code"] == span.attributes["http.status_code"] == 200
