@@ -56,7 +56,10 @@ WSGI_APPLICATION = "project.wsgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
-        conn_max_age=60,
+        # Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
+        # request, and a persistent connection per thread would pile up: Django's docs say
+        # to disable persistent connections there.
+        conn_max_age=0 if os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi" else 60,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

@@ -7,7 +7,11 @@ request) and verified by the system check ``tracing_app.W001``. We do not use
 attribute collection on top, which we measured as the largest part of the
 per-request cost (see BENCHMARKS.md). This one keeps the same span shape
 (SERVER kind, ``{method} {route}`` name, stable HTTP semantic-convention
-attributes) with less work per request.
+attributes, ``server_span``) with less work per request.
+
+Sync- and async-capable: under WSGI Django calls ``__call__``, under ASGI it awaits
+``__acall__`` in the event loop. A streaming response's span ends when the server
+has sent the stream (``streaming``), not when the view returns.
 """
 
 from __future__ import annotations
@@ -118,6 +122,10 @@ def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **k
     span = getattr(request, "__dict__", {}).get(REQUEST_SPAN_ATTRIBUTE)
     exc = sys.exc_info()[1]
     if span is None or exc is None or not integration.installed or not span.is_recording():
+        return
+    if getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):
+        # With DEBUG_PROPAGATE_EXCEPTIONS each middleware layer converts and re-raises the
+        # same exception, sending the signal again: the span records the first one.
         return
     with guarded("recording an unhandled exception"):
         server_span.record_unhandled(span, request, exc)
@@ -283,7 +291,7 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
         server_span.record_response(span, request, method, None)
         if isinstance(exc, asyncio.CancelledError):
             server_span.record_disconnect(span)
-        else:
+        elif not getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):  # not already from the signal
             server_span.record_unhandled(span, request, exc)
         span.end()
 
@@ -310,7 +318,7 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
             response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
             if response.streaming:
                 end = _stream_end(span) if recording else None
-                streaming.trace_stream(response, context.get_current(), end)
+                streaming.trace_stream(response, context.get_current(), end, head=method == "HEAD")
             elif recording:
                 span.end()
         return response
