@@ -10,6 +10,7 @@ PRICING_LISTEN        host:port the pricing gRPC server listens on (default 0.0.
 PRICING_TARGET        host:port web and worker call pricing at (default 127.0.0.1:50051)
 PRICING_TIMEOUT       seconds a pricing call may take (default 2)
 ORDER_WEBHOOK_URL     when set, the worker POSTs each reserved/rejected order there
+INVENTORY_URL         base URL of the stock API the quote view asks (default http://127.0.0.1:8000, the web itself)
 REDIS_CACHE_URL       redis://host:6379/1: Django's cache in Redis (default: in process memory)
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
@@ -55,7 +56,10 @@ WSGI_APPLICATION = "project.wsgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
-        conn_max_age=60,
+        # Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
+        # request, and a persistent connection per thread would pile up: Django's docs say
+        # to disable persistent connections there.
+        conn_max_age=0 if os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi" else 60,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -77,6 +81,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport: one file per message, headers included, in a
     # folder every process shares. It creates its control folder but not this one.
+    from project.broker import use_for_filesystem_urls
+
+    use_for_filesystem_urls()  # whole message files only: see project/broker.py
     _broker_folder = Path(os.environ.get("CELERY_BROKER_FOLDER") or BASE_DIR / ".demo" / "broker")
     (_broker_folder / "messages").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -123,17 +130,21 @@ PRICING_LISTEN = os.environ.get("PRICING_LISTEN", "0.0.0.0:50051")
 PRICING_TARGET = os.environ.get("PRICING_TARGET", "127.0.0.1:50051")
 PRICING_TIMEOUT = float(os.environ.get("PRICING_TIMEOUT", "2"))
 ORDER_WEBHOOK_URL = os.environ.get("ORDER_WEBHOOK_URL", "")
+# GET /api/orders/<id>/quote asks stock levels over HTTP, as if inventory were another service.
+INVENTORY_URL = os.environ.get("INVENTORY_URL", "http://127.0.0.1:8000").rstrip("/")
 
 TRACING = {
     "SERVICE_NAME": "shop-web",
     # Without these the worker would be shop-web-worker, beat shop-web-beat, commands shop-web-command.
     "SERVICE_NAMES": {"worker": "shop-worker", "beat": "shop-beat", "command": "shop-manage"},
+    # The demo's own servers: each gRPC call and each consumed event is a trace, the run is not one.
+    "COMMANDS_WITHOUT_SPAN": ["runserver", "testserver", "relay_outbox", "test", "serve_pricing", "consume_events"],
     "SERVICE_VERSION": "0.1.0",
     "ENVIRONMENT": os.environ.get("DEPLOYMENT_ENVIRONMENT", "dev"),
     "OTLP_ENDPOINT": "http://localhost:4318",
     "EXCLUDED_URLS": [r"^/healthz$"],
     # The demo needs these libraries: `manage.py check` says so if one is missing.
-    "INTEGRATIONS": {"grpc": True, "http_client": True},
+    "INTEGRATIONS": {"grpc": True, "http_client": True, "httpx": True},
     # Product prices are cached by sku (apps/pricing/views.py): not personal, so the key may be recorded.
     "RECORD_CACHE_KEYS": ["product-price:*"],
 }

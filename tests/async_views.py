@@ -43,6 +43,11 @@ async def publishes(request):
     return JsonResponse({"published": 2})
 
 
+def tenant_from_the_database(request):
+    """A business-context resolver that queries (as a lazy ``request.user`` would)."""
+    return {"tenant.id": f"tenant-{Stock.objects.count()}"}
+
+
 def sync_chunks():
     for index in range(CHUNKS):
         Stock.objects.filter(sku=f"chunk-{index}").exists()

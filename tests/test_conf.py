@@ -86,7 +86,7 @@ def test_bad_values_become_problems_and_fall_back_to_defaults(user, check_id, ke
 
 def test_bad_environment_variable_is_a_problem_naming_the_variable():
     config = resolve({}, {"OTEL_TRACES_SAMPLER_ARG": "lots"})
-    assert [(p.check_id, p.key) for p in config.problems] == [("tracing_app.E004", "SAMPLE_RATIO")]
+    assert [(p.check_id, p.key) for p in config.problems] == [("tracing_app.W004", "SAMPLE_RATIO")]
     assert "OTEL_TRACES_SAMPLER_ARG" in config.problems[0].message
     assert config.sample_ratio == 1.0
 

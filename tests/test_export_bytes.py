@@ -363,3 +363,23 @@ def test_a_process_that_made_no_span_says_nothing(caplog):
             assert processor.force_flush(1000)
             processor.shutdown()
     assert caplog.records == []
+
+
+def test_estimated_size_follows_the_encoded_size():
+    from tracing_app.pipeline.export.otlp_encoding import encode_span, estimated_size
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "unit"}), shutdown_on_exit=False)
+    tracer = provider.get_tracer("test")
+    shapes = {
+        "long text": {"db.query.text": "SELECT 1 " * 2000},
+        "numbers": {f"n.{i}": i * 1000 for i in range(20)},
+        "sequences": {"ids": tuple(range(100)), "names": ("a" * 50,) * 20},
+        "query": {"db.system.name": "postgresql", "db.query.text": "SELECT * FROM t WHERE id = $1",
+                  "server.port": 5432, "db.namespace": "shop"},
+    }
+    for shape, attributes in shapes.items():
+        span = tracer.start_span(shape, attributes=attributes)
+        span.add_event("exception", {"exception.stacktrace": "Traceback ...\n" * 50})
+        span.end()
+        encoded, estimate = len(encode_span(span)), estimated_size(span)
+        assert encoded / 2 <= estimate <= encoded * 2, (shape, encoded, estimate)

@@ -74,6 +74,18 @@ def test_the_business_context_reaches_an_async_view(captured_spans):
     assert server_span(captured_spans).attributes.get("tenant.id") == "acme"
 
 
+def test_a_resolver_that_queries_runs_in_a_thread_only_then():
+    """In the event loop Django refuses the query (SynchronousOnlyOperation): the middleware
+    then runs the resolver in a thread, and the view still gets the business context."""
+    from tests.tracing_settings import tracing_settings
+
+    with tracing_settings(BAGGAGE_RESOLVER="tests.async_views.tenant_from_the_database") as spans:
+        assert aget("/async/view/").status_code == 200
+    server = server_span(spans)
+    assert server.attributes["tenant.id"].startswith("tenant-")
+    assert_trace(spans, Expect("GET async/view/", children=[QUERY, QUERY, QUERY]))
+
+
 def consume_sync(path):
     """As a WSGI server does: iterate (Django maps an async stream), then close."""
     response = Client().get(path)
@@ -131,6 +143,13 @@ def test_stream_closed_before_its_end_says_the_client_disconnected(captured_span
     assert server.attributes["error.type"] == "RequestAborted"
     assert stream_events == ["chunk 0"]
     assert_trace(captured_spans, Expect("GET async/stream/sync/", children=[QUERY]))
+
+
+def test_a_head_answer_closed_unread_is_not_a_disconnect(captured_spans):
+    response = Client().head("/async/stream/sync/")
+    response.close()
+    server = server_span(captured_spans)
+    assert server.name == "HEAD async/stream/sync/" and not server.error
 
 
 def test_sse_stream_cancelled_by_a_disconnect(captured_spans, stream_events):

@@ -18,12 +18,13 @@ Layers, each a package; a layer imports only the ones below it (``.importlinter`
 
     apps, checks, lifecycle, management   the Django app shell: start/stop, system checks, commands
     outbox                                the transactional outbox and its relay
-    integrations/<library>                hooks into Django, Celery, the database, kombu, gRPC, HTTP
-                                          clients, logging, gunicorn; never import each other
+    integrations/<library>                hooks into Django, Celery, the database, Django's cache, kombu,
+                                          gRPC, HTTP clients, logging, gunicorn; never import each other
     pipeline (+ pipeline/export)          provider, our span class, sampling; export queue, OTLP
                                           encoding, OTLP/HTTP sender
     context                               the W3C codec, propagators, carriers, baggage/business
-                                          context, incoming trust policy, egress allowlist, privacy
+                                          context, incoming trust policy, egress allowlist, privacy,
+                                          the request or task in progress (work: repeated queries)
     conf                                  TRACING keys and OTEL_* variables, parsed into TracingConfig
     semconv, safety                       attribute names; the "never break the host" guard
     devtools                              receiver, waterfall, span records (tracing_tail, tests)
@@ -37,11 +38,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tracing_app.conf import TracingConfig, get_config
-from tracing_app.context.business import business_context
-from tracing_app.context.egress import should_propagate
-from tracing_app.lifecycle import start, stop
-from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown
+from tracing_app.conf import TracingConfig, environment, get_config
+
+environment.import_propagate()  # first: a bad OTEL_PROPAGATORS must not stop the import (conf/environment.py)
+
+from tracing_app.context.business import business_context  # noqa: E402
+from tracing_app.context.egress import should_propagate  # noqa: E402
+from tracing_app.lifecycle import start, stop  # noqa: E402
+from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -55,14 +59,17 @@ _LAZY = {
     "consuming": "tracing_app.integrations.kombu",
     "TracingClientInterceptor": "tracing_app.integrations.grpc",
     "TracingServerInterceptor": "tracing_app.integrations.grpc",
+    "aio_client_interceptors": "tracing_app.integrations.grpc.aio",
+    "TracingAioServerInterceptor": "tracing_app.integrations.grpc.aio",
     "requests_request_hook": "tracing_app.integrations.http_client.requests",
     "write_event": "tracing_app.outbox",
     "user_context": "tracing_app.context.business",
 }
 
 __all__ = [
-    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingClientInterceptor", "TracingConfig",
-    "TracingMiddleware", "TracingServerInterceptor", "__version__", "business_context", "consuming", "export_stats",
+    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingAioServerInterceptor",
+    "TracingClientInterceptor", "TracingConfig", "TracingMiddleware", "TracingServerInterceptor", "__version__",
+    "aio_client_interceptors", "business_context", "consuming", "export_stats",
     "force_flush", "get_config", "get_tracer", "publish", "requests_request_hook", "should_propagate", "shutdown",
     "start", "stop", "user_context", "write_event",
 ]

@@ -23,6 +23,10 @@ CLIENT_PORT = "client.port"
 
 DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
 
+# A manage.py command run (integrations/django/commands.py); no convention exists.
+DJANGO_COMMAND_NAME = "django.command.name"
+DJANGO_COMMAND_OPTIONS = "django.command.options"
+
 DB_COLLECTION_NAME = "db.collection.name"
 DB_NAMESPACE = "db.namespace"
 DB_OPERATION_BATCH_SIZE = "db.operation.batch.size"
@@ -50,6 +54,10 @@ MESSAGING_SYSTEM = "messaging.system"
 
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
 
+PROCESS_EXECUTABLE_NAME = "process.executable.name"
+PROCESS_EXIT_CODE = "process.exit.code"
+PROCESS_PID = "process.pid"
+
 RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
 RPC_METHOD = "rpc.method"
 RPC_SERVICE = "rpc.service"
@@ -64,6 +72,9 @@ SERVICE_VERSION = "service.version"
 TRACING_APP_CACHE_HIT = "tracing_app.cache.hit"
 TRACING_APP_CACHE_HITS = "tracing_app.cache.hits"
 TRACING_APP_CACHE_KEY = "tracing_app.cache.key"
+# Event name (context/work.py): one per statement shape a request or task repeated.
+TRACING_APP_DB_REPEATED_QUERY = "tracing_app.db.repeated_query"
+TRACING_APP_DB_REPEATED_QUERY_COUNT = "tracing_app.db.repeated_query.count"
 TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"
 TRACING_APP_OUTBOX_WAIT_MS = "tracing_app.outbox.wait_ms"

@@ -430,6 +430,19 @@ class Stack:
         web.wait_ready()
         return web
 
+    def start_asgi_web(self, server: str, *extra: str, service_name: str | None = "shop-web", **env: str) -> WebServer:
+        """``project.asgi`` under ``server``: "uvicorn", or "gunicorn" with the uvicorn worker."""
+        port = free_port()
+        argv = {
+            "uvicorn": ["-m", "uvicorn", "project.asgi:application", "--port", str(port), "--no-access-log"],
+            "gunicorn": ["-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "project.asgi:application",
+                         "-b", f"127.0.0.1:{port}", "-w", "1"],
+        }[server]
+        process = self.start(f"web ({server}, ASGI)", [sys.executable, *argv, *extra], self.env(service_name, **env))
+        web = WebServer(f"http://127.0.0.1:{port}", process)
+        web.wait_ready()
+        return web
+
     def start_worker(self, *extra: str, service_name: str | None = "shop-worker", **env: str) -> Process:
         """A Celery worker on this stack's queue; it also runs the test tasks in ``tests/e2e/tasks.py``."""
         return self.start(

@@ -64,6 +64,7 @@ REGISTRY: dict[str, Entry] = {
     "celery": Entry("tracing_app.integrations.celery.signals:integration",
                     (Requirement("celery", "celery", "5.3"),), optional=True),
     "database": Entry("tracing_app.integrations.database.queries:integration", (_DJANGO,)),
+    "management": Entry("tracing_app.integrations.django.commands:integration", (_DJANGO,)),
     "cache": Entry("tracing_app.integrations.cache:integration", (_DJANGO,)),
     "logging": Entry("tracing_app.integrations.logs:integration"),
     "grpc": Entry("tracing_app.integrations.grpc:integration", (Requirement("grpc", "grpcio", "1.60"),),

@@ -46,7 +46,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing_app.conf import TracingConfig
-from tracing_app.context import privacy
+from tracing_app.context import privacy, work
 from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
@@ -92,6 +92,7 @@ class Run:
     span: trace.Span
     var_token: contextvars.Token | None = None
     otel_token: object = None
+    opened_work: work.Opened | None = None  # repeated queries of this run (context.work)
 
 
 @dataclasses.dataclass
@@ -297,6 +298,7 @@ class CeleryIntegration(Integration):
             run = Run(str(task_id), request, span)
             run.var_token = _current_run.set(run)
             run.otel_token = context.attach(trace.set_span_in_context(span, parent))
+            run.opened_work = work.begin(span)
             if getattr(request, "chord", None) and getattr(request, "group", None) and not request.is_eager:
                 record_chord_header_run(str(request.group), str(task_id), traceparent_of(span))
 
@@ -312,6 +314,7 @@ class CeleryIntegration(Integration):
             _current_run.reset(run.var_token)
             return
         with guarded("ending a Celery task span"):
+            work.end(run.opened_work)
             if state:
                 run.span.set_attribute(CELERY_TASK_STATE, state)
             if state == "REJECTED" and isinstance(retval, BaseException):

@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tracing_app.conf import KEYS, TracingConfig, get_config
 from tracing_app.pipeline import provider
-from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error
+from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error, sender_options
 
 TEST_SPAN_NAME = "tracing_check"
 
@@ -73,7 +73,8 @@ class Command(BaseCommand):
     def send_test_span(self, config: TracingConfig, timeout: float) -> Outcome:
         from opentelemetry.sdk.trace import TracerProvider
 
-        span = TracerProvider(resource=provider.build_resource(config), shutdown_on_exit=False).get_tracer(
+        span = TracerProvider(resource=provider.build_resource(config), span_limits=provider.build_span_limits(config),
+                              shutdown_on_exit=False).get_tracer(
             "tracing_app.check").start_span(TEST_SPAN_NAME, attributes={"tracing_app.check": True})
         span.end()
         if config.otlp_protocol == "grpc":
@@ -81,7 +82,7 @@ class Command(BaseCommand):
         from tracing_app.pipeline.export.otlp_encoding import Encoder
 
         try:
-            sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers))
+            sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers), **sender_options(config))
         except ValueError as exc:
             return Outcome(False, "config", str(exc))
         try:
@@ -102,7 +103,8 @@ class Command(BaseCommand):
         from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
         try:
-            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers))
+            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers),
+                                      **provider.grpc_options(config))
         except ValueError as exc:
             return Outcome(False, "config", str(exc))
         try:

@@ -15,14 +15,18 @@ is retried; anything else is final.
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from tracing_app.pipeline.export.otlp_encoding import Chunk, Encoder
 from tracing_app.pipeline.export.outcome import Outcome, accepted_with_rejections
+
+logger = logging.getLogger(__name__)
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 DEFAULT_PORT = 4317
@@ -70,17 +74,41 @@ def classify_rpc_error(error: Any, endpoint: str) -> Outcome:
     return Outcome(False, "grpc", detail, retryable=name in RETRYABLE_CODES, advice=HINTS.get(name, ""))
 
 
+def _credentials(certificate: str, client_key: str, client_certificate: str) -> Any:
+    import grpc
+
+    files = []
+    for path in (certificate, client_key, client_certificate):
+        try:
+            files.append(Path(path).read_bytes() if path else None)
+        except OSError as error:  # like HTTP's sender_options: logged, the host keeps running
+            logger.warning("tracing_app: an OTLP certificate option cannot be read (%s: %s); left out",
+                           type(error).__name__, error)
+            files.append(None)
+    return grpc.ssl_channel_credentials(*files)
+
+
 class GrpcTransport:
     """One channel per process (built in the process that uses it: a channel does not survive fork)."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None, *, insecure: bool = True,
+                 compression: str = "none", certificate: str = "", client_key: str = "",
+                 client_certificate: str = "") -> None:
+        """TLS as OpenTelemetry's exporter specification says: ``https://`` uses it, ``http://``
+        does not, an endpoint without a scheme uses it unless ``insecure`` (OTLP_INSECURE).
+        ``certificate``, ``client_key``, ``client_certificate``: PEM files (trusted CAs, mTLS);
+        one that cannot be read is logged and left out. ``compression``: ``none`` or ``gzip``."""
         import grpc
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
         self.endpoint = endpoint
         target, secure = grpc_target(endpoint)
-        self._channel = (grpc.secure_channel(target, grpc.ssl_channel_credentials()) if secure
-                         else grpc.insecure_channel(target))
+        if "//" not in endpoint:
+            secure = not insecure
+        options = {"compression": grpc.Compression.Gzip} if compression == "gzip" else {}
+        self._channel = (grpc.secure_channel(target, _credentials(certificate, client_key, client_certificate),
+                                             **options)
+                         if secure else grpc.insecure_channel(target, **options))
         # No request serializer: the payload already is the serialized request.
         self._export = self._channel.unary_unary(
             EXPORT_METHOD, response_deserializer=ExportTraceServiceResponse.FromString)

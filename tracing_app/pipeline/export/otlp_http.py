@@ -17,17 +17,22 @@ we need one attempt at a time, classified, with the timeout we choose.
 from __future__ import annotations
 
 import email.utils
+import gzip
 import http.client
+import logging
 import socket
 import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from tracing_app.pipeline.export.otlp_encoding import Chunk, Encoder
 from tracing_app.pipeline.export.outcome import SENT, Outcome, accepted_with_rejections
+
+logger = logging.getLogger(__name__)
 
 # OTLP/HTTP: "retryable" responses; everything else that is not 2xx is final.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -75,8 +80,13 @@ def partial_success(answer: bytes) -> Outcome:
 class HttpSender:
     """POSTs encoded OTLP requests to one URL. Used by one thread at a time."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None, *,
+                 compression: str = "none", tls: ssl.SSLContext | None = None) -> None:
+        """``compression``: ``none`` or ``gzip`` (the body, with ``Content-Encoding: gzip``).
+        ``tls``: the context for an https endpoint (``client_tls``); default: the system's CAs."""
         self.endpoint = endpoint
+        self._gzip = compression == "gzip"
+        self._tls = tls
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"OTLP/HTTP endpoint must be an http:// or https:// URL, got {endpoint!r}")
@@ -85,16 +95,20 @@ class HttpSender:
         self._port = url.port or (443 if self._https else 80)
         self._path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         self._headers = {"Content-Type": CONTENT_TYPE, "User-Agent": "tracing_app", **(headers or {})}
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
         self._connection: http.client.HTTPConnection | None = None
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=ssl.create_default_context())
+                                               context=self._tls or ssl.create_default_context())
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def send(self, body: bytes, timeout: float) -> Outcome:
         """One POST; ``timeout`` bounds connecting and each read, in seconds."""
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=6)
         reused = self._connection is not None
         try:
             return self._post(body, timeout)
@@ -139,13 +153,38 @@ class HttpSender:
             connection.close()
 
 
+def client_tls(certificate: str = "", client_key: str = "", client_certificate: str = "") -> ssl.SSLContext | None:
+    """The TLS context for the OTLP exporter's certificate options (PEM file paths): the
+    CAs to trust instead of the system's, and the client's key and certificate for mTLS.
+    None when none is given. Raises ``OSError``/``ssl.SSLError`` for unreadable files."""
+    if not (certificate or client_key or client_certificate):
+        return None
+    context = ssl.create_default_context(cafile=certificate or None)
+    if client_certificate:
+        context.load_cert_chain(client_certificate, client_key or None)
+    return context
+
+
+def sender_options(config: Any) -> dict[str, Any]:
+    """``HttpSender``'s keyword arguments for a ``TracingConfig``. Certificate files that
+    cannot be loaded are logged and left out (the system's CAs, no client certificate):
+    exports then fail verification and are counted, the host keeps running."""
+    try:
+        tls = client_tls(config.otlp_certificate, config.otlp_client_key, config.otlp_client_certificate)
+    except (OSError, ssl.SSLError, ValueError) as error:
+        logger.warning("tracing_app: the OTLP certificate options cannot be loaded (%s: %s); "
+                       "exporting without them", type(error).__name__, error)
+        tls = None
+    return {"compression": config.otlp_compression, "tls": tls}
+
+
 class HttpTransport:
     """OTLP/HTTP protobuf: our encoder (``otlp_encoding``) and one ``HttpSender``."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None, **options: Any) -> None:
         self.endpoint = endpoint
         self._encoder = Encoder()
-        self._sender = HttpSender(endpoint, headers)
+        self._sender = HttpSender(endpoint, headers, **options)
 
     def encode(self, spans: Sequence[ReadableSpan], max_bytes: int,
                pause: Callable[[], None] | None = None) -> tuple[list[Chunk], list[ReadableSpan]]:
