@@ -102,7 +102,8 @@ class Demo:
         self.web_url = f"http://127.0.0.1:{port}"
         self.start("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                            "-b", f"127.0.0.1:{port}", "-w", "2"],
-                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi"))
+                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi",
+                            INVENTORY_URL=self.web_url))
         self.start("worker", [sys.executable, "-m", "celery", "-A", "project", "worker", "-l", "info",
                               "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
                               "--without-heartbeat"], self.env("shop-worker"))
@@ -194,6 +195,8 @@ class Demo:
         if checks[0]:
             checks.append(self.request("GET", f"/api/orders/{order['id']}/")[0] == 200)
             checks.append(self.status_stream(order["id"]) == ["reserved"])
+            # An async view asking pricing (grpc.aio) and the stock API (httpx) at once.
+            checks.append(self.request("GET", f"/api/orders/{order['id']}/quote")[0] == 200)
         checks.append(self.relay_events(checks[:2].count(True)))
         return all(checks)
 
