@@ -613,3 +613,16 @@ def test_check_messages_for_ignored_variables_are_warnings(monkeypatch):
     with override_settings(TRACING={}):
         [message] = [m for m in checks.check_settings() if m.id == ENV_IGNORED]
     assert message.level == WARNING and "OTEL_BSP_MAX_QUEUE_SIZE" in message.msg
+
+
+@pytest.mark.parametrize(("user", "environ"), [
+    ({"OTLP_HEADERS": "authorization=Bearer s3cr3t-token,broken"}, {}),
+    ({"OTLP_HEADERS": {"authorization": b"s3cr3t-token"}}, {}),
+    ({"OTLP_HEADERS": ["authorization", "s3cr3t-token"]}, {}),
+    ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20s3cr3t-token,broken"}),
+    ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=s3cr3t-token%zz"}),
+])
+def test_a_bad_headers_value_is_reported_without_quoting_it(user, environ):
+    config = resolve(user, environ)
+    assert config.problems and config.otlp_headers == {}
+    assert all("s3cr3t" not in p.message + p.hint for p in config.problems)
