@@ -4,8 +4,8 @@ Runs the demo stack as separate processes on embedded backends: a SQLite file
 and kombu's filesystem transport (no server; the task messages carry the same
 headers as over AMQP). ``manage.py tracing_tail`` receives the spans and prints
 each finished trace; the web server (gunicorn), a Celery worker, celery beat (a
-periodic task every few seconds) and the pricing gRPC server export to it through ``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the
-notifications consumer (``consume_events``) and the outbox relay (``relay_outbox``),
+periodic task every few seconds) and the pricing gRPC server export to it through
+``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the notifications consumer (``consume_events``) and the outbox relay (``relay_outbox``),
 which starts once the orders are handled so that each order.created event visibly
 waited in the outbox. A scripted set of requests runs,
 then everything is stopped and the command exits: 0 when every step did what
@@ -103,7 +103,8 @@ class Demo:
         self.web_url = f"http://127.0.0.1:{port}"
         self.start("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                            "-b", f"127.0.0.1:{port}", "-w", "2"],
-                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi"))
+                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi",
+                            INVENTORY_URL=self.web_url))
         self.start("worker", [sys.executable, "-m", "celery", "-A", "project", "worker", "-l", "info",
                               "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
                               "--without-heartbeat"], self.env("shop-worker"))
@@ -199,6 +200,8 @@ class Demo:
         if checks[0]:
             checks.append(self.request("GET", f"/api/orders/{order['id']}/")[0] == 200)
             checks.append(self.status_stream(order["id"]) == ["reserved"])
+            # An async view asking pricing (grpc.aio) and the stock API (httpx) at once.
+            checks.append(self.request("GET", f"/api/orders/{order['id']}/quote")[0] == 200)
         checks.append(self.relay_events(checks[:2].count(True)))
         checks.append(self.beat_sent())
         return all(checks)
