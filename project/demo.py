@@ -5,9 +5,9 @@ and kombu's filesystem transport (no server; the task messages carry the same
 headers as over AMQP). ``manage.py tracing_tail`` receives the spans and prints
 each finished trace; the web server (gunicorn), a Celery worker, celery beat (a
 periodic task every few seconds) and the pricing gRPC server export to it through
-``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the notifications consumer (``consume_events``) and the outbox relay (``relay_outbox``),
-which starts once the orders are handled so that each order.created event visibly
-waited in the outbox. A scripted set of requests runs,
+``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the notifications consumer
+(``consume_events``) and the outbox relay (``relay_outbox``), which starts once the
+orders are handled so that each order.created event visibly waited in the outbox. A scripted set of requests runs,
 then everything is stopped and the command exits: 0 when every step did what
 it should, 1 otherwise (with the processes' logs).
 
