@@ -10,6 +10,7 @@ PRICING_LISTEN        host:port the pricing gRPC server listens on (default 0.0.
 PRICING_TARGET        host:port web and worker call pricing at (default 127.0.0.1:50051)
 PRICING_TIMEOUT       seconds a pricing call may take (default 2)
 ORDER_WEBHOOK_URL     when set, the worker POSTs each reserved/rejected order there
+INVENTORY_URL         base URL of the stock API the quote view asks (default http://127.0.0.1:8000, the web itself)
 REDIS_CACHE_URL       redis://host:6379/1: Django's cache in Redis (default: in process memory)
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
@@ -55,7 +56,10 @@ WSGI_APPLICATION = "project.wsgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
-        conn_max_age=60,
+        # Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
+        # request, and a persistent connection per thread would pile up: Django's docs say
+        # to disable persistent connections there.
+        conn_max_age=0 if os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi" else 60,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -103,6 +107,15 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # 
 if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
+# celery beat (`celery -A project beat`): one periodic task, each run its own trace
+# named after its entry. Pending orders older than STALE_ORDER_SECONDS are rejected.
+STALE_ORDER_SECONDS = int(os.environ.get("STALE_ORDER_SECONDS", "900"))
+CELERY_BEAT_SCHEDULE = {
+    "reject-stale-orders": {
+        "task": "inventory.reject_stale_orders",
+        "schedule": float(os.environ.get("STALE_ORDER_CHECK_INTERVAL", "60")),  # seconds
+    },
+}
 
 # order.* events: written to tracing_app's outbox with the order, published by
 # `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).
@@ -117,6 +130,8 @@ PRICING_LISTEN = os.environ.get("PRICING_LISTEN", "0.0.0.0:50051")
 PRICING_TARGET = os.environ.get("PRICING_TARGET", "127.0.0.1:50051")
 PRICING_TIMEOUT = float(os.environ.get("PRICING_TIMEOUT", "2"))
 ORDER_WEBHOOK_URL = os.environ.get("ORDER_WEBHOOK_URL", "")
+# GET /api/orders/<id>/quote asks stock levels over HTTP, as if inventory were another service.
+INVENTORY_URL = os.environ.get("INVENTORY_URL", "http://127.0.0.1:8000").rstrip("/")
 
 TRACING = {
     "SERVICE_NAME": "shop-web",
@@ -129,7 +144,7 @@ TRACING = {
     "OTLP_ENDPOINT": "http://localhost:4318",
     "EXCLUDED_URLS": [r"^/healthz$"],
     # The demo needs these libraries: `manage.py check` says so if one is missing.
-    "INTEGRATIONS": {"grpc": True, "http_client": True},
+    "INTEGRATIONS": {"grpc": True, "http_client": True, "httpx": True},
     # Product prices are cached by sku (apps/pricing/views.py): not personal, so the key may be recorded.
     "RECORD_CACHE_KEYS": ["product-price:*"],
 }

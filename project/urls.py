@@ -10,4 +10,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", include("apps.orders.urls")),
     path("api/", include("apps.pricing.urls")),
+    path("api/", include("apps.inventory.urls")),
 ]

@@ -2,7 +2,9 @@ import asyncio
 import json
 import logging
 import time
+import urllib.parse
 
+import httpx
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
@@ -89,6 +91,37 @@ def order_detail(request: HttpRequest, pk: int) -> JsonResponse:
     if order is None:
         return JsonResponse({"error": f"order {pk} not found"}, status=404)
     return JsonResponse(order.as_json())
+
+
+@require_GET
+async def order_quote(request: HttpRequest, pk: int) -> JsonResponse:
+    """What an order costs now and whether it can be served: the pricing service (gRPC)
+    and the stock API (HTTP) are asked at the same time."""
+    order = await Order.objects.filter(pk=pk).afirst()
+    if order is None:
+        return JsonResponse({"error": f"order {pk} not found"}, status=404)
+    try:
+        quote, stock = await asyncio.gather(
+            pricing.aquote(order.sku, order.quantity),
+            stock_level(order.sku),
+        )
+    except pricing.PriceNotFound:
+        return JsonResponse({"error": f"sku {order.sku!r} has no price"}, status=404)
+    except (pricing.PricingUnavailable, httpx.HTTPError) as exc:
+        logger.warning("quote for order %s failed: %s", pk, exc)
+        return JsonResponse({"error": "pricing or inventory is unavailable, try again"}, status=503)
+    return JsonResponse({
+        "order": order.pk, "sku": order.sku, "quantity": order.quantity,
+        "total_cents": quote.total_cents, "currency": quote.currency,
+        "in_stock": stock["quantity"] >= order.quantity,
+    })
+
+
+async def stock_level(sku: str) -> dict:
+    async with httpx.AsyncClient(base_url=settings.INVENTORY_URL, timeout=settings.PRICING_TIMEOUT) as client:
+        response = await client.get(f"/api/stock/{urllib.parse.quote(sku, safe='')}/")
+        response.raise_for_status()
+        return response.json()
 
 
 @require_GET

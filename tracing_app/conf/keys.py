@@ -14,8 +14,10 @@ from typing import Any
 from tracing_app.conf.parsers import (
     InvalidValue,
     as_bool,
+    as_limit,
     as_lower_names,
     as_names,
+    as_optional_limit,
     as_optional_text,
     as_pairs,
     as_patterns,
@@ -25,6 +27,7 @@ from tracing_app.conf.parsers import (
     choice,
     env_bool,
     env_choice,
+    env_count,
     env_disables,
     env_duration,
     env_integer,
@@ -150,6 +153,23 @@ def _service_names(value: Any) -> dict[str, str]:
                                "(the web is SERVICE_NAME)")
         names[role] = as_text(name)
     return names
+
+
+SQL_COMMENTER_FIELDS = ("traceparent", "tracestate", "db_driver", "framework", "route", "controller")
+
+
+def _sqlcommenter_fields(value: Any) -> tuple[str, ...]:
+    names = as_names(value)
+    unknown = sorted(set(names) - set(SQL_COMMENTER_FIELDS))
+    if unknown:
+        raise InvalidValue(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(SQL_COMMENTER_FIELDS)}")
+    return names
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise InvalidValue(f"expected a whole number, 0 or more, got {value!r}")
+    return int(value)
 
 
 def _integrations(value: Any) -> dict[str, bool]:
@@ -285,6 +305,23 @@ KEYS: tuple[Key, ...] = (
         "Bytes of one export request at most (encoded OTLP); bigger batches are split. Default 3 MiB: "
         "under the 4 MiB a stock Collector or Jaeger takes per gRPC message (its HTTP limit is 20 MiB); "
         "lower it behind a proxy with a smaller body limit (nginx: 1 MiB)."),
+    # -- span limits (the SDK's SpanLimits, given explicitly: it raises at an empty or invalid variable) --
+    Key("SPAN_ATTRIBUTE_COUNT_LIMIT", 128, as_limit, "Attributes one span keeps at most; more are dropped.",
+        env=("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"), env_parse=env_count),
+    Key("SPAN_EVENT_COUNT_LIMIT", 128, as_limit, "Events one span keeps at most.",
+        env=("OTEL_SPAN_EVENT_COUNT_LIMIT",), env_parse=env_count),
+    Key("SPAN_LINK_COUNT_LIMIT", 128, as_limit, "Links one span keeps at most.",
+        env=("OTEL_SPAN_LINK_COUNT_LIMIT",), env_parse=env_count),
+    Key("EVENT_ATTRIBUTE_COUNT_LIMIT", 128, as_limit, "Attributes one span event keeps at most.",
+        env=("OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"), env_parse=env_count),
+    Key("LINK_ATTRIBUTE_COUNT_LIMIT", 128, as_limit, "Attributes one span link keeps at most.",
+        env=("OTEL_LINK_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT"), env_parse=env_count),
+    Key("ATTRIBUTE_VALUE_LENGTH_LIMIT", None, as_optional_limit,
+        "Characters an attribute value of an event or link keeps at most; None: no limit.",
+        env=("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",), env_parse=env_count),
+    Key("SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", None, as_optional_limit,
+        "Characters a span attribute value keeps at most; None: no limit.",
+        env=("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"), env_parse=env_count),
     Key("BATCH_EXPORT_TIMEOUT", 30.0, positive(float),
         "Seconds one batch may spend being exported, retries included; then it is dropped and counted. "
         "(The OTEL_* variable is in whole milliseconds; 0: no limit.)",
@@ -331,6 +368,15 @@ KEYS: tuple[Key, ...] = (
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
     # -- database --
+    Key("REPEATED_QUERY_THRESHOLD", 10, _count,
+        "A request or task that runs one statement shape more than this many times gets "
+        "`tracing_app.db.repeated_query.count`, an event per such shape and one WARNING log line (N+1 "
+        "queries). 0: off."),
+    Key("SQL_COMMENTER", False, as_bool,
+        "Append the trace context to each SQL statement as a sqlcommenter comment (`/*traceparent='...'*/`), "
+        "so PostgreSQL's pg_stat_activity and logs name the trace. Costs: see README."),
+    Key("SQL_COMMENTER_FIELDS", ("traceparent",), _sqlcommenter_fields,
+        "What the comment holds: any of " + ", ".join(SQL_COMMENTER_FIELDS) + "."),
     Key("QUERY_TEXT_MAX_LENGTH", 2048, positive(int),
         "Characters of `db.query.text` kept, after values became `?` and repeated lists were written once. "
         "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, when lower, cut every "
@@ -347,9 +393,9 @@ KEYS: tuple[Key, ...] = (
     # -- export pipeline and process lifecycle --
     # -- management commands --
     Key("UNTRACED_COMMANDS", UNTRACED_COMMANDS, as_names,
-        "manage.py commands (shell patterns allowed) run with tracing suppressed: no database spans, none "
-        "from OpenTelemetry instrumentations. Default: development housekeeping that reads code or settings "
-        "and whose queries say nothing (checks, migration files, shells, static files, translations)."),
+        "manage.py commands (shell patterns allowed) run with tracing suppressed: no command or database "
+        "spans, none from OpenTelemetry instrumentations. Default: development housekeeping that reads code "
+        "or settings and whose queries say nothing (checks, migration files, shells, static files, translations)."),
     Key("COMMANDS_WITHOUT_SPAN", COMMANDS_WITHOUT_SPAN, as_names,
         "manage.py commands traced without a command span: servers and consumers, whose requests or "
         "messages are traces of their own, and `test`. Other commands are one trace each."),

@@ -95,20 +95,22 @@ def positive(kind: type) -> Callable[[Any], int | float]:
 
 
 def as_pairs(value: Any) -> dict[str, str]:
-    """A ``{"k": "v"}`` dict, or the ``k=v,k2=v2`` form the OTEL_* variables use."""
+    """A ``{"k": "v"}`` dict, or the ``k=v,k2=v2`` form. Messages never quote a value: for
+    OTLP_HEADERS it is a credential."""
     if isinstance(value, Mapping):
         pairs = dict(value)
     elif isinstance(value, str):
         pairs = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
+        for position, item in enumerate(filter(None, (part.strip() for part in value.split(","))), 1):
             key, sep, val = item.partition("=")
             if not sep or not key.strip():
-                raise InvalidValue(f"expected key=value pairs, got {item!r}")
+                raise InvalidValue(f"member {position} is not key=value")
             pairs[key.strip()] = val.strip()
     else:
-        raise InvalidValue(f"expected a dict of strings, got {value!r}")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
-        raise InvalidValue(f"expected a dict of strings, got {value!r}")
+        raise InvalidValue(f"expected a dict of strings, got a {type(value).__name__}")
+    wrong = [key for key, text in pairs.items() if not isinstance(key, str) or not isinstance(text, str)]
+    if wrong:
+        raise InvalidValue(f"expected a dict of strings; not a string: the value of {wrong[0]!r} (or the key)")
     return pairs
 
 
@@ -151,6 +153,23 @@ def env_integer(value: str, minimum: int = 1) -> int:
     if not _INTEGER_RE.fullmatch(text) or not minimum <= int(text) <= MAX_INTEGER:
         raise InvalidValue(f"expected an integer from {minimum} to {MAX_INTEGER}, got {value!r}")
     return int(text)
+
+
+def env_count(value: str) -> int:
+    """An Integer variable where 0 is meaningful (the attribute, event and link limits)."""
+    return env_integer(value, minimum=0)
+
+
+def as_limit(value: Any) -> int:
+    """A count or length limit in TRACING: a whole number, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidValue(f"expected a whole number, 0 or more, got {value!r}")
+    return value
+
+
+def as_optional_limit(value: Any) -> int | None:
+    """``as_limit``, or None for no limit."""
+    return None if value is None else as_limit(value)
 
 
 def env_duration(value: str) -> float:

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
@@ -121,12 +121,32 @@ def build_propagator(config: TracingConfig) -> TextMapPropagator:
     return GatedCompositePropagator(found)
 
 
+def build_span_limits(config: TracingConfig) -> SpanLimits:
+    """The SDK's ``SpanLimits`` from ``config``, every limit given, so that the SDK reads no
+    OTEL_*_LIMIT variable itself: it raises ``ValueError`` for an empty or invalid one,
+    which would leave the process without tracing. conf has read them by the specification."""
+    def length(value: int | None) -> int:
+        return SpanLimits.UNSET if value is None else value
+
+    return SpanLimits(
+        max_attributes=config.span_attribute_count_limit,
+        max_span_attributes=config.span_attribute_count_limit,
+        max_events=config.span_event_count_limit,
+        max_links=config.span_link_count_limit,
+        max_event_attributes=config.event_attribute_count_limit,
+        max_link_attributes=config.link_attribute_count_limit,
+        max_attribute_length=length(config.attribute_value_length_limit),
+        max_span_attribute_length=length(config.span_attribute_value_length_limit),
+    )
+
+
 def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:
     """A provider exporting through ``processor`` (default: ``build_processor(config)``)."""
     processor = processor if processor is not None else build_processor(config)
     # shutdown_on_exit: the SDK's own atexit hook would flush without our bound;
     # install_provider registers ours instead.
-    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config), shutdown_on_exit=False)
+    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config),
+                              span_limits=build_span_limits(config), shutdown_on_exit=False)
     add_processors(provider, config, processor)
     return provider
 

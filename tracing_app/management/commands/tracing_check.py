@@ -73,7 +73,8 @@ class Command(BaseCommand):
     def send_test_span(self, config: TracingConfig, timeout: float) -> Outcome:
         from opentelemetry.sdk.trace import TracerProvider
 
-        span = TracerProvider(resource=provider.build_resource(config), shutdown_on_exit=False).get_tracer(
+        span = TracerProvider(resource=provider.build_resource(config), span_limits=provider.build_span_limits(config),
+                              shutdown_on_exit=False).get_tracer(
             "tracing_app.check").start_span(TEST_SPAN_NAME, attributes={"tracing_app.check": True})
         span.end()
         if config.otlp_protocol == "grpc":
