@@ -84,6 +84,8 @@ def celery_stack(request) -> Iterator[CeleryStack]:
             worker = stack.start("worker", [
                 sys.executable, "-m", "celery", "-A", "project", "worker", "-Q", f"{stack.queue},{bulk_queue}",
                 "-P", "solo", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                # Its own node name: its control queue (revoke) is not shared with other runs' workers.
+                "-n", f"{stack.queue}@%h",
             ], stack.env("shop-worker", DJANGO_SETTINGS_MODULE="tests.e2e.worker_settings",
                          OTEL_TRACES_SAMPLER_ARG="0", E2E_BULK_QUEUE=bulk_queue))
             worker.wait_output("ready.")

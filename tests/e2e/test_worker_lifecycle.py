@@ -85,7 +85,9 @@ def test_task_killed_by_hard_time_limit_ends_as_error_in_its_trace(stack, otlp):
 def test_task_terminated_by_revoke_ends_as_error_in_its_trace(stack, otlp, tmp_path):
     from celery import Celery
 
-    worker = stack.start_worker("-P", "prefork", "-c", "1")
+    # A node name of its own: workers of other test runs on this broker named celery@<host>
+    # would share its control (pidbox) queue and could take the revoke.
+    worker = stack.start_worker("-P", "prefork", "-c", "1", "-n", f"{stack.queue}@%h")
     marker = tmp_path / "started"
     with capture_spans() as captured:
         task_id = stack.publish("e2e.sleep", 60, str(marker))
@@ -101,7 +103,8 @@ def test_task_terminated_by_revoke_ends_as_error_in_its_trace(stack, otlp, tmp_p
     finally:
         control.close()
     span = wait_for_tasks(otlp, [task_id])[task_id]
-    assert span.error and span.attributes["error.type"] == "Terminated"
+    assert span.error and span.attributes["error.type"] == "Terminated", (dict(span.attributes),
+                                                                          worker.output()[-2500:])
     assert span.attributes["celery.task.name"] == "e2e.sleep"
     assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
     worker.signal(signal.SIGTERM)
