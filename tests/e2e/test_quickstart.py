@@ -167,9 +167,11 @@ class UserProject:
         self.env = env
         self.processes: list[Process] = []
         self.run([sys.executable, "-m", "venv", self.venv], cwd=folder)
-        # The repository's pins, so that pip resolves exact versions (and its cache serves them).
+        # The repository's pins, so that pip resolves exact versions (and its cache serves them);
+        # .ci/versions.sh passes the pins of the version set it tests.
+        pins = os.environ.get("TRACING_CONSTRAINTS") or constraints(folder)
         self.run([self.bin("python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                  "-c", constraints(folder), f"{wheel}{extras}", "gunicorn", "psycopg[binary]"],
+                  "-c", pins, f"{wheel}{extras}", "gunicorn", "psycopg[binary]"],
                  cwd=folder, timeout=DEADLINE * 5)
         self.dir.mkdir()
         self.run([self.bin("django-admin"), "startproject", "mysite", self.dir], cwd=folder)

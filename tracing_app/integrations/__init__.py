@@ -44,7 +44,7 @@ class Entry:
     optional: bool = False
 
 
-_DJANGO = Requirement("django", "Django", "4.2")
+_DJANGO = Requirement("django", "Django", "5.2")
 REGISTRY: dict[str, Entry] = {
     "django": Entry("tracing_app.integrations.django.middleware:integration", (_DJANGO,)),
     "celery": Entry("tracing_app.integrations.celery.signals:integration",
@@ -55,7 +55,7 @@ REGISTRY: dict[str, Entry] = {
                   optional=True),
     "http_client": Entry("tracing_app.integrations.http_client:integration", (
         Requirement("requests", "requests", "2.0"),
-        Requirement("opentelemetry.instrumentation.requests", "opentelemetry-instrumentation-requests", "0.50b0"),
+        Requirement("opentelemetry.instrumentation.requests", "opentelemetry-instrumentation-requests", "0.51b0"),
     ), optional=True),
 }
 
