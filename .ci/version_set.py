@@ -6,7 +6,7 @@ OUT_DIR/requirements.txt: what to install, by name (the library's runtime and th
 demo's, as requirements/base.txt lists them, plus the test runner).
 OUT_DIR/constraints.txt: the set's pins, plus every main pin (requirements/*.txt) they
 do not replace. A pin of the same family as one the set pins is dropped too
-(opentelemetry-*, Celery's amqp/billiard/vine/click, protobuf), so pip resolves those
+(opentelemetry-* with protobuf and wrapt; Celery's amqp, billiard, vine, click, dateutil), so pip resolves those
 for the set's releases instead of failing on the main set's.
 Prints the Python version the set runs on (its "# python:" line).
 """
@@ -22,7 +22,7 @@ TEST_RUNNER = ("pytest", "pytest-django", "pytest-timeout", "setuptools")  # set
 # Resolved again for the set's releases when the set pins any of these families' leaders.
 FAMILIES = {
     "opentelemetry-": ("opentelemetry-", "protobuf", "googleapis-common-protos", "wrapt", "importlib-metadata"),
-    "celery": ("amqp", "billiard", "vine", "click"),
+    "celery": ("amqp", "billiard", "vine", "click", "python-dateutil", "tzlocal", "tzdata"),
     "django": ("asgiref", "sqlparse"),
 }
 

@@ -270,8 +270,9 @@ def run_quickstart(tmp_path: Path, wheel: Path, otlp: StackReceiver, request, wi
         web = project.start("gunicorn", project.bin("gunicorn"), "-c", "gunicorn.conf.py", "mysite.wsgi",
                             "-b", f"127.0.0.1:{port}", "-w", "1")
         if with_celery:
+            # A node name of its own: two workers of one name on a broker clash (the pidbox queue).
             worker = project.start("celery", project.bin("celery"), "-A", "mysite", "worker", "-c", "1", "-l", "info",
-                                   "--without-gossip", "--without-mingle", "--without-heartbeat")
+                                   "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat")
             worker.wait_output("ready.")
         assert get(f"http://127.0.0.1:{port}/order/", web) == 200
 
