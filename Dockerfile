@@ -5,4 +5,4 @@ COPY requirements/ requirements/
 RUN pip install --no-cache-dir -r requirements/base.txt
 COPY . .
 EXPOSE 8000
-CMD ["gunicorn", "-c", "gunicorn.conf.py", "project.wsgi"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py"]

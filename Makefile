@@ -29,7 +29,7 @@ lint-imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 run: $(STAMP)
-	$(PY) manage.py migrate && $(VENV)/bin/gunicorn -c gunicorn.conf.py project.wsgi
+	$(PY) manage.py migrate && $(VENV)/bin/gunicorn -c gunicorn.conf.py
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A project worker -l info
@@ -48,8 +48,9 @@ clean:
 	rm -rf $(VENV) .venv-versions .pytest_cache .ruff_cache .demo
 
 # The embedded demo: SQLite, a serverless broker, web + worker + tracing_tail, no Docker.
+# `make demo ASGI=1` serves the web under ASGI (gunicorn with the uvicorn worker).
 demo: $(STAMP)
-	$(PY) -m project.demo
+	$(PY) -m project.demo $(if $(ASGI),--asgi)
 
 # A terminal trace viewer for `make run` / `make worker` (they export to localhost:4318 by default).
 tail: $(STAMP)

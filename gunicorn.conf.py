@@ -6,6 +6,17 @@ import os
 # start-up if a worker has no working exporter. See tracing_app/integrations/gunicorn.py.
 from tracing_app.integrations.gunicorn import post_worker_init, worker_exit  # noqa: F401
 
+# WEB_INTERFACE=asgi serves project.asgi with the uvicorn worker (async views and streams
+# in an event loop); wsgi (the default) serves project.wsgi with gunicorn's sync worker.
+WEB_INTERFACES = {
+    "wsgi": ("project.wsgi:application", "sync"),
+    "asgi": ("project.asgi:application", "uvicorn_worker.UvicornWorker"),
+}
+_interface = os.environ.get("WEB_INTERFACE", "wsgi").strip().lower() or "wsgi"
+if _interface not in WEB_INTERFACES:
+    raise SystemExit(f"gunicorn.conf.py: WEB_INTERFACE must be one of {sorted(WEB_INTERFACES)}, not {_interface!r}")
+wsgi_app, worker_class = WEB_INTERFACES[_interface]
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 # Recycle workers now and then, as production deployments do; worker_exit

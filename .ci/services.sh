@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start PostgreSQL and RabbitMQ when they are not running; idempotent.
+# Start PostgreSQL, RabbitMQ and Redis when they are not running; idempotent.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -21,4 +21,10 @@ if ! port_open 5672; then
   rabbitmq-server -detached
   wait_port 5672
 fi
-echo "PostgreSQL and RabbitMQ are up"
+if ! port_open 6379; then
+  echo "starting Redis"
+  # Tests use databases 1-15 with key prefixes of their own; nothing is persisted.
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
+  wait_port 6379
+fi
+echo "PostgreSQL, RabbitMQ and Redis are up"

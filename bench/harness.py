@@ -18,17 +18,18 @@ from .sink import read_counts
 
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PACKAGES = ("django", "celery", "kombu", "psycopg", "gunicorn", "opentelemetry-sdk",
+PACKAGES = ("django", "celery", "kombu", "psycopg", "gunicorn", "uvicorn", "opentelemetry-sdk",
             "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-django", "protobuf")
 
 
 class Sink:
     """``bench.sink`` in its own process; ``counts()`` reads spans received per service."""
 
-    def __init__(self) -> None:
+    def __init__(self, discard: bool = False) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = Process("sink", [sys.executable, "-m", "bench.sink", str(self.port)], dict(os.environ))
+        argv = [sys.executable, "-m", "bench.sink", str(self.port), *(["--discard"] if discard else [])]
+        self.process = Process("sink", argv, dict(os.environ))
         deadline = time.monotonic() + 20
         while True:
             try:

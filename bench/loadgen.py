@@ -12,6 +12,9 @@ machine lands on all of them alike instead of on whichever mode ran then.
 gunicorn's sync worker serves one request at a time and closes every
 connection, so a closed-loop client measures the server's time per request
 without queueing. Plain ``http.client`` keeps the client's own cost small.
+
+``{"saturate": url, "connections": n, "seconds": s}`` instead keeps ``n`` connections
+busy with ``POST /api/orders/`` against one url and answers ``{"done", "errors", "seconds"}``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -67,10 +71,42 @@ def run(urls: list[str], seconds: float) -> dict:
     return {"post": post, "get": get, "errors": errors}
 
 
+def saturate(url: str, connections: int, seconds: float) -> dict:
+    """``connections`` clients, each sending ``POST /api/orders/`` back to back for ``seconds``:
+    the server's throughput when it always has work queued. Threads, not processes: the
+    client's cost is the same for every mode measured."""
+    parts = urllib.parse.urlsplit(url)
+    done, errors = [0] * connections, [0] * connections
+    deadline = time.perf_counter() + seconds
+
+    def client(index: int) -> None:
+        while time.perf_counter() < deadline:
+            try:
+                status, _ = call(parts.hostname, parts.port, "POST", "/api/orders/", ORDER)
+            except OSError:
+                status = 0
+            if status == 201:
+                done[index] += 1
+            else:
+                errors[index] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(index,)) for index in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"done": sum(done), "errors": sum(errors), "seconds": time.perf_counter() - started}
+
+
 def main() -> None:
     for line in sys.stdin:
         command = json.loads(line)
-        print(json.dumps(run(command["urls"], command["seconds"])), flush=True)
+        if "saturate" in command:
+            result = saturate(command["saturate"], command["connections"], command["seconds"])
+        else:
+            result = run(command["urls"], command["seconds"])
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

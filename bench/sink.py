@@ -1,10 +1,12 @@
-"""A minimal OTLP/HTTP sink for the benchmarks: ``python -m bench.sink PORT``.
+"""A minimal OTLP/HTTP sink for the benchmarks: ``python -m bench.sink PORT [--discard]``.
 
 Answers ``POST /v1/traces`` with 200 and counts the spans per ``service.name``;
 ``GET /counts`` returns them as JSON. It runs in its own process and decodes
 with the protobuf C implementation only, so it takes as little CPU as possible
 from the two cores the measured processes share (``tracing_app.devtools.receiver`` builds
 a Python object per span: right for tests, too heavy for a load test).
+``--discard`` does not even decode: it counts requests and bytes (``{"requests": n,
+"bytes": b}``), for a benchmark where the sink shares the cores with the measured server.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 counts: collections.Counter[str] = collections.Counter()
 lock = threading.Lock()
+DISCARD = False
 
 
 def service_name(resource) -> str:
@@ -35,6 +38,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if DISCARD:
+            with lock:
+                counts["requests"] += 1
+                counts["bytes"] += len(body)
+            self._answer(b"", "application/x-protobuf")
+            return
         if (self.headers.get("Content-Encoding") or "").lower() == "gzip":
             body = gzip.decompress(body)
         request = ExportTraceServiceRequest()
@@ -66,6 +75,8 @@ def read_counts(endpoint: str) -> dict[str, int]:
 
 
 def main() -> None:
+    global DISCARD
+    DISCARD = "--discard" in sys.argv[2:]
     server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     server.daemon_threads = True
     print("ready", flush=True)

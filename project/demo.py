@@ -38,8 +38,9 @@ READY_TIMEOUT = 60.0
 
 
 class Demo:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, asgi: bool = False) -> None:
         self.data_dir = data_dir
+        self.asgi = asgi
         self.children: list[ProcessGroup] = []
         self.web_url = ""
         self.tail_endpoint = ""
@@ -99,8 +100,9 @@ class Demo:
         self.start("pricing", [*manage, "serve_pricing", "--listen", self.pricing_target], self.env("shop-pricing"))
         port = free_port()
         self.web_url = f"http://127.0.0.1:{port}"
-        self.start("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "project.wsgi",
-                           "-b", f"127.0.0.1:{port}", "-w", "2"], self.env("shop-web"))
+        self.start("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                           "-b", f"127.0.0.1:{port}", "-w", "2"],
+                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi"))
         self.start("worker", [sys.executable, "-m", "celery", "-A", "project", "worker", "-l", "info",
                               "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
                               "--without-heartbeat"], self.env("shop-worker"))
@@ -122,6 +124,15 @@ class Demo:
             status, raw = error.code, error.read()
         self.say(f"{method} {path} {body if body is not None else ''} -> {status} {raw.decode()[:80]}")
         return status, json.loads(raw or b"{}")
+
+    def status_stream(self, order_id: int) -> list[str]:
+        """The statuses the order-status stream (server-sent events) sends; it ends at a final one."""
+        path = f"/api/orders/{order_id}/events/"
+        with urllib.request.urlopen(self.web_url + path, timeout=30) as response:
+            statuses = [json.loads(line[5:])["status"] for line in response.read().decode().splitlines()
+                        if line.startswith("data:")]
+        self.say(f"GET {path} (server-sent events) -> {statuses}")
+        return statuses
 
     def wait_ready(self) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -182,6 +193,7 @@ class Demo:
             checks.append(final == "rejected")
         if checks[0]:
             checks.append(self.request("GET", f"/api/orders/{order['id']}/")[0] == 200)
+            checks.append(self.status_stream(order["id"]) == ["reserved"])
         checks.append(self.relay_events(checks[:2].count(True)))
         return all(checks)
 
@@ -239,8 +251,10 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".demo", help="Emptied, then used (default .demo/).")
+    parser.add_argument("--asgi", action="store_true",
+                        help="Serve the web under ASGI (gunicorn with the uvicorn worker) instead of WSGI.")
     args = parser.parse_args(argv)
-    demo = Demo(args.data_dir.resolve())
+    demo = Demo(args.data_dir.resolve(), asgi=args.asgi)
     signal.signal(signal.SIGTERM, _interrupt)
     ok = False
     try:

@@ -1,13 +1,17 @@
 """Settings of the demo shop. Service addresses come from the environment:
 
 DATABASE_URL          postgres://user@host:5432/name or sqlite:///path (default: local PostgreSQL)
-CELERY_BROKER_URL     amqp://guest:guest@host:5672// (default: local RabbitMQ), or filesystem://
-                      for the embedded demo: a broker that needs no server
+CELERY_BROKER_URL     amqp://guest:guest@host:5672// (default: local RabbitMQ), redis://host:6379/0,
+                      or filesystem:// for the embedded demo: a broker that needs no server
+CELERY_BROKER_KEY_PREFIX  with Redis: a prefix for every key (several stacks on one Redis)
+CELERY_RESULT_BACKEND django-db (default) or redis://host:6379/1
 CELERY_BROKER_FOLDER  where filesystem:// keeps its messages (default .demo/broker)
 PRICING_LISTEN        host:port the pricing gRPC server listens on (default 0.0.0.0:50051)
 PRICING_TARGET        host:port web and worker call pricing at (default 127.0.0.1:50051)
 PRICING_TIMEOUT       seconds a pricing call may take (default 2)
 ORDER_WEBHOOK_URL     when set, the worker POSTs each reserved/rejected order there
+INVENTORY_URL         base URL of the stock API the quote view asks (default http://127.0.0.1:8000, the web itself)
+REDIS_CACHE_URL       redis://host:6379/1: Django's cache in Redis (default: in process memory)
 OTEL_*             the standard OpenTelemetry variables override TRACING below
 """
 
@@ -74,6 +78,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's filesystem transport: one file per message, headers included, in a
     # folder every process shares. It creates its control folder but not this one.
+    from project.broker import use_for_filesystem_urls
+
+    use_for_filesystem_urls()  # whole message files only: see project/broker.py
     _broker_folder = Path(os.environ.get("CELERY_BROKER_FOLDER") or BASE_DIR / ".demo" / "broker")
     (_broker_folder / "messages").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -86,10 +93,16 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # worker's prefetch is full; with one message of headroom the next task is
     # already there when a pool process frees up.
     CELERY_WORKER_PREFETCH_MULTIPLIER = 4
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Celery over Redis (`pip install django-tracing-app[redis]`). A key prefix of
+    # its own when several deployments (or test runs) share one Redis database.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 # Keep Django's LOGGING (with trace ids) in the worker instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Results only where a task asks for them (chords do); the shop's tasks store none.
-CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # or redis://host:6379/1
+if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
 
 # order.* events: written to tracing_app's outbox with the order, published by
@@ -105,18 +118,31 @@ PRICING_LISTEN = os.environ.get("PRICING_LISTEN", "0.0.0.0:50051")
 PRICING_TARGET = os.environ.get("PRICING_TARGET", "127.0.0.1:50051")
 PRICING_TIMEOUT = float(os.environ.get("PRICING_TIMEOUT", "2"))
 ORDER_WEBHOOK_URL = os.environ.get("ORDER_WEBHOOK_URL", "")
+# GET /api/orders/<id>/quote asks stock levels over HTTP, as if inventory were another service.
+INVENTORY_URL = os.environ.get("INVENTORY_URL", "http://127.0.0.1:8000").rstrip("/")
 
 TRACING = {
     "SERVICE_NAME": "shop-web",
     # Without these the worker would be shop-web-worker, beat shop-web-beat, commands shop-web-command.
     "SERVICE_NAMES": {"worker": "shop-worker", "beat": "shop-beat", "command": "shop-manage"},
+    # The demo's own servers: each gRPC call and each consumed event is a trace, the run is not one.
+    "COMMANDS_WITHOUT_SPAN": ["runserver", "testserver", "relay_outbox", "test", "serve_pricing", "consume_events"],
     "SERVICE_VERSION": "0.1.0",
     "ENVIRONMENT": os.environ.get("DEPLOYMENT_ENVIRONMENT", "dev"),
     "OTLP_ENDPOINT": "http://localhost:4318",
     "EXCLUDED_URLS": [r"^/healthz$"],
     # The demo needs these libraries: `manage.py check` says so if one is missing.
-    "INTEGRATIONS": {"grpc": True, "http_client": True},
+    "INTEGRATIONS": {"grpc": True, "http_client": True, "httpx": True},
+    # Product prices are cached by sku (apps/pricing/views.py): not personal, so the key may be recorded.
+    "RECORD_CACHE_KEYS": ["product-price:*"],
 }
+
+# Product prices are cached (apps/pricing/views.py): in Redis when REDIS_CACHE_URL is set
+# (redis://host:6379/1), else in each process's memory.
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_CACHE_URL"]}
+    if os.environ.get("REDIS_CACHE_URL") else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+)}
 
 # Every line names its service, trace and span (tracing_app.TextFormatter): paste a trace_id
 # into Jaeger's search. LOG_FORMAT=json writes JSON lines instead.

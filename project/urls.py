@@ -9,4 +9,6 @@ def healthz(request):
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("api/", include("apps.orders.urls")),
+    path("api/", include("apps.pricing.urls")),
+    path("api/", include("apps.inventory.urls")),
 ]

@@ -105,7 +105,7 @@ def test_uninstalled_integration_creates_no_spans(captured_spans):
         celery_signals.integration.install(get_config())
 
 
-# -- beyond one task (issue 4) -------------------------------------------------
+# -- beyond one task ------------------------------------------------------------
 
 
 @pytest.fixture

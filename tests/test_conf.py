@@ -3,7 +3,7 @@
 import pytest
 from django.test import override_settings
 
-from tracing_app.conf import KEYS, get_config, resolve
+from tracing_app.conf import DEFAULT_INTEGRATIONS, KEYS, get_config, resolve
 from tracing_app.conf import keys as conf
 
 
@@ -86,7 +86,7 @@ def test_bad_values_become_problems_and_fall_back_to_defaults(user, check_id, ke
 
 def test_bad_environment_variable_is_a_problem_naming_the_variable():
     config = resolve({}, {"OTEL_TRACES_SAMPLER_ARG": "lots"})
-    assert [(p.check_id, p.key) for p in config.problems] == [("tracing_app.E004", "SAMPLE_RATIO")]
+    assert [(p.check_id, p.key) for p in config.problems] == [("tracing_app.W004", "SAMPLE_RATIO")]
     assert "OTEL_TRACES_SAMPLER_ARG" in config.problems[0].message
     assert config.sample_ratio == 1.0
 
@@ -95,8 +95,7 @@ def test_user_dict_is_never_mutated():
     user = {"INTEGRATIONS": {"celery": False}}
     config = resolve(user, {})
     assert user == {"INTEGRATIONS": {"celery": False}}
-    assert config.integrations == {"django": True, "celery": False, "database": True, "logging": True,
-                                   "grpc": True, "http_client": True}
+    assert config.integrations == {**DEFAULT_INTEGRATIONS, "celery": False}
 
 
 def test_typo_in_attribute_access_raises():

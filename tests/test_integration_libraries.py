@@ -91,7 +91,7 @@ def test_a_dotted_module_whose_parent_is_missing_is_not_importable():
 
 
 def test_the_extras_are_the_optional_integrations():
-    assert OPTIONAL == ["celery", "grpc", "http_client"]
+    assert OPTIONAL == ["aiohttp", "celery", "grpc", "http_client", "httpx", "urllib", "urllib3"]
 
 
 def test_every_integration_needing_more_than_the_core_dependencies_is_optional():
@@ -140,7 +140,7 @@ def test_a_library_that_is_not_optional_is_e006_even_by_default(monkeypatch):
     without(monkeypatch, "django")
     with override_settings(TRACING={}):
         assert {m.msg.split(" integration")[0] for m in e006(checks.check_settings())} == {
-            "The django", "The database"}
+            "The django", "The database", "The management", "The cache"}
 
 
 @pytest.mark.parametrize("environ", [{}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
@@ -149,7 +149,7 @@ def test_otlp_over_grpc_without_the_grpc_extra_is_e006(environ, monkeypatch):
     for var, value in environ.items():
         monkeypatch.setenv(var, value)
     tracing = {} if environ else {"OTLP_PROTOCOL": "grpc"}
-    for missing in ("grpc", "opentelemetry.exporter.otlp.proto.grpc"):
+    for missing in ("grpc",):
         monkeypatch.setattr(requirements, "importable", lambda module, missing=missing: module != missing)
         with override_settings(TRACING=tracing):
             [message] = e006(checks.check_settings())
@@ -158,6 +158,6 @@ def test_otlp_over_grpc_without_the_grpc_extra_is_e006(environ, monkeypatch):
 
 
 def test_otlp_over_http_does_not_need_grpc(monkeypatch):
-    without(monkeypatch, "grpc", "opentelemetry.exporter.otlp.proto.grpc")
+    without(monkeypatch, "grpc")
     with override_settings(TRACING={"INTEGRATIONS": {"grpc": False}}):
         assert e006(checks.check_settings()) == []

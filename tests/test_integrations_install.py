@@ -84,12 +84,12 @@ def test_the_middleware_makes_no_span_after_stop(reinstall_afterwards):
 
 
 @pytest.mark.django_db
-def test_a_query_never_fails_because_statement_attributes_failed(monkeypatch):
+def test_a_query_never_fails_because_shaping_its_statement_failed(monkeypatch):
     from django.db import connection
 
     from tracing_app.integrations.database import queries
 
-    monkeypatch.setattr(queries, "statement_attributes", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(queries.STATEMENTS, "get", lambda *a, **k: 1 / 0)
     with capture_spans(raise_errors=False) as spans:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

@@ -27,7 +27,7 @@ class RecordingProducer:
         self.published.append({"body": body, **kwargs})
 
 
-def test_carrier_reads_strings_only_and_writes_headers():
+def test_carrier_reads_text_only_and_writes_headers():
     headers = {"traceparent": VALID, "number": 5, "long": "x" * (MAX_HEADER_CHARS + 1), 7: "key not a str"}
     assert CARRIER.get(headers, "traceparent") == [VALID]
     assert CARRIER.get(headers, "number") is None
@@ -42,8 +42,8 @@ def test_carrier_reads_strings_only_and_writes_headers():
 @pytest.mark.parametrize("headers, problem", [
     (None, "no traceparent"),
     ({}, "no traceparent"),
-    ({"traceparent": 12}, "is a int, not a string"),
-    ({"traceparent": ["x"]}, "is a list, not a string"),
+    ({"traceparent": 12}, "is a int, not text"),
+    ({"traceparent": ["x"]}, "traceparent is malformed"),
     ({"traceparent": VALID, "tracestate": "k=" + "v" * MAX_HEADER_CHARS}, "characters long"),
     ({"traceparent": "00-abc-01"}, "is malformed"),
     ({"traceparent": "ff" + VALID[2:]}, "is malformed"),
@@ -116,7 +116,7 @@ def test_consuming_without_usable_headers_starts_a_new_trace_and_warns_once(capt
     process = next(s for s in captured_spans.records() if s.kind == "CONSUMER")
     assert process.parent_id == ""
     [record] = caplog.records
-    assert "m-2" in record.getMessage() and "is a int" in record.getMessage()
+    assert "m-2" in record.getMessage() and "is a int, not text" in record.getMessage()
 
 
 def test_consuming_marks_a_failed_handler_and_reraises(captured_spans):

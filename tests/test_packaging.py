@@ -20,10 +20,11 @@ dist = metadata.distribution("django-tracing-app")
 assert tracing_app.__version__ == dist.version, (tracing_app.__version__, dist.version)
 assert resources.files("tracing_app").joinpath("py.typed").is_file()
 assert importlib.util.find_spec("project") is None and importlib.util.find_spec("apps") is None
-assert {"celery", "grpc"} <= set(dist.metadata.get_all("Provides-Extra"))
+assert {"celery", "redis", "grpc"} <= set(dist.metadata.get_all("Provides-Extra"))
 [plugin] = [e for e in dist.entry_points if e.group == "pytest11"]
 assert plugin.value == "tracing_app.testing"
 import celery  # the [celery] extra came along
+import redis  # and the [redis] one
 print("ok", dist.version)
 """
 
@@ -61,7 +62,7 @@ def test_wheel_installs_into_a_fresh_virtualenv_with_its_extras_and_without_the_
     python = venv / "bin" / "python"
     install = subprocess.run(
         [python, "-m", "pip", "install", "--disable-pip-version-check", "-q", "-c", constraints(tmp_path),
-         f"{wheel}[celery]"], capture_output=True, text=True, timeout=600,
+         f"{wheel}[celery,redis]"], capture_output=True, text=True, timeout=600,
     )
     assert install.returncode == 0, install.stdout + install.stderr
     result = subprocess.run([python, "-c", CHECK], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,8 @@ from tracing_app.context import egress, propagators, w3c
 from tracing_app.context.egress import TargetAllowlist, should_propagate
 from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
 from tracing_app.context.w3c import parse_baggage, parse_traceparent, parse_tracestate
-from tracing_app.integrations import http_client
+from tracing_app.integrations.http_client.instrumentor import withhold_unless_allowed
+from tracing_app.integrations.http_client.requests import requests_request_hook
 from tracing_app.pipeline.provider import BUILTIN_PROPAGATORS
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -50,7 +51,7 @@ def test_invalid_traceparent_is_ignored(header):
 def test_tracestate_limits():
     assert parse_tracestate("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7").to_header() == \
         "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
-    assert parse_tracestate("a=1,a=2") is None  # duplicate key
+    assert parse_tracestate("a=1,a=2").to_header() == "a=1"  # duplicate key: the first kept (test_w3c_tracestate)
     assert parse_tracestate(",".join(f"k{i}=v" for i in range(33))) is None  # 33 members
     assert parse_tracestate("k=" + "v" * 600) is None  # too long
     assert parse_tracestate("UPPER=v") is None
@@ -145,25 +146,82 @@ def test_inject_only_for_allowed_targets():
     assert set(internal) == {"traceparent", "baggage"} and external == {}
 
 
-def test_blocked_carrier_gets_nothing_and_others_are_unaffected():
-    context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
-    blocked: dict[str, str] = {}
-    other: dict[str, str] = {}
-    propagators.block(blocked)
-    propagate.inject(blocked, context=context)
-    propagate.inject(other, context=context)
-    assert blocked == {} and set(other) == {"traceparent", "baggage"}
+def _client_span_context(parent: Context) -> tuple[trace.Span, Context]:
+    span = trace.NonRecordingSpan(trace.SpanContext(0xABC, 0x123, is_remote=False,
+                                                    trace_flags=trace.TraceFlags(0x01)))
+    return span, trace.set_span_in_context(span, parent)
 
 
-@pytest.mark.parametrize(("url", "sent"), [("http://pricing:8000/quote", True), ("https://api.stripe.com/v1", False)])
+class _Vendor(textmap.TextMapPropagator):
+    """A propagator that is not ours (like b3): withholding must cover it too."""
+
+    def extract(self, carrier, context=None, getter=textmap.default_getter):
+        return context
+
+    def inject(self, carrier, context=None, setter=textmap.default_setter):
+        setter.set(carrier, "x-vendor-trace", "1")
+
+    @property
+    def fields(self):
+        return {"x-vendor-trace"}
+
+
+@pytest.mark.parametrize("gate", [
+    "global",  # tracing_app's global propagator, the default W3C pair (inject_context's one-pass path)
+    "vendor",  # a composite holding a propagator that is not ours
+])
+def test_withheld_span_s_next_injection_writes_nothing_and_later_ones_are_unaffected(gate):
+    parent = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
+    span, with_span = _client_span_context(parent)
+    if gate == "global":
+        assert isinstance(propagate.get_global_textmap(), propagators.GatedCompositePropagator)
+        assert propagators._global_is_w3c_only()
+
+        def inject(carrier, context):
+            propagators.inject_context(carrier, context)
+    else:
+        composite = propagators.GatedCompositePropagator([propagators.TraceContextPropagator(), _Vendor()])
+
+        def inject(carrier, context):
+            composite.inject(carrier, context)
+    withheld: dict[str, str] = {}
+    other_span: dict[str, str] = {}
+    again: dict[str, str] = {}
+    propagators.withhold(span)
+    inject(other_span, parent)  # another span's context: not covered
+    inject(withheld, with_span)
+    inject(again, with_span)  # used up
+    assert withheld == {}
+    assert "traceparent" in other_span and "traceparent" in again
+
+
+@pytest.mark.parametrize(("url", "sent"), [
+    ("http://pricing:8000/quote", True),
+    ("https://api.stripe.com/v1", False),
+    ("https://[::ffff:8.8.8.8]/v1", False),
+])
 def test_requests_hook_sends_context_only_to_own_services(url, sent):
     import requests
 
     request = requests.Request("GET", url).prepare()
-    context = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
-    http_client.requests_request_hook(None, request)
-    propagate.inject(request.headers, context=context)  # what the instrumentor does next
+    parent = propagate.extract({"traceparent": VALID, "baggage": "tenant.id=acme"}, Context())
+    span, with_span = _client_span_context(parent)
+    requests_request_hook(span, request)
+    propagate.inject(request.headers, context=with_span)  # what the instrumentor does next
     assert ("traceparent" in request.headers) is sent and ("baggage" in request.headers) is sent
+
+
+def test_a_url_the_hook_cannot_read_gets_no_context():
+    class Unreadable:
+        def __str__(self):
+            raise ValueError("no")
+
+    parent = propagate.extract({"traceparent": VALID}, Context())
+    span, with_span = _client_span_context(parent)
+    withhold_unless_allowed(span, Unreadable())
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=with_span)
+    assert carrier == {}
 
 
 @pytest.mark.parametrize(("key", "value"), [
@@ -196,10 +254,6 @@ def test_inject_context_writes_what_the_composite_writes():
     propagators.inject_context(ours, context)
     propagate.inject(stock, context=context)
     assert ours == stock and set(ours) == {"traceparent", "tracestate", "baggage"}
-    blocked = {}
-    propagators.block(blocked)
-    propagators.inject_context(blocked, context)
-    assert blocked == {}
 
 
 def test_inject_context_and_extract_follow_other_propagators(monkeypatch):

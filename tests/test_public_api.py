@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 import tracing_app
+from tracing_app import semconv
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-# Check ids (tracing_app.E001) and span attribute names are not import paths.
-NOT_PATHS = re.compile(r"^tracing_app\.([EW]\d{3}|link|outbox\.(event_id|wait_ms)|check)$")
+# Check ids (tracing_app.E001) and span attribute names (every one is in semconv) are not import paths.
+NOT_PATHS = re.compile(r"^tracing_app\.([EW]\d{3}|link|check)$")
+ATTRIBUTE_NAMES = {value for name, value in vars(semconv).items() if name.isupper() and isinstance(value, str)}
 IMPORT = re.compile(r"^\s*from (tracing_app[\w.]*) import ([\w, ]+)", re.MULTILINE)
 DOTTED = re.compile(r"\btracing_app(?:\.\w+)+")
 
@@ -40,7 +42,7 @@ def documented_paths() -> list[str]:
         text = doc.read_text()
         for module, names in IMPORT.findall(text):
             paths.update(f"{module}.{name.strip()}" for name in names.split(",") if name.strip())
-        paths.update(p for p in DOTTED.findall(text) if not NOT_PATHS.match(p))
+        paths.update(p for p in DOTTED.findall(text) if not NOT_PATHS.match(p) and p not in ATTRIBUTE_NAMES)
     return sorted(paths)
 
 

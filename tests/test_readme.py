@@ -33,7 +33,7 @@ def test_first_commands_are_the_stack_the_tests_and_the_embedded_demo():
     commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
     assert commands[:3] == ["docker compose up --build", "make test", "make demo"]
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^demo: .*\n\t\$\(PY\) -m project\.demo$", makefile, re.M)
+    assert re.search(r"^demo: .*\n\t\$\(PY\) -m project\.demo( \$\(if \$\(ASGI\),--asgi\))?$", makefile, re.M)
 
 
 def test_troubleshooting_and_recipes_are_there():

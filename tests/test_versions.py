@@ -21,7 +21,7 @@ CLAIMED = {Requirement(r).name.lower(): Requirement(r).specifier
            for r in [*PROJECT["dependencies"], *sum(PROJECT["optional-dependencies"].values(), [])]
            if not r.startswith("django-tracing-app")}
 TESTED = ("django", "celery", "kombu", "opentelemetry-api", "opentelemetry-sdk", "opentelemetry-proto",
-          "opentelemetry-exporter-otlp-proto-http", "opentelemetry-exporter-otlp-proto-grpc",
+          "opentelemetry-exporter-otlp-proto-http",
           "opentelemetry-instrumentation-requests")
 
 

@@ -1,11 +1,15 @@
 """Small views for the HTTP middleware tests."""
 
+import json
+
+import requests
 from django.conf.urls.i18n import i18n_patterns
 from django.core.exceptions import BadRequest, PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import include, path, re_path
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
 
 def ok(request):
@@ -28,6 +32,14 @@ def server_error(request):
     return HttpResponse("unavailable", status=503)
 
 
+@csrf_exempt
+def call_out(request):
+    """POSTs to every URL in the JSON list it is given, as the W3C trace-context test service does."""
+    for url in json.loads(request.body or b"[]"):
+        requests.post(url, timeout=10)
+    return HttpResponse(status=204)
+
+
 def raises(exception):
     def view(request, **kwargs):
         raise exception("refused")
@@ -40,7 +52,9 @@ class Resource(View):
 
 
 urlpatterns = [
+    path("call-out/", call_out),
     path("healthz", ok),
+    path("async/", include("tests.async_views")),
     path("ok/", ok),
     path("shop/", include([path("items/<int:pk>/", item)])),
     path("boom/", boom),

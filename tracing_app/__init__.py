@@ -37,11 +37,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tracing_app.conf import TracingConfig, get_config
-from tracing_app.context.business import business_context
-from tracing_app.context.egress import should_propagate
-from tracing_app.lifecycle import start, stop
-from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown
+from tracing_app.conf import TracingConfig, environment, get_config
+
+environment.import_propagate()  # first: a bad OTEL_PROPAGATORS must not stop the import (conf/environment.py)
+
+from tracing_app.context.business import business_context  # noqa: E402
+from tracing_app.context.egress import should_propagate  # noqa: E402
+from tracing_app.lifecycle import start, stop  # noqa: E402
+from tracing_app.pipeline.provider import export_stats, force_flush, get_tracer, shutdown  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -55,14 +58,17 @@ _LAZY = {
     "consuming": "tracing_app.integrations.kombu",
     "TracingClientInterceptor": "tracing_app.integrations.grpc",
     "TracingServerInterceptor": "tracing_app.integrations.grpc",
-    "requests_request_hook": "tracing_app.integrations.http_client",
+    "aio_client_interceptors": "tracing_app.integrations.grpc.aio",
+    "TracingAioServerInterceptor": "tracing_app.integrations.grpc.aio",
+    "requests_request_hook": "tracing_app.integrations.http_client.requests",
     "write_event": "tracing_app.outbox",
     "user_context": "tracing_app.context.business",
 }
 
 __all__ = [
-    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingClientInterceptor", "TracingConfig",
-    "TracingMiddleware", "TracingServerInterceptor", "__version__", "business_context", "consuming", "export_stats",
+    "JsonFormatter", "KombuHeadersCarrier", "TextFormatter", "TracingAioServerInterceptor",
+    "TracingClientInterceptor", "TracingConfig", "TracingMiddleware", "TracingServerInterceptor", "__version__",
+    "aio_client_interceptors", "business_context", "consuming", "export_stats",
     "force_flush", "get_config", "get_tracer", "publish", "requests_request_hook", "should_propagate", "shutdown",
     "start", "stop", "user_context", "write_event",
 ]

@@ -14,6 +14,7 @@ class TracingAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from tracing_app import checks  # noqa: F401  (registers the system checks)
         from tracing_app.lifecycle import start
 
         start()

@@ -5,11 +5,11 @@
 | tracing_app.E001 | TRACING is not a dict |
 | tracing_app.E002 | TRACING has an unknown key |
 | tracing_app.E003 | a TRACING value is invalid |
-| tracing_app.E004 | an OTEL_* environment variable is invalid |
-| tracing_app.E005 | a propagator name cannot be loaded |
+| tracing_app.W004 | an OTEL_* environment variable is invalid, so it is ignored (treated as unset) |
+| tracing_app.E005 | a propagator name in TRACING cannot be loaded (from OTEL_PROPAGATORS: W004) |
 | tracing_app.E006 | a library something switched on needs is missing or too old (see integrations) |
 | tracing_app.E007 | TRACING["BAGGAGE_RESOLVER"] cannot be imported or is not callable |
-| tracing_app.E008 | the OTLP endpoint has no scheme (`127.0.0.1:4318`) |
+| tracing_app.E008 | the OTLP/HTTP endpoint has no scheme (`127.0.0.1:4318`) |
 | tracing_app.E009 | the OTLP endpoint is not an http:// or https:// URL with a host (other scheme, bad port) |
 | tracing_app.E010 | the OTLP endpoint's port is a known non-OTLP port (Jaeger Thrift/UI, Zipkin) |
 | tracing_app.E011 | the OTLP endpoint's port is the other protocol's (grpc on 4318, http/protobuf on 4317) |
@@ -28,6 +28,7 @@ from django.core import checks
 from django.utils.module_loading import import_string
 
 from tracing_app.conf import get_config
+from tracing_app.conf.config import ENV_IGNORED
 from tracing_app.conf.requirements import OTLP_GRPC, install_hint, unmet
 from tracing_app.integrations import REGISTRY, wanted_but_unmet
 from tracing_app.pipeline.provider import load_propagator
@@ -39,16 +40,21 @@ MIDDLEWARE_PATH = "tracing_app.TracingMiddleware"  # what the hints tell users t
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     config = get_config()
     messages: list[checks.CheckMessage] = [
-        checks.Error(problem.message, hint=problem.hint, id=problem.check_id) for problem in config.problems
+        (checks.Warning if problem.check_id.startswith("tracing_app.W") else checks.Error)(
+            problem.message, hint=problem.hint, id=problem.check_id)
+        for problem in config.problems
     ]
+    from_environment = config.sources["PROPAGATORS"] == "env:OTEL_PROPAGATORS"
     for name in config.propagators:
         try:
             load_propagator(name)
         except Exception as exc:
-            messages.append(checks.Error(
-                f"Propagator {name!r} cannot be loaded: {exc}.",
-                hint="Use tracecontext and baggage, or install the package that provides it.",
-                id="tracing_app.E005",
+            # An unknown Enum value in a variable is a warning and is ignored (the specification).
+            messages.append((checks.Warning if from_environment else checks.Error)(
+                f"Propagator {name!r} cannot be loaded: {exc}."
+                + (" It is ignored (OTEL_PROPAGATORS)." if from_environment else ""),
+                hint="Use tracecontext and baggage (or none), or install the package that provides it.",
+                id=ENV_IGNORED if from_environment else "tracing_app.E005",
             ))
     for name, entry in REGISTRY.items():
         why = wanted_but_unmet(config, name)
@@ -105,6 +111,8 @@ def check_otlp_endpoint(app_configs: Any = None, **kwargs: Any) -> list[checks.C
     protocol = config.otlp_protocol
     port = OTLP_PORTS[protocol]
     if "://" not in endpoint:
+        if protocol == "grpc":
+            return []  # a gRPC target may go without a scheme; OTLP_INSECURE then says whether TLS is used
         return [checks.Error(
             f"The OTLP endpoint {endpoint!r} ({where}) has no scheme, so no span can be sent.",
             hint=f"Write it as a URL: 'http://{endpoint.strip('/')}' (or https:// when the collector uses TLS).",

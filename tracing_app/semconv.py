@@ -22,6 +22,10 @@ CLIENT_PORT = "client.port"
 
 DEPLOYMENT_ENVIRONMENT_NAME = "deployment.environment.name"
 
+# A manage.py command run (integrations/django/commands.py); no convention exists.
+DJANGO_COMMAND_NAME = "django.command.name"
+DJANGO_COMMAND_OPTIONS = "django.command.options"
+
 DB_COLLECTION_NAME = "db.collection.name"
 DB_NAMESPACE = "db.namespace"
 DB_OPERATION_BATCH_SIZE = "db.operation.batch.size"
@@ -29,6 +33,8 @@ DB_OPERATION_NAME = "db.operation.name"
 DB_QUERY_TEXT = "db.query.text"
 DB_RESPONSE_STATUS_CODE = "db.response.status_code"
 DB_SYSTEM_NAME = "db.system.name"
+# Django database vendor -> db.system.name (the database integration and the database cache).
+DJANGO_DB_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
 
 ERROR_TYPE = "error.type"
 
@@ -47,6 +53,10 @@ MESSAGING_SYSTEM = "messaging.system"
 
 NETWORK_PROTOCOL_VERSION = "network.protocol.version"
 
+PROCESS_EXECUTABLE_NAME = "process.executable.name"
+PROCESS_EXIT_CODE = "process.exit.code"
+PROCESS_PID = "process.pid"
+
 RPC_GRPC_STATUS_CODE = "rpc.grpc.status_code"
 RPC_METHOD = "rpc.method"
 RPC_SERVICE = "rpc.service"
@@ -58,6 +68,10 @@ SERVER_PORT = "server.port"
 SERVICE_NAME = "service.name"
 SERVICE_VERSION = "service.version"
 
+TRACING_APP_CACHE_HIT = "tracing_app.cache.hit"
+TRACING_APP_CACHE_HITS = "tracing_app.cache.hits"
+TRACING_APP_CACHE_KEY = "tracing_app.cache.key"
+TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"
 TRACING_APP_OUTBOX_WAIT_MS = "tracing_app.outbox.wait_ms"
 # Resource attribute: web, worker, beat or command (pipeline/resource.py).

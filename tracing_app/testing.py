@@ -77,6 +77,7 @@ def capture_spans(sampler: Sampler | None = None, raise_errors: bool = True) -> 
     test_provider = TracerProvider(
         resource=provider.build_resource(config),
         sampler=sampler or provider.build_sampler(config),
+        span_limits=provider.build_span_limits(config),
         shutdown_on_exit=False,
     )
     provider.add_processors(test_provider, config, SimpleSpanProcessor(exporter))

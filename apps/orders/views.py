@@ -1,10 +1,14 @@
+import asyncio
 import json
 import logging
+import time
+import urllib.parse
 
+import httpx
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
@@ -20,6 +24,9 @@ RESERVE_STOCK = "inventory.reserve_stock"
 SEND_CONFIRMATION = "orders.send_confirmation"
 ORDER_CREATED = "order.created"
 MAX_QUANTITY = 1000
+# The order-status stream polls the order this often and gives up after STREAM_SECONDS.
+STREAM_POLL_SECONDS = 0.5
+STREAM_SECONDS = 60.0
 
 
 def bad_request(message: str) -> JsonResponse:
@@ -84,3 +91,58 @@ def order_detail(request: HttpRequest, pk: int) -> JsonResponse:
     if order is None:
         return JsonResponse({"error": f"order {pk} not found"}, status=404)
     return JsonResponse(order.as_json())
+
+
+@require_GET
+async def order_quote(request: HttpRequest, pk: int) -> JsonResponse:
+    """What an order costs now and whether it can be served: the pricing service (gRPC)
+    and the stock API (HTTP) are asked at the same time."""
+    order = await Order.objects.filter(pk=pk).afirst()
+    if order is None:
+        return JsonResponse({"error": f"order {pk} not found"}, status=404)
+    try:
+        quote, stock = await asyncio.gather(
+            pricing.aquote(order.sku, order.quantity),
+            stock_level(order.sku),
+        )
+    except pricing.PriceNotFound:
+        return JsonResponse({"error": f"sku {order.sku!r} has no price"}, status=404)
+    except (pricing.PricingUnavailable, httpx.HTTPError) as exc:
+        logger.warning("quote for order %s failed: %s", pk, exc)
+        return JsonResponse({"error": "pricing or inventory is unavailable, try again"}, status=503)
+    return JsonResponse({
+        "order": order.pk, "sku": order.sku, "quantity": order.quantity,
+        "total_cents": quote.total_cents, "currency": quote.currency,
+        "in_stock": stock["quantity"] >= order.quantity,
+    })
+
+
+async def stock_level(sku: str) -> dict:
+    async with httpx.AsyncClient(base_url=settings.INVENTORY_URL, timeout=settings.PRICING_TIMEOUT) as client:
+        response = await client.get(f"/api/stock/{urllib.parse.quote(sku, safe='')}/")
+        response.raise_for_status()
+        return response.json()
+
+
+@require_GET
+async def order_events(request: HttpRequest, pk: int) -> StreamingHttpResponse | JsonResponse:
+    """Server-sent events: the order's status now and at each change, until it is final
+    (reserved or rejected) or STREAM_SECONDS pass. Async: under ASGI a waiting stream
+    holds no thread."""
+    order = await Order.objects.filter(pk=pk).afirst()
+    if order is None:
+        return JsonResponse({"error": f"order {pk} not found"}, status=404)
+
+    async def events():
+        status, deadline = order.status, time.monotonic() + STREAM_SECONDS
+        yield f"event: status\ndata: {json.dumps(order.as_json())}\n\n"
+        while status == Order.Status.PENDING and time.monotonic() < deadline:
+            await asyncio.sleep(STREAM_POLL_SECONDS)
+            current = await Order.objects.filter(pk=pk).afirst()
+            if current is not None and current.status != status:
+                status = current.status
+                yield f"event: status\ndata: {json.dumps(current.as_json())}\n\n"
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    return response

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench import request_overhead, span_pipeline, task_overhead
+from bench import asgi_overhead, request_overhead, span_pipeline, task_overhead
 from tests.e2e.stack import ROOT
 
 pytestmark = pytest.mark.services
@@ -33,6 +33,20 @@ def test_request_overhead_runs_every_mode(tmp_path):
     assert not rows["sampled 100%"].rstrip(" |").endswith("0.00")
     assert not rows["plain OpenTelemetry"].rstrip(" |").endswith("0.00")
     assert "disabled ≤ 1.01x untraced" in section
+
+
+def test_asgi_overhead_runs_every_mode_under_uvicorn_workers(tmp_path):
+    output = tmp_path / "BENCHMARKS.md"
+    asgi_overhead.main(["--rounds", "1", "--seconds", "1", "--latency-seconds", "1", "--warmup", "0.3",
+                        "--connections", "2", "--output", str(output)])
+    section = generated(output, asgi_overhead.SECTION)
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    assert {"untraced", "tracing_app", "plain OpenTelemetry"} <= set(rows)
+    # exported KiB/req, the last column, proves the traced modes exported and untraced did not
+    assert rows["untraced"].rstrip(" |").endswith("–")
+    for mode in ("tracing_app", "plain OpenTelemetry"):
+        assert float(rows[mode].rstrip(" |").rpartition("|")[2]) > 0, rows[mode]
+    assert "adds ≤ ⅓ of what plain OpenTelemetry adds" in section
 
 
 def test_task_overhead_runs(tmp_path):

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.test_order_trace import ORDER_TRACE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,14 +50,15 @@ def processes_in(folder: Path) -> list[str]:
     return found
 
 
-def test_make_demo_runs_the_stack_embedded_prints_connected_traces_and_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize("make_args", [[], ["ASGI=1"]], ids=["wsgi", "asgi"])
+def test_make_demo_runs_the_stack_embedded_prints_connected_traces_and_leaves_nothing_running(tmp_path, make_args):
     project = tmp_path / "project"
     shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".git", ".venv", ".demo", "__pycache__", "*.sqlite3"))
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OTEL_", "DJANGO_", "CELERY_", "PYTEST_")) and k != "DATABASE_URL"}
     # The Makefile's demo target with this interpreter; -o skips (re)building the virtualenv.
     result = subprocess.run(
-        ["make", "-s", "-o", ".venv/.installed", "demo", f"PY={sys.executable}"],
+        ["make", "-s", "-o", ".venv/.installed", "demo", f"PY={sys.executable}", *make_args],
         cwd=project, env=env, capture_output=True, text=True, timeout=240,
     )
     output = result.stdout + result.stderr
@@ -70,3 +73,7 @@ def test_make_demo_runs_the_stack_embedded_prints_connected_traces_and_leaves_no
     # The rejected order: the same, except that the worker leaves the stock alone.
     rejected = [span for span in expected if span[2] != "UPDATE inventory_stock"]
     assert rejected in traces.values(), output
+    # The order-status stream (server-sent events, an async view): its query under its request.
+    events = [(0, "shop-web", "GET api/orders/<int:pk>/events/", "SERVER"),
+              (1, "shop-web", "SELECT orders_order", "CLIENT")]
+    assert events in traces.values(), output

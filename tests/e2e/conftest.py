@@ -1,7 +1,9 @@
 """Fixtures that start the real stack on the backends ``stack.backends()`` chose:
 PostgreSQL and RabbitMQ when reachable, the embedded ones otherwise (an error
 instead under TRACING_REQUIRE_SERVICES=1). A test parametrized indirectly with
-``stack="embedded"`` runs on the embedded backends whatever is reachable."""
+``stack="embedded"`` runs on the embedded backends whatever is reachable; with
+``stack="redis"``, on the chosen database and Redis as the broker (Redis must be
+reachable: an error under TRACING_REQUIRE_SERVICES=1, else skipped and listed)."""
 
 from __future__ import annotations
 
@@ -28,8 +30,10 @@ def otlp() -> Iterator[StackReceiver]:
 @pytest.fixture
 def stack(request, otlp: StackReceiver) -> Iterator[Stack]:
     """A migrated database, a queue of this test's own, no processes yet."""
-    chosen = EMBEDDED if getattr(request, "param", "default") == "embedded" else backends()
-    database, broker = make_database(chosen), make_broker(chosen)
+    param = getattr(request, "param", "default")
+    chosen = EMBEDDED if param == "embedded" else backends()
+    broker = make_broker(chosen, "redis" if param == "redis" else "")
+    database = make_database(chosen)
     queue = f"e2e-{run_id()}"
     stack = Stack(database, broker, queue, otlp.endpoint, otlp)
     try:

@@ -47,6 +47,7 @@ ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:54
 BROKER_URL = (os.environ.get("E2E_BROKER_URL") or os.environ.get("CELERY_BROKER_URL")
               or "amqp://guest:guest@127.0.0.1:5672//")
 PROBE_TIMEOUT = 3
+REDIS_URL = os.environ.get("E2E_REDIS_URL", "redis://127.0.0.1:6379")  # no database: each run picks its own
 # Seconds any wait for a process, a readiness line or spans may take. Only a failing test
 # waits this long; on CI's two busy cores a worker's first spans have taken over 30 s.
 DEADLINE = float(os.environ.get("E2E_DEADLINE", "120"))
@@ -70,6 +71,31 @@ def postgres_problem() -> str:
             return ""
     except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+
+
+def redis_problem() -> str:
+    """Why the real Redis cannot be used ("" when it can)."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=PROBE_TIMEOUT).ping()
+        return ""
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def require_redis(what: str) -> None:
+    """Fail (TRACING_REQUIRE_SERVICES=1, CI) or skip, listed in the summary, without a reachable Redis."""
+    import pytest
+
+    problem = redis_problem()
+    if not problem:
+        return
+    reason = f"{what} needs the real Redis at {REDIS_URL}: {problem}"
+    if os.environ.get("TRACING_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason, pytrace=False)
+    NEEDS_SERVICES.append(os.environ.get("PYTEST_CURRENT_TEST", what).rpartition(" ")[0] or what)
+    pytest.skip(reason)
 
 
 def rabbitmq_problem() -> str:
@@ -211,6 +237,34 @@ class FilesystemBroker:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class RedisBroker:
+    """Redis as the Celery broker (and, with ``result_backend``, result backend): a database
+    number and a key prefix of this run's own (``global_keyprefix``), deleted at cleanup."""
+
+    def __init__(self) -> None:
+        import random
+
+        self.db = random.randint(1, 15)  # 0 is where a developer's own things usually live
+        self.prefix = f"e2e-{run_id()}:"
+        self.url = f"{REDIS_URL}/{self.db}"
+
+    def env(self) -> dict[str, str]:
+        return {"CELERY_BROKER_KEY_PREFIX": self.prefix}
+
+    def transport_options(self) -> dict[str, object]:
+        """What project/settings.py configures from CELERY_BROKER_KEY_PREFIX, for a publisher in the test process."""
+        return {"global_keyprefix": self.prefix}
+
+    def cleanup(self, *queues: str) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        keys = list(client.scan_iter(match=f"{self.prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
 USED: set[tuple[str, str]] = set()  # (database, broker) this run's stacks ran on, for the terminal summary
 
 
@@ -240,7 +294,12 @@ def require_real_services(what: str) -> Backends:
     pytest.skip(reason)
 
 
-def make_broker(chosen: Backends) -> RabbitBroker | FilesystemBroker:
+def make_broker(chosen: Backends, kind: str = "") -> RabbitBroker | FilesystemBroker | RedisBroker:
+    """The broker ``chosen`` picked, or Redis when ``kind == "redis"`` (whatever was chosen)."""
+    if kind == "redis":
+        require_redis("a stack on Redis")
+        USED.add((chosen.database, "redis"))
+        return RedisBroker()
     return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 
 
@@ -367,6 +426,19 @@ class Stack:
             [sys.executable, "-m", "gunicorn", "project.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", *extra],
             self.env(service_name, **env),
         )
+        web = WebServer(f"http://127.0.0.1:{port}", process)
+        web.wait_ready()
+        return web
+
+    def start_asgi_web(self, server: str, *extra: str, service_name: str | None = "shop-web", **env: str) -> WebServer:
+        """``project.asgi`` under ``server``: "uvicorn", or "gunicorn" with the uvicorn worker."""
+        port = free_port()
+        argv = {
+            "uvicorn": ["-m", "uvicorn", "project.asgi:application", "--port", str(port), "--no-access-log"],
+            "gunicorn": ["-m", "gunicorn", "-k", "uvicorn_worker.UvicornWorker", "project.asgi:application",
+                         "-b", f"127.0.0.1:{port}", "-w", "1"],
+        }[server]
+        process = self.start(f"web ({server}, ASGI)", [sys.executable, *argv, *extra], self.env(service_name, **env))
         web = WebServer(f"http://127.0.0.1:{port}", process)
         web.wait_ready()
         return web

@@ -27,3 +27,18 @@ def test_recycled_and_stopped_gunicorn_workers_export_every_request(stack, otlp)
     output = web.process.output()
     assert output.count("Booting worker") >= 8, "30 requests at 4 per worker take at least 8 workers"
     assert "has no working span exporter" not in output
+
+
+def test_gunicorn_worker_with_an_exporter_that_cannot_be_built_says_so_once(stack):
+    # No scheme: the OTLP/HTTP transport cannot be built. Each worker reports it at its start,
+    # once; its requests are served and never log it again.
+    web = stack.start_web("-w", "2", OTEL_EXPORTER_OTLP_ENDPOINT="127.0.0.1:4318", OTEL_BSP_SCHEDULE_DELAY="100")
+    for _ in range(6):
+        status, _, _ = web.request("GET", "/api/orders/999/")
+        assert status == 404
+    web.process.signal(signal.SIGTERM)
+    assert web.process.wait(30) == 0, web.process.output()
+    output = web.process.output()
+    lines = [line for line in output.splitlines() if "has no working span exporter" in line]
+    assert len(lines) == output.count("Booting worker") == 2, output
+    assert all("http:// or https://" in line for line in lines), output

@@ -81,6 +81,24 @@ def test_task_killed_by_hard_time_limit_ends_as_error_in_its_trace(stack, otlp):
     assert len(spans_of_task) == 1, "the killed child must not export a second span for the task"
 
 
+@pytest.mark.parametrize("how", ["SIGKILL", "os._exit", "sys.exit"])
+def test_task_whose_worker_process_is_lost_ends_as_error_in_its_trace(stack, otlp, how):
+    """The child dies mid-task and exports nothing: the main process ends the span (WorkerLostError)."""
+    worker = stack.start_worker("-P", "prefork", "-c", "1")
+    with capture_spans() as captured:
+        task_id = stack.publish("e2e.lose_worker", how)
+    producer = next(s for s in captured.records() if s.kind == "PRODUCER")
+    span = wait_for_tasks(otlp, [task_id])[task_id]
+    assert span.error and span.attributes["error.type"] == ("SystemExit" if how == "sys.exit" else "WorkerLostError")
+    assert span.attributes["celery.task.name"] == "e2e.lose_worker"
+    assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
+    worker.wait_for_output("exited with", timeout=60)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    spans_of_task = [s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]
+    assert len(spans_of_task) == 1, "the lost child must not export a second span for the task"
+
+
 @pytest.mark.parametrize("pool", ["solo", "threads"])
 def test_solo_and_threads_pools_flush_at_shutdown(stack, otlp, pool):
     worker = stack.start_worker("-P", pool, "-c", "2", **NO_PERIODIC_EXPORT)

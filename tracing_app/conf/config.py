@@ -28,7 +28,11 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from tracing_app.conf.keys import DEFAULT_PORTS, KEYS, KEYS_BY_NAME, SOURCE_DEFAULT, SOURCE_SETTINGS
-from tracing_app.conf.parsers import InvalidValue
+from tracing_app.conf.parsers import FalseWithWarning, InvalidValue, NoEffect
+
+# An OTEL_* variable that is invalid: the specification asks for a warning and for the
+# variable to be treated as unset, so it is a warning, not an error (manage.py still runs).
+ENV_IGNORED = "tracing_app.W004"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,21 +105,57 @@ def resolve(user: Any, environ: Mapping[str, str]) -> TracingConfig:
             except InvalidValue as exc:
                 problems.append(Problem("tracing_app.E003", key.name, f"TRACING[{key.name!r}] is invalid: {exc}.",
                                         f"{key.doc} Default: {key.default!r}."))
-        for var in key.env:
+        for var in key.env:  # the signal-specific variable first
             raw = environ.get(var)
             if raw is None or raw.strip() == "":
-                continue
+                continue  # empty is unset (the specification)
             try:
-                values[key.name], sources[key.name] = (key.env_parse or key.parse)(raw), f"env:{var}"
-            except InvalidValue as exc:
-                problems.append(Problem("tracing_app.E004", key.name, f"Environment variable {var} is invalid: {exc}.",
-                                        f"Fix or unset {var}; it overrides TRACING[{key.name!r}]."))
+                value = (key.env_parse or key.parse)(raw)
+            except FalseWithWarning as exc:
+                problems.append(_ignored(var, key, str(exc)))
+                value = exc.value
+            except (InvalidValue, NoEffect) as exc:
+                # Invalid: a warning, and the variable is treated as unset (the next one, then
+                # TRACING, then the default apply). NoEffect: as unset, warning only if it says so.
+                if not isinstance(exc, NoEffect) or exc.warning:
+                    problems.append(_ignored(var, key, str(exc)))
+                continue
+            if key.merge_under_settings and sources[key.name] == SOURCE_SETTINGS:
+                value = {**value, **values[key.name]}
+            values[key.name], sources[key.name] = value, f"env:{var}"
             break
+    problems.extend(_cross_checks(values, sources, environ))
     explicit = user["INTEGRATIONS"] if sources["INTEGRATIONS"] == SOURCE_SETTINGS else {}
     integration_sources = {name: SOURCE_SETTINGS if name in explicit else SOURCE_DEFAULT
                            for name in values["INTEGRATIONS"]}
     return TracingConfig(values=values, sources=sources, problems=tuple(problems),
                          integration_sources=integration_sources)
+
+
+def _ignored(var: str, key: Any, why: str) -> Problem:
+    return Problem(ENV_IGNORED, key.name, f"Environment variable {var} is ignored: {why}.",
+                   f"Fix or unset {var}. Meanwhile TRACING[{key.name!r}] (or its default) applies.")
+
+
+def _cross_checks(values: dict[str, Any], sources: dict[str, str], environ: Mapping[str, str]) -> list[Problem]:
+    """Rules between variables: OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed
+    OTEL_BSP_MAX_QUEUE_SIZE; OTEL_TRACES_SAMPLER_ARG is the argument of a ratio sampler only."""
+    problems = []
+    if values["BATCH_MAX_EXPORT_SIZE"] > values["BATCH_MAX_QUEUE_SIZE"]:
+        where = sources["BATCH_MAX_EXPORT_SIZE"]
+        size = min(KEYS_BY_NAME["BATCH_MAX_EXPORT_SIZE"].default, values["BATCH_MAX_QUEUE_SIZE"])
+        problems.append(Problem(
+            ENV_IGNORED if where.startswith("env:") else "tracing_app.E003", "BATCH_MAX_EXPORT_SIZE",
+            f"BATCH_MAX_EXPORT_SIZE ({where}) is {values['BATCH_MAX_EXPORT_SIZE']}, more than BATCH_MAX_QUEUE_SIZE "
+            f"({values['BATCH_MAX_QUEUE_SIZE']}); {size} is used.",
+            "A batch is taken from the queue: make it at most the queue's size."))
+        values["BATCH_MAX_EXPORT_SIZE"] = size
+    if sources["SAMPLE_RATIO"] == "env:OTEL_TRACES_SAMPLER_ARG" and not values["SAMPLER"].endswith("traceidratio"):
+        problems.append(Problem(
+            ENV_IGNORED, "SAMPLE_RATIO",
+            f"Environment variable OTEL_TRACES_SAMPLER_ARG is ignored: the sampler {values['SAMPLER']!r} "
+            "takes no argument.", "Unset OTEL_TRACES_SAMPLER_ARG, or use a traceidratio sampler."))
+    return problems
 
 
 def unknown_key_hint(name: Any) -> str:

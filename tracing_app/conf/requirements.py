@@ -26,11 +26,9 @@ class Requirement:
     minimum: str
 
 
-# OTLP_PROTOCOL="grpc": the SDK's gRPC exporter, which imports grpcio (the `grpc` extra).
-OTLP_GRPC = (
-    Requirement("grpc", "grpcio", "1.60"),
-    Requirement("opentelemetry.exporter.otlp.proto.grpc", "opentelemetry-exporter-otlp-proto-grpc", "1.30"),
-)
+# OTLP_PROTOCOL="grpc": our gRPC transport (pipeline/export/otlp_grpc.py) needs grpcio (the
+# `grpc` extra); the OTLP service definitions come with opentelemetry-proto, a base dependency.
+OTLP_GRPC = (Requirement("grpc", "grpcio", "1.60"),)
 
 
 def importable(module: str) -> bool:
@@ -62,5 +60,5 @@ def unmet(requirements: tuple[Requirement, ...]) -> str | None:
 
 
 def install_hint(requirements: tuple[Requirement, ...]) -> str:
-    """``"grpcio>=1.60, opentelemetry-exporter-otlp-proto-grpc>=1.30"``: what to pip install."""
+    """``"grpcio>=1.60, celery>=5.3"``: what to pip install."""
     return ", ".join(f"{r.distribution}>={r.minimum}" for r in requirements)

@@ -1,7 +1,7 @@
 """What request data may become telemetry: allowlists, checked once at install time.
 
 Defaults record nothing a user typed: no query string, no headers, no task
-arguments, no SQL literals (``db.normalize_sql``), no exception messages (a
+arguments, no SQL literals (``integrations.database.statements.redact``), no exception messages (a
 ``ValueError`` quoting an argument, a unique violation quoting the duplicate
 e-mail): errors keep their type and stack frames (``record_error``). Authorization, Cookie and
 Set-Cookie are refused even when listed (``conf._headers`` reports them as

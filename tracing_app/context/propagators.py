@@ -27,7 +27,7 @@ from tracing_app.context.w3c import (
     TRACEPARENT,
     TRACEPARENT_MAX,
     TRACESTATE,
-    TRACESTATE_MAX,
+    TRACESTATE_READ_MAX,
     parse_baggage,
     parse_traceparent,
     parse_tracestate,
@@ -43,16 +43,43 @@ _BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
 _SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 
-# A carrier that must stay empty: set by block(); checked by our inject() methods.
-_blocked_carrier: contextvars.ContextVar[object] = contextvars.ContextVar("tracing_app_blocked_carrier", default=None)
+# The span context whose next injection (in this context) must write nothing: set by withhold().
+_withheld: contextvars.ContextVar[trace.SpanContext | None] = contextvars.ContextVar(
+    "tracing_app_withheld_span_context", default=None)
 
 
-def block(carrier: object) -> None:
-    """Make the next ``propagate.inject`` into ``carrier`` (in this context) write nothing.
+def withhold(span: trace.Span) -> None:
+    """Make the next injection of ``span``'s context (in this context) write nothing:
+    no ``traceparent``, ``tracestate`` or ``baggage``.
 
-    For instrumentation that injects unconditionally after calling a hook, such as
-    ``opentelemetry-instrumentation-requests`` (see ``requests_request_hook``)."""
-    _blocked_carrier.set(carrier)
+    For instrumentations that start a CLIENT span, call a request hook and then inject
+    unconditionally (every OpenTelemetry HTTP client instrumentation): the hook calls
+    this for a destination outside ``PROPAGATE_TO``. Keyed on the span rather than the
+    headers because some of them (httpx) inject into a copy of the headers the hook
+    saw; used up by that injection, so a hook whose request never went out cannot
+    silence a later one. Honoured by ``GatedCompositePropagator`` (the global
+    propagator tracing_app installs, whatever propagators it holds) and by
+    ``inject_context``."""
+    _withheld.set(span.get_span_context())
+
+
+def _withheld_now(context: Context | None) -> bool:
+    """Whether this injection is the withheld one; if so, it uses the withholding up."""
+    withheld = _withheld.get()
+    if withheld is None or current_span_context(context) is not withheld:
+        return False
+    _withheld.set(None)
+    return True
+
+
+class GatedCompositePropagator(CompositePropagator):
+    """The propagators named in ``PROPAGATORS``, in order, except that an injection
+    ``withhold()`` covers writes nothing, with any propagator (b3, jaeger, ours)."""
+
+    def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
+               setter: textmap.Setter = textmap.default_setter) -> None:
+        if not _withheld_now(context):
+            super().inject(carrier, context=context, setter=setter)
 
 
 def _joined(getter: textmap.Getter, carrier: object, name: str, limit: int) -> str | None:
@@ -94,7 +121,7 @@ class TraceContextPropagator(textmap.TextMapPropagator):
         if parsed is None:
             return context
         trace_id, span_id, flags = parsed
-        state_header = _joined(getter, carrier, TRACESTATE, TRACESTATE_MAX)
+        state_header = _joined(getter, carrier, TRACESTATE, TRACESTATE_READ_MAX)
         state = parse_tracestate(state_header) if state_header else None
         span_context = trace.SpanContext(
             trace_id=trace_id, span_id=span_id, is_remote=True,
@@ -104,8 +131,7 @@ class TraceContextPropagator(textmap.TextMapPropagator):
 
     def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
                setter: textmap.Setter = textmap.default_setter) -> None:
-        if carrier is not _blocked_carrier.get():
-            write_traceparent(carrier, current_span_context(context), setter)
+        write_traceparent(carrier, current_span_context(context), setter)
 
     @property
     def fields(self) -> set[str]:
@@ -128,8 +154,7 @@ class BaggagePropagator(textmap.TextMapPropagator):
 
     def inject(self, carrier: textmap.CarrierT, context: Context | None = None,
                setter: textmap.Setter = textmap.default_setter) -> None:
-        if carrier is not _blocked_carrier.get():
-            write_baggage(carrier, baggage.get_all(context), setter)
+        write_baggage(carrier, baggage.get_all(context), setter)
 
     @property
     def fields(self) -> set[str]:
@@ -150,7 +175,7 @@ def _global_is_w3c_only() -> bool:
     cached = _w3c_only
     if cached[0] is not textmap_:
         kinds = [type(p) for p in getattr(textmap_, "_propagators", ())]
-        cached = _w3c_only = (textmap_, type(textmap_) is CompositePropagator
+        cached = _w3c_only = (textmap_, type(textmap_) in (CompositePropagator, GatedCompositePropagator)
                               and kinds == [TraceContextPropagator, BaggagePropagator])
     return cached[1]
 
@@ -169,9 +194,9 @@ def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
     if not _global_is_w3c_only():
         propagate.inject(carrier, context=context, setter=setter)
         return
-    if carrier is _blocked_carrier.get():
-        return
     context = get_current() if context is None else context
+    if _withheld_now(context):
+        return
     write_traceparent(carrier, current_span_context(context), setter)
     entries = context.get(_BAGGAGE_CONTEXT_KEY)
     write_baggage(carrier, entries if isinstance(entries, dict) else None, setter)

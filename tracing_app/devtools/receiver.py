@@ -5,7 +5,9 @@ protobuf or gzip'd bodies) and ``OTLPGrpcReceiver`` for OTLP/gRPC (needs ``grpci
 Used by ``manage.py tracing_tail`` and by tests that need real OTLP bytes from
 real processes. It decodes with ``opentelemetry-proto`` and keeps every span as
 a ``SpanRecord``. ``fault`` makes it misbehave on purpose (an HTTP status, a
-delay) so that export failure handling can be tested against the wire.
+delay, a ``partial_success`` rejecting spans) and ``max_body_bytes`` answers 413
+to bigger requests, as a collector's body limit does, so that export failure
+handling can be tested against the wire.
 """
 
 from __future__ import annotations
@@ -31,17 +33,37 @@ class Fault:
     delay: float = 0.0  # seconds to wait before answering
     retry_after: str = ""  # Retry-After header value sent with the status
     times: int = 0  # misbehave for this many requests, then answer normally (0: until changed)
+    rejected_spans: int = 0  # accept the request but reject its last N spans (OTLP partial_success)
+
+
+def partial_success(rejected: int) -> bytes:
+    """An ``ExportTraceServiceResponse`` saying that ``rejected`` spans were dropped."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTracePartialSuccess,
+        ExportTraceServiceResponse,
+    )
+
+    partial = ExportTracePartialSuccess(rejected_spans=rejected, error_message="rejected by a test fault")
+    return ExportTraceServiceResponse(partial_success=partial).SerializeToString()
 
 
 class OTLPReceiver:
     """Start with ``start()`` (or as a context manager); ``endpoint`` is the base URL."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
-                 on_spans: Callable[[list[SpanRecord]], None] | None = None, keep: bool = True) -> None:
+                 on_spans: Callable[[list[SpanRecord]], None] | None = None, keep: bool = True,
+                 max_body_bytes: int = 0) -> None:
         # keep=False: spans only go to on_spans (a long-running tracing_tail must not grow).
+        # max_body_bytes: answer 413 to a bigger request body (0: no limit).
         self.spans: list[SpanRecord] = []
+        self.max_body_bytes = max_body_bytes
+        self.body_sizes: list[int] = []  # the size of every request body received, in order
+        self.too_large = 0  # requests answered 413 for their size
         self._keep = keep
         self.bodies: list[bytes] = []  # every decoded export request, as received (privacy tests grep them)
+        # The headers of every POST, names lower-cased, in arrival order (what an exporter sent: auth, encoding).
+        self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []  # the path of every POST, in arrival order
         self.requests = 0  # POSTs received
         self.answered = 0  # POSTs answered (a delayed answer counts once it is sent)
         self.fault = Fault()
@@ -138,6 +160,9 @@ class OTLPReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver._cond:
                     receiver.requests += 1
+                    receiver.headers.append({name.lower(): value for name, value in self.headers.items()})
+                    receiver.paths.append(self.path)
+                    receiver.body_sizes.append(len(body))
                     fault = receiver.fault
                     if fault.times:
                         fault.times -= 1
@@ -147,6 +172,11 @@ class OTLPReceiver:
                     time.sleep(fault.delay)
                 if fault.status:
                     self._answer(fault.status, b"", {"Retry-After": fault.retry_after} if fault.retry_after else {})
+                    return
+                if receiver.max_body_bytes and len(body) > receiver.max_body_bytes:
+                    with receiver._cond:
+                        receiver.too_large += 1
+                    self._answer(413, b"request body too large")
                     return
                 if self.path != TRACES_PATH:
                     self._answer(404, b"")
@@ -161,9 +191,11 @@ class OTLPReceiver:
                 except Exception:
                     self._answer(400, b"")
                     return
-                receiver._received(records, body)
+                rejected = min(fault.rejected_spans, len(records))
+                receiver._received(records[:len(records) - rejected], body)
                 # An empty ExportTraceServiceResponse is zero bytes of protobuf.
-                self._answer(200, b"", {"Content-Type": "application/x-protobuf"})
+                self._answer(200, partial_success(rejected) if rejected else b"",
+                             {"Content-Type": "application/x-protobuf"})
 
             def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(status)
@@ -182,7 +214,8 @@ class OTLPReceiver:
 
 
 class OTLPGrpcReceiver:
-    """The OTLP ``TraceService`` over gRPC, insecure, on ``host:port`` (0 picks a port).
+    """The OTLP ``TraceService`` over gRPC, insecure, on ``host:port`` (0 picks a port), with
+    gRPC's default limit of 4 MiB per received message, as a stock Collector has.
 
     Raises ``OSError`` when the port cannot be bound, like the HTTP receiver.
     """
@@ -193,8 +226,16 @@ class OTLPGrpcReceiver:
         import grpc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+        receiver = self
+        self.requests = 0  # Export calls that reached the service (gRPC refuses oversized ones before)
+        # The metadata of every call (names are lower-case in gRPC), in arrival order.
+        self.headers: list[dict[str, str]] = []
+
         class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
+                receiver.requests += 1
+                receiver.headers.append({key: value for key, value in context.invocation_metadata()
+                                         if isinstance(value, str)})
                 on_spans(from_otlp_request(request))
                 return trace_service_pb2.ExportTraceServiceResponse()
 

@@ -45,18 +45,37 @@ class Entry:
 
 
 _DJANGO = Requirement("django", "Django", "5.2")
+
+
+def _http_client(module: str, distribution: str | None, minimum: str, instrumentation: str) -> Entry:
+    """An HTTP client integration: ``http_client/<module>.py``, needing the client library
+    (none for the standard library's ``urllib``) and its OpenTelemetry instrumentation."""
+    library = (Requirement(module, distribution, minimum),) if distribution else ()
+    dashed = instrumentation.replace("_", "-")
+    return Entry(f"tracing_app.integrations.http_client.{module}:integration", (
+        *library,
+        Requirement(f"opentelemetry.instrumentation.{instrumentation}", f"opentelemetry-instrumentation-{dashed}",
+                    "0.51b0"),
+    ), optional=True)
+
+
 REGISTRY: dict[str, Entry] = {
     "django": Entry("tracing_app.integrations.django.middleware:integration", (_DJANGO,)),
     "celery": Entry("tracing_app.integrations.celery.signals:integration",
                     (Requirement("celery", "celery", "5.3"),), optional=True),
     "database": Entry("tracing_app.integrations.database.queries:integration", (_DJANGO,)),
+    "management": Entry("tracing_app.integrations.django.commands:integration", (_DJANGO,)),
+    "cache": Entry("tracing_app.integrations.cache:integration", (_DJANGO,)),
     "logging": Entry("tracing_app.integrations.logs:integration"),
     "grpc": Entry("tracing_app.integrations.grpc:integration", (Requirement("grpc", "grpcio", "1.60"),),
                   optional=True),
-    "http_client": Entry("tracing_app.integrations.http_client:integration", (
-        Requirement("requests", "requests", "2.0"),
-        Requirement("opentelemetry.instrumentation.requests", "opentelemetry-instrumentation-requests", "0.51b0"),
-    ), optional=True),
+    # Outgoing HTTP, one switch per client library ("http_client" is requests: the name it
+    # had before the others came). Each needs its library and its OpenTelemetry instrumentation.
+    "http_client": _http_client("requests", "requests", "2.0", "requests"),
+    "httpx": _http_client("httpx", "httpx", "0.23", "httpx"),
+    "urllib3": _http_client("urllib3", "urllib3", "1.26", "urllib3"),
+    "urllib": _http_client("urllib", None, "", "urllib"),
+    "aiohttp": _http_client("aiohttp", "aiohttp", "3.8", "aiohttp_client"),
 }
 
 

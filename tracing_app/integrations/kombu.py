@@ -23,9 +23,10 @@ Consuming, inside any kombu callback (``ConsumerMixin``, ``Consumer(callbacks=..
 
 ``consuming()`` starts a CONSUMER span ``process order.created``, a child of the
 publisher's span. A message whose trace headers are missing or malformed (a bad
-``traceparent``, a non-string value, an oversized header) is still handled: its
-span starts a new trace, and one warning is logged for it. The headers are read and
-written by ``tracing_app.context.carriers``.
+``traceparent``, a field type that is not text nor bytes, an oversized header) is
+still handled: its span starts a new trace, and one warning is logged for it (never
+quoting a header's value). The headers are read and written by
+``tracing_app.context.carriers``, in every field type an AMQP publisher sends them as.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import SpanKind
 
 from tracing_app.context import privacy
-from tracing_app.context.carriers import CARRIER, extract
+from tracing_app.context.carriers import CARRIER, RABBITMQ, extract, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.pipeline import provider
 from tracing_app.safety import guarded
@@ -55,26 +56,18 @@ from tracing_app.semconv import (
 
 logger = logging.getLogger(__name__)
 
-SYSTEM = "rabbitmq"
-
-def messaging_system(channel: Any) -> str:
-    """``rabbitmq`` for AMQP connections, else kombu's transport name (``filesystem``, ``memory``, ``redis``)."""
-    try:
-        driver = channel.connection.client.transport.driver_type
-    except AttributeError:
-        return SYSTEM
-    return SYSTEM if driver in ("amqp", None) else str(driver)
-
-
 def message_attributes(operation: str, exchange: str, routing_key: str, message_id: str | None,
-                       body_size: int | None, system: str = SYSTEM) -> dict[str, Any]:
+                       body_size: int | None, system: str = RABBITMQ) -> dict[str, Any]:
+    """The messaging attributes of one message; the routing key attribute only on RabbitMQ
+    (the semantic conventions define it for RabbitMQ alone)."""
     attributes: dict[str, Any] = {
         MESSAGING_SYSTEM: system,
         MESSAGING_OPERATION_TYPE: operation,
         MESSAGING_OPERATION_NAME: operation,
-        MESSAGING_DESTINATION_NAME: exchange or "amq.default",
-        MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY: routing_key,
+        MESSAGING_DESTINATION_NAME: exchange or ("amq.default" if system == RABBITMQ else routing_key),
     }
+    if system == RABBITMQ:
+        attributes[MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = routing_key
     if message_id:
         attributes[MESSAGING_MESSAGE_ID] = str(message_id)
     if body_size is not None:
@@ -104,31 +97,33 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     if message_id:
         kwargs["message_id"] = message_id
     message_headers = dict(headers or {})
-    span = span_context = None
-    with guarded("starting a kombu publish span"):
+    # A failure of our own below: the message still goes, and a span already started still ends.
+    span: trace.Span = trace.INVALID_SPAN
+    token = None
+    with guarded("tracing a kombu publish"):
         exchange_name = _name(exchange)
         size = len(body.encode() if isinstance(body, str) else body) if isinstance(body, (bytes, str)) else None
         span_attributes = message_attributes("send", exchange_name, routing_key, message_id, size,
-                                             messaging_system(getattr(producer, "channel", None)))
+                                             messaging_system(producer))
         span_attributes.update(attributes or {})
-        started = provider.get_tracer().start_span(
+        span = provider.get_tracer().start_span(
             f"send {routing_key or exchange_name}", context=parent, kind=SpanKind.PRODUCER, links=links,
             attributes=span_attributes,
         )
         # Baggage comes from ``parent`` too, not only the span.
-        span_context = trace.set_span_in_context(started, parent if parent is not None else context.get_current())
-        span = started
+        span_context = trace.set_span_in_context(span, parent if parent is not None else context.get_current())
+        token = context.attach(span_context)
         inject_context(message_headers, span_context, setter=CARRIER)
-    if span is None or span_context is None:  # our own failure: the message still goes, untraced
-        return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    token = context.attach(span_context)
+    # From here the span ends on every path, whatever the publish raises (KeyboardInterrupt included).
     try:
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    except Exception as exc:
-        _record_error(span, exc)
+    except BaseException as exc:
+        with guarded("recording a failed kombu publish"):
+            _record_error(span, exc)
         raise
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
         span.end()
 
 
@@ -140,9 +135,9 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
     starts a new trace and logs one warning. An exception from the block marks the
     span as an error and is re-raised: acknowledging or rejecting stays the caller's job.
     """
-    span: trace.Span | None = None
-    parent: context.Context | None = None
-    with guarded("starting a kombu consume span"):
+    span: trace.Span = trace.INVALID_SPAN
+    token = None
+    with guarded("tracing a kombu message"):
         headers = getattr(message, "headers", None) or {}
         delivery = getattr(message, "delivery_info", None) or {}
         properties = getattr(message, "properties", None) or {}
@@ -157,18 +152,17 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
             f"process {name or routing_key or 'message'}", context=parent, kind=SpanKind.CONSUMER,
             attributes=message_attributes("process", str(delivery.get("exchange") or ""), routing_key, message_id,
                                           len(body) if isinstance(body, (bytes, str)) else None,
-                                          messaging_system(getattr(message, "channel", None))),
+                                          messaging_system(message)),
         )
-    if span is None:  # our own failure: the handler still runs, untraced
-        yield trace.INVALID_SPAN
-        return
-    # Baggage from the headers travels on with the span.
-    token = context.attach(trace.set_span_in_context(span, parent))
+        # Baggage from the headers travels on with the span.
+        token = context.attach(trace.set_span_in_context(span, parent))
     try:
         yield span
     except BaseException as exc:
-        _record_error(span, exc)
+        with guarded("recording a failed kombu message handler"):
+            _record_error(span, exc)
         raise
     finally:
-        context.detach(token)
+        if token is not None:
+            context.detach(token)
         span.end()

@@ -14,9 +14,12 @@ checks ``_end_time``), so the copy protects nothing.
 processors, limits and resource, but the span is a ``FastSpan``, which
 
 * takes attribute values that are plain ``str``/``int``/``float``/``bool`` as they
-  are, and sends anything else (sequences, ``None``, other types, or any value when
-  an attribute length limit is set) through the SDK's own cleaning, so what is
-  recorded is exactly what the SDK would record;
+  are, and sends anything else (sequences, ``None``, other types) through the SDK's
+  own cleaning, so what is recorded is exactly what the SDK would record;
+* cuts strings to the length limits (``OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT``,
+  ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``, read by the SDK's ``SpanLimits``) itself, in
+  span attributes, later ``set_attribute`` calls and events, as the SDK would, but
+  without the SDK's WARNING per cut value (``QuietAttributes``);
 * hands itself to ``on_end`` instead of a copy (it *is* a ``ReadableSpan``).
 
 And under a valid parent, where the sampler follows the parent (the ``parentbased_*``
@@ -104,11 +107,14 @@ class FastSpan(sdk_trace.Span):
         self._dispatch = tracer.dispatch()
         self._limits = limits
         self._lock = Lock()
-        recorded = _bounded_attributes(limits.max_span_attributes, limits.max_span_attribute_length)
+        length_limit = limits.max_span_attribute_length
+        recorded = _bounded_attributes(limits.max_span_attributes, length_limit)
         if attributes:
             count_limit = limits.max_span_attributes
-            if (limits.max_span_attribute_length is None and (count_limit is None or len(attributes) <= count_limit)
+            if ((count_limit is None or len(attributes) <= count_limit)
                     and all(type(value) in _PLAIN for value in attributes.values())):
+                if length_limit is not None:
+                    attributes = {key: _cut(value, length_limit) for key, value in attributes.items()}
                 recorded._dict.update(attributes)  # noqa: SLF001  nothing the SDK would clean or drop
             else:
                 recorded._set_items(attributes)  # noqa: SLF001  the SDK's cleaning and limits
@@ -116,6 +122,13 @@ class FastSpan(sdk_trace.Span):
         self._events = _bounded_list(limits.max_events)
         self._links = self._new_links(links) if links else _bounded_list(limits.max_links)
         self._record_end_metrics = None
+
+    def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
+                  timestamp: int | None = None) -> None:
+        limit = self._limits.max_attribute_length
+        if attributes and limit is not None:  # cut here: the SDK would log a warning per value it cuts
+            attributes = {key: _cut(value, limit) for key, value in attributes.items()}
+        super().add_event(name, attributes, timestamp)
 
     def start(self, start_time: int | None = None, parent_context: Any = None) -> None:
         with self._lock:
@@ -163,10 +176,39 @@ class Dispatch:
         self.on_end = overriding("on_end")
 
 
+def _cut(value: Any, limit: int) -> Any:
+    """``value`` with its strings cut to ``limit`` characters, as the SDK would cut them."""
+    if isinstance(value, str):
+        return value[:limit] if len(value) > limit else value
+    if isinstance(value, (list, tuple)):
+        return tuple(item[:limit] if isinstance(item, str) else item for item in value)
+    return value
+
+
+class QuietAttributes(BoundedAttributes):
+    """The SDK's attribute container, which cuts strings to the length limit itself.
+
+    The SDK cuts them too, but logs a WARNING for every value it cuts: with
+    ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` set, a warning per long statement or
+    header, for a limit the user chose. Cut first, the SDK finds nothing to cut.
+    """
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if self.max_value_len is not None:
+            value = _cut(value, self.max_value_len)
+        super().__setitem__(key, value)
+
+    def _set_items(self, attributes: Mapping[str, Any]) -> None:
+        limit = self.max_value_len
+        if limit is not None:
+            attributes = {key: _cut(value, limit) for key, value in attributes.items()}
+        super()._set_items(attributes)
+
+
 # BoundedAttributes and BoundedList filled field by field, as their __init__ would: those
 # calls are a measurable part of a span this small (tests compare with the SDK's spans).
 def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
-    bounded = BoundedAttributes.__new__(BoundedAttributes)
+    bounded = QuietAttributes.__new__(QuietAttributes)
     bounded._dict = {}  # noqa: SLF001
     bounded.maxlen = maxlen
     bounded.dropped = 0

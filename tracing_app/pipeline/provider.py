@@ -16,15 +16,14 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from opentelemetry import propagate, trace
-from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider, sampling
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider, sampling
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import BaggageSpanProcessor
-from tracing_app.context.propagators import BaggagePropagator, TraceContextPropagator
-from tracing_app.pipeline.export.otlp_http import HttpTransport
+from tracing_app.context.propagators import BaggagePropagator, GatedCompositePropagator, TraceContextPropagator
+from tracing_app.pipeline.export.otlp_http import HttpTransport, sender_options
 from tracing_app.pipeline.export.processor import ExportProcessor, ExportStats, SdkExporterTransport, Transport
 from tracing_app.pipeline.fast_spans import fast_tracer
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
@@ -67,14 +66,21 @@ def build_transport_factory(config: TracingConfig) -> Callable[[], Transport] | 
         return lambda: SdkExporterTransport(ConsoleSpanExporter(service_name=config.service_name), "console")
     if config.otlp_protocol == "grpc":
         def grpc_transport() -> Transport:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+            from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
-            insecure = not endpoint.startswith("https://")
-            exporter = GrpcExporter(endpoint=endpoint, insecure=insecure, headers=headers, timeout=config.otlp_timeout)
-            return SdkExporterTransport(exporter, endpoint)
+            return GrpcTransport(endpoint, headers, **grpc_options(config))
 
         return grpc_transport
-    return lambda: HttpTransport(endpoint, headers)
+    options = sender_options(config)
+    return lambda: HttpTransport(endpoint, headers, **options)
+
+
+def grpc_options(config: TracingConfig) -> dict[str, object]:
+    """``GrpcTransport``'s keyword arguments for ``config``: TLS for a schemeless endpoint,
+    compression and the certificate files."""
+    return {"insecure": config.otlp_insecure, "compression": config.otlp_compression,
+            "certificate": config.otlp_certificate, "client_key": config.otlp_client_key,
+            "client_certificate": config.otlp_client_certificate}
 
 
 def build_processor(config: TracingConfig) -> ExportProcessor | None:
@@ -84,11 +90,14 @@ def build_processor(config: TracingConfig) -> ExportProcessor | None:
     return ExportProcessor(
         factory,
         max_queue_size=config.batch_max_queue_size,
+        max_queue_bytes=config.batch_max_queue_bytes,
         max_export_batch_size=config.batch_max_export_size,
+        max_export_bytes=config.batch_max_export_bytes,
         schedule_delay=config.batch_schedule_delay,
         export_timeout=config.batch_export_timeout,
         request_timeout=config.otlp_timeout,
         shutdown_timeout=config.shutdown_timeout,
+        endpoint=config.traces_endpoint if config.exporter == "otlp" else "",
     )
 
 
@@ -109,7 +118,26 @@ def build_propagator(config: TracingConfig) -> TextMapPropagator:
         except Exception:
             # Reported by the system check tracing_app.E005; keep the others.
             logger.debug("tracing_app: propagator %r skipped", name, exc_info=True)
-    return CompositePropagator(found)
+    return GatedCompositePropagator(found)
+
+
+def build_span_limits(config: TracingConfig) -> SpanLimits:
+    """The SDK's ``SpanLimits`` from ``config``, every limit given, so that the SDK reads no
+    OTEL_*_LIMIT variable itself: it raises ``ValueError`` for an empty or invalid one,
+    which would leave the process without tracing. conf has read them by the specification."""
+    def length(value: int | None) -> int:
+        return SpanLimits.UNSET if value is None else value
+
+    return SpanLimits(
+        max_attributes=config.span_attribute_count_limit,
+        max_span_attributes=config.span_attribute_count_limit,
+        max_events=config.span_event_count_limit,
+        max_links=config.span_link_count_limit,
+        max_event_attributes=config.event_attribute_count_limit,
+        max_link_attributes=config.link_attribute_count_limit,
+        max_attribute_length=length(config.attribute_value_length_limit),
+        max_span_attribute_length=length(config.span_attribute_value_length_limit),
+    )
 
 
 def build_provider(config: TracingConfig, processor: ExportProcessor | None = None) -> TracerProvider:
@@ -117,7 +145,8 @@ def build_provider(config: TracingConfig, processor: ExportProcessor | None = No
     processor = processor if processor is not None else build_processor(config)
     # shutdown_on_exit: the SDK's own atexit hook would flush without our bound;
     # install_provider registers ours instead.
-    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config), shutdown_on_exit=False)
+    provider = TracerProvider(resource=build_resource(config), sampler=build_sampler(config),
+                              span_limits=build_span_limits(config), shutdown_on_exit=False)
     add_processors(provider, config, processor)
     return provider
 
@@ -198,7 +227,12 @@ def get_tracer(name: str = INSTRUMENTATION_NAME) -> trace.Tracer:
 
 
 def force_flush(timeout_millis: int | None = None) -> bool:
-    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT)."""
+    """Export what has ended so far. Waits at most ``timeout_millis`` (default: SHUTDOWN_TIMEOUT).
+
+    False when the time ran out or spans were dropped since the previous flush (the
+    exporter cannot be built, the collector is down or refusing...; ``export_stats()``
+    counts why). True with tracing off or EXPORTER='none': nothing was to be sent.
+    """
     provider = _provider
     if provider is None:
         return True
@@ -216,17 +250,24 @@ def shutdown() -> None:
 
 
 def export_stats() -> ExportStats | None:
-    """This process's export counters (exported, dropped and why), or None when nothing is exported."""
+    """This process's span accounting, or None when nothing is exported (tracing off, EXPORTER='none').
+
+    An ``ExportStats`` snapshot: ``ended == exported + dropped + pending``, with ``dropped``
+    split by reason in ``dropped_by_reason`` (``queue_full``, ``rejected``,
+    ``partially_rejected``, ``timed_out``, ``shutdown``, ``too_large``, ``no_exporter``,
+    ``error``); see ``ExportStats``. Counted since the process started (or forked).
+    """
     processor = _processor
-    return processor.stats if processor is not None else None
+    return processor.snapshot() if processor is not None else None
 
 
 def exporter_problem() -> str | None:
-    """Why this process would export nothing, or None. Builds the process's transport now.
+    """Why this process would export nothing, when nobody said so yet; else None.
 
-    Called where a process starts serving (a Celery pool child, a gunicorn
-    worker), so that a broken exporter is reported once at start-up instead of
-    spans vanishing silently.
+    Builds the process's transport now. Called where a process starts serving (a
+    Celery pool child, a gunicorn worker), so that a broken exporter is reported
+    once at start-up. A transport that cannot be built is logged by the processor
+    itself, once per process of any kind, so it is not returned here again.
     """
     from tracing_app.conf import get_config
 
@@ -238,6 +279,5 @@ def exporter_problem() -> str | None:
     processor = _processor
     if processor is None:
         return "no span processor is installed"
-    if processor.transport() is None:
-        return f"its exporter could not be built: {processor.transport_error}"
+    processor.transport()
     return None

@@ -17,6 +17,7 @@ from typing import Any
 from opentelemetry import trace
 
 from tracing_app.pipeline import provider
+from tracing_app.pipeline.fast_spans import fast_tracer
 
 
 class DelegatingTracer(trace.Tracer):
@@ -29,7 +30,8 @@ class DelegatingTracer(trace.Tracer):
         cached = self._cached
         if cached is not None and cached[0] is current:
             return cached[1]
-        tracer = current.get_tracer(*self._scope) if current is not None else trace.NoOpTracer()
+        # Our span class (fast_spans): the same spans, and length limits applied without a warning per value.
+        tracer = fast_tracer(current.get_tracer(*self._scope)) if current is not None else trace.NoOpTracer()
         self._cached = (current, tracer)
         return tracer
 

@@ -11,9 +11,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 
+from tracing_app.context.carriers import header_lines
 from tracing_app.context.w3c import format_traceparent, parse_traceparent
-
-SYSTEM = "celery"
 
 PREVIOUS_ATTEMPT_HEADER = "tracing_app_previous_attempt"
 CHORD_LINKS_HEADER = "tracing_app_chord_links"
@@ -21,7 +20,8 @@ SENT_AT_HEADER = "tracing_app_sent_ns"
 
 
 class TaskRequestGetter(Getter[Any]):
-    """Reads propagation headers from ``task.request``. A worker copies the
+    """Reads propagation headers from ``task.request``, in any field type the
+    ``KombuHeadersCarrier`` reads. A worker copies the
     message's headers onto the request as attributes; ``task.apply(headers=...)``
     and some Celery versions keep them nested under ``request.headers`` instead."""
 
@@ -30,7 +30,8 @@ class TaskRequestGetter(Getter[Any]):
         if value is None:
             nested = getattr(carrier, "headers", None)
             value = nested.get(key) if isinstance(nested, dict) else None
-        return [value] if isinstance(value, str) else None
+        # Any field type an AMQP publisher in another language sends (bytes, ...): carriers.header_lines.
+        return None if value is None else header_lines(value)
 
     def keys(self, carrier: Any) -> list[str]:
         return list(getattr(carrier, "__dict__", {}))

@@ -21,21 +21,31 @@ Installed and uninstalled with the Celery integration (``celery_signals``).
   handed to the pool, so we wrap that one request's ``on_timeout`` (an instance
   attribute, nothing global is patched) and end an ERROR span for the task there,
   in the same trace as its publisher. A task terminated by ``revoke(terminate=True)``
-  gets the same from ``task_revoked``. The child, if it still reaches
-  ``task_postrun`` (state None: it was interrupted), leaves the span to the main
-  process, so each task has exactly one span.
+  gets the same from ``task_revoked``.
+* Worker lost: a child that dies mid-task (killed by the kernel's OOM killer or a
+  signal, ``os._exit``, ``sys.exit`` in the task) never sends ``task_postrun``, or
+  sends it with state None, and exports nothing. The main process reports it to
+  the request's ``on_failure`` (wrapped like ``on_timeout``) with ``WorkerLostError``,
+  or with the ``SystemExit`` the child sent back: an ERROR span with that
+  ``error.type`` there.
+
+The child, if it still reaches ``task_postrun`` (state None: it was interrupted),
+leaves the span to the main process, so each task has exactly one span.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
 from celery import signals
+from celery.exceptions import WorkerLostError
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from tracing_app.context.carriers import CARRIER
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.resource import BEAT, WORKER, set_process_role
 from tracing_app.safety import guarded
@@ -116,8 +126,38 @@ def _received(request: Any = None, **kwargs: Any) -> None:
         finally:
             original(soft, timeout)
 
+    original_on_failure = request.on_failure
+
+    def on_failure(exc_info: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            with guarded("recording a task whose worker process was lost"):
+                if _lost_in_a_pool_child(request, exc_info):
+                    exc = exc_info.exception
+                    exc = getattr(exc, "exc", exc)  # billiard's ExceptionWithTraceback
+                    # Never the exception's message (it could quote task data), only its type.
+                    record_killed_task(request, type(exc).__qualname__,
+                                       "the worker process running the task exited before it ended")
+        finally:
+            outcome = original_on_failure(exc_info, *args, **kwargs)
+        return outcome
+
     request.on_timeout = on_timeout
+    request.on_failure = on_failure
     setattr(request, ON_TIMEOUT_WRAPPED, True)
+
+
+def _lost_in_a_pool_child(request: Any, exc_info: Any) -> bool:
+    """The task ran in another process (a prefork child), which ended before its
+    ``task_postrun`` could end the span: killed or exited (``WorkerLostError``), or
+    ``sys.exit``/``KeyboardInterrupt`` raised in the task (the child reports that
+    exception, then exits; its postrun came with state None and left the span to us).
+    In the solo and threads pools the task ran here and postrun ended its span."""
+    pid = getattr(request, "worker_pid", None)
+    if pid is None or pid == os.getpid():
+        return False
+    exc = getattr(exc_info, "exception", None)
+    exc = getattr(exc, "exc", exc)
+    return isinstance(exc, WorkerLostError) or (isinstance(exc, BaseException) and not isinstance(exc, Exception))
 
 
 def _revoked(request: Any = None, terminated: bool = False, signum: Any = None, **kwargs: Any) -> None:
@@ -134,7 +174,7 @@ def record_time_limit_kill(request: Any, timeout: float) -> None:
 
 def record_killed_task(request: Any, error_type: str, message: str, duration: float = 0.0) -> None:
     """End, in this (the main) process, the span the killed child could not end."""
-    from tracing_app.integrations.celery.headers import SYSTEM
+    from tracing_app.integrations.celery.transport import system_of_app
     from tracing_app.semconv import (
         CELERY_TASK_NAME,
         CELERY_TASK_STATE,
@@ -147,7 +187,7 @@ def record_killed_task(request: Any, error_type: str, message: str, duration: fl
     )
 
     headers = dict(getattr(request, "request_dict", None) or {})
-    parent = propagate.extract(headers)
+    parent = propagate.extract(headers, getter=CARRIER)
     now_ns = time.time_ns()
     started = getattr(request, "time_start", None)
     start_ns = int(started * 1e9) if started else now_ns - int(duration * 1e9)
@@ -155,7 +195,7 @@ def record_killed_task(request: Any, error_type: str, message: str, duration: fl
     span = provider.get_tracer().start_span(
         f"process {request.name}", context=parent, kind=SpanKind.CONSUMER, start_time=start_ns,
         attributes={
-            MESSAGING_SYSTEM: SYSTEM,
+            MESSAGING_SYSTEM: system_of_app(getattr(getattr(request, "task", None), "app", None)),
             MESSAGING_OPERATION_TYPE: "process",
             MESSAGING_OPERATION_NAME: "process",
             CELERY_TASK_NAME: request.name,

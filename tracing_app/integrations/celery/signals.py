@@ -41,27 +41,28 @@ import logging
 import time
 from typing import Any
 
-from celery import signals
+from celery import current_app, signals
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy
-from tracing_app.context.carriers import CARRIER
+from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.celery import lifecycle as celery_lifecycle
+from tracing_app.integrations.celery import sender as celery_sender
 from tracing_app.integrations.celery.chords import MAX_CHORD_LINKS, pop_chord_header_runs, record_chord_header_run
 from tracing_app.integrations.celery.headers import (
     CHORD_LINKS_HEADER,
     PREVIOUS_ATTEMPT_HEADER,
     REQUEST_GETTER,
     SENT_AT_HEADER,
-    SYSTEM,
     span_context_of,
     traceparent_of,
 )
 from tracing_app.integrations.celery.timing import wait_attributes
+from tracing_app.integrations.celery.transport import system_of_app
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.linked_traces import LINK_SOURCE, new_trace_linked_to
@@ -92,7 +93,16 @@ class Run:
     otel_token: object = None
 
 
-_pending_publish: contextvars.ContextVar[trace.Span | None] = contextvars.ContextVar(
+@dataclasses.dataclass
+class PendingPublish:
+    """A PRODUCER span between ``before_task_publish`` and the publish's end, and the
+    headers dict of its message (the same object reaches every hook of that publish)."""
+
+    span: trace.Span
+    headers: dict
+
+
+_pending_publish: contextvars.ContextVar[PendingPublish | None] = contextvars.ContextVar(
     "tracing_app_pending_publish", default=None
 )
 # The task running in this context. A context variable, not a dict by task id: a
@@ -143,6 +153,7 @@ class CeleryIntegration(Integration):
                 getattr(self, method), weak=False, dispatch_uid=f"tracing_app.{signal_name}"
             )
         celery_lifecycle.install()  # process start/exit flushing, spans of killed tasks
+        celery_sender.install(self._publish_failed)
 
     def configure(self, config: TracingConfig) -> None:
         self._new_trace_tasks = tuple(config.celery_new_trace_tasks)
@@ -154,6 +165,7 @@ class CeleryIntegration(Integration):
                 getattr(self, method), dispatch_uid=f"tracing_app.{signal_name}"
             )
         celery_lifecycle.uninstall()
+        celery_sender.uninstall()
 
     # -- publishing ----------------------------------------------------------
 
@@ -162,10 +174,11 @@ class CeleryIntegration(Integration):
         with guarded("tracing a Celery publish"):
             stale = _pending_publish.get()
             if stale is not None:
-                # The previous publish in this context raised before after_task_publish.
-                stale.set_status(Status(StatusCode.ERROR, "publish did not complete"))
-                stale.end()
+                # A publish through a sender built before install raised before
+                # after_task_publish (sender.py wraps the others).
                 _pending_publish.set(None)
+                stale.span.set_status(Status(StatusCode.ERROR, "publish did not complete"))
+                stale.span.end()
             if headers is None:
                 return
             tracer = provider.get_tracer()
@@ -175,8 +188,13 @@ class CeleryIntegration(Integration):
                 inject_context(headers, setter=CARRIER)
                 return
             task_name = sender or headers.get("task") or "unknown"
+            producer = celery_sender.current_producer()
+            if producer is not None:
+                system = messaging_system(producer)
+            else:  # a sender built before install: the current app's broker
+                system = system_of_app(current_app._get_current_object())
             attributes = {
-                MESSAGING_SYSTEM: SYSTEM,
+                MESSAGING_SYSTEM: system,
                 MESSAGING_OPERATION_TYPE: "send",
                 MESSAGING_OPERATION_NAME: "send",
                 CELERY_TASK_NAME: task_name,
@@ -184,15 +202,16 @@ class CeleryIntegration(Integration):
             }
             if headers.get("id"):
                 attributes[MESSAGING_MESSAGE_ID] = str(headers["id"])
-            if routing_key:
+            if routing_key and system == RABBITMQ:
                 attributes[MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = routing_key
             if headers.get("retries"):
                 attributes[CELERY_TASK_RETRIES] = int(headers["retries"])
             span = tracer.start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
+            # Pending at once: whatever fails below, the publish's end still ends the span.
+            _pending_publish.set(PendingPublish(span, headers))
             self._mark_follow_up(headers)
             inject_context(headers, trace.set_span_in_context(span), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())
-            _pending_publish.set(span)
 
     def _mark_follow_up(self, headers: dict) -> None:
         """A retry of the running task, or the callback of the chord it completes, carries links."""
@@ -206,11 +225,22 @@ class CeleryIntegration(Integration):
         elif str(headers["id"]) == _chord_callback_id(run.request) and getattr(run.request, "group", None):
             headers[CHORD_LINKS_HEADER] = " ".join(pop_chord_header_runs(str(run.request.group)))
 
-    def _after_publish(self, **kwargs: Any) -> None:
-        span = _pending_publish.get()
-        if span is not None:
+    def _after_publish(self, headers: dict | None = None, **kwargs: Any) -> None:
+        pending = _pending_publish.get()
+        if pending is not None and (headers is None or headers is pending.headers):
             _pending_publish.set(None)
-            span.end()
+            pending.span.end()
+
+    def _publish_failed(self, headers: dict, exc: BaseException) -> None:
+        """The publish of the message with ``headers`` raised (``sender.py``): an ERROR span ending now."""
+        pending = _pending_publish.get()
+        if pending is None or pending.headers is not headers:
+            return  # it failed before before_task_publish, or made no span
+        _pending_publish.set(None)
+        try:
+            _record_error(pending.span, exc)
+        finally:
+            pending.span.end()
 
     # -- running -------------------------------------------------------------
 
@@ -239,7 +269,7 @@ class CeleryIntegration(Integration):
             queue = str(delivery.get("routing_key") or "")
             retries = int(getattr(request, "retries", 0) or 0)
             attributes = {
-                MESSAGING_SYSTEM: SYSTEM,
+                MESSAGING_SYSTEM: system_of_app(task.app),
                 MESSAGING_OPERATION_TYPE: "process",
                 MESSAGING_OPERATION_NAME: "process",
                 CELERY_TASK_NAME: task.name,
@@ -315,7 +345,7 @@ class CeleryIntegration(Integration):
             parent = propagate.extract(headers, getter=CARRIER, context=context.Context())
             delivery = getattr(message, "delivery_info", None) or {}
             attributes = {
-                MESSAGING_SYSTEM: SYSTEM,
+                MESSAGING_SYSTEM: messaging_system(message),
                 MESSAGING_OPERATION_TYPE: "process",
                 MESSAGING_OPERATION_NAME: "process",
                 CELERY_TASK_NAME: name,

@@ -7,12 +7,17 @@ driver-level hook cannot: one hook for every backend Django supports (the
 embedded SQLite demo gets the same spans as PostgreSQL), no spans for Django's
 own connection set-up queries (timezone, type look-ups), and the SQL exactly as
 the ORM wrote it with parameters kept apart (never recorded).
+
+Every span the wrapper starts ends, whatever stops the query: a driver error, a
+connection lost before the query runs, an interrupt (``BaseException``), or a
+failure in our own error recording or a span processor (swallowed, never in place
+of the query's own result or error). A connect that fails (server unreachable,
+wrong database) raises in Django's cursor creation, before any execute wrapper:
+no query span starts, and the request or task span ends with the error.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -26,9 +31,10 @@ from opentelemetry.trace import SpanKind
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy
 from tracing_app.integrations.base import Integration
+from tracing_app.integrations.database.statements import DEFAULT_MAX_LENGTH, StatementCache
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.safety import guarded
+from tracing_app.safety import swallow
 from tracing_app.semconv import (
     DB_COLLECTION_NAME,
     DB_NAMESPACE,
@@ -37,73 +43,31 @@ from tracing_app.semconv import (
     DB_QUERY_TEXT,
     DB_RESPONSE_STATUS_CODE,
     DB_SYSTEM_NAME,
+    DJANGO_DB_SYSTEMS,
     SERVER_ADDRESS,
     SERVER_PORT,
+    TRACING_APP_DB_QUERY_IN_LIST_SIZE,
 )
 
-# Django vendor name -> db.system.name
-SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "mysql", "oracle": "oracle.db"}
+SYSTEMS = DJANGO_DB_SYSTEMS
 
 # Savepoints are Django's transaction bookkeeping (every nested atomic() and
 # every test case makes them): three spans per block that say nothing about the
-# work, so they are not traced. So is the BEGIN that Django's SQLite backend
-# sends through a cursor for each atomic() (PostgreSQL's driver begins
-# implicitly, and COMMIT goes past execute wrappers on every backend): without
-# it the same code would make different trees on the two backends.
-HOUSEKEEPING = re.compile(r"\s*(SAVEPOINT|RELEASE SAVEPOINT|ROLLBACK TO SAVEPOINT|BEGIN)\b", re.IGNORECASE)
-OPERATION = re.compile(r"\s*(\w+)")
-COLLECTION = re.compile(r"""\b(?:FROM|INTO|UPDATE|TABLE)\s+["`]?([\w.]+)["`]?""", re.IGNORECASE)
+# work, so they are not traced (statements.HOUSEKEEPING). So is the BEGIN that
+# Django's SQLite backend sends through a cursor for each atomic() (PostgreSQL's
+# driver begins implicitly, and COMMIT goes past execute wrappers on every
+# backend): without it the same code would make different trees on the two backends.
+STATEMENTS = StatementCache()
 
 
-# Inline literals in SQL text become "?" so that values typed into raw SQL (or
-# built into it) never reach the spans; quoted identifiers and placeholders
-# (%s, $1, :name) stay. Backslash escapes inside '...' exist only in MySQL's
-# default mode: elsewhere '\' is an ordinary character, and treating it as an
-# escape would let the rest of a statement pass as non-literal text. An
-# unterminated string is redacted to the end.
-_LITERAL = r"""
-    (?P<ident>"(?:[^"]|"")*"|`[^`]*`)
-  | (?P<dollar>\$(?P<tag>[A-Za-z_]\w*|)\$.*?(?:\$(?P=tag)\$|$))
-  | [EeBbXxNn]?'{body}(?:'|$)
-  | (?<![\w$.:])(?:0[xX][0-9a-fA-F]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)(?!\w)
-"""
-_LITERALS = re.compile(_LITERAL.format(body=r"(?:[^']|'')*"), re.VERBOSE | re.DOTALL)
-_LITERALS_BACKSLASH = re.compile(_LITERAL.format(body=r"(?:[^'\\]|''|\\.)*"), re.VERBOSE | re.DOTALL)
-
-
-def _keep_identifiers(match: re.Match[str]) -> str:
-    return match.group("ident") or "?"
-
-
-@functools.lru_cache(maxsize=1024)
-def normalize_sql(sql: str, backslash_escapes: bool = False) -> str:
-    """``sql`` with every inline literal replaced by ``?``. Cached: ORM statements repeat."""
-    return (_LITERALS_BACKSLASH if backslash_escapes else _LITERALS).sub(_keep_identifiers, sql)
-def describe(sql: str) -> tuple[str, str]:
-    """(operation, collection) of a statement, e.g. ``("SELECT", "orders_order")``."""
-    match = OPERATION.match(sql)
-    operation = match.group(1).upper() if match else ""
-    found = COLLECTION.search(sql, 0, 2000)
-    return operation, (found.group(1) if found else "")
-
-
-@functools.lru_cache(maxsize=1024)
-def statement_attributes(sql: str, backslash_escapes: bool) -> tuple[str, dict[str, Any]] | None:
-    """(span name, the statement's attributes) for ``sql``; None for housekeeping that is not traced.
-
-    Cached: the ORM sends the same few statement texts over and over, so the
-    regular expressions run once per text, not once per query. The dict is shared:
-    callers copy it (``{**connection_attributes, **statement}``), never change it.
-    """
-    if HOUSEKEEPING.match(sql):
-        return None
-    operation, collection = describe(sql)
-    attributes: dict[str, Any] = {DB_QUERY_TEXT: normalize_sql(sql, backslash_escapes)}
-    if operation:
-        attributes[DB_OPERATION_NAME] = operation
-    if collection:
-        attributes[DB_COLLECTION_NAME] = collection
-    return f"{operation} {collection}".strip(), attributes
+def _record_failure(span: trace.Span, exc: BaseException) -> None:
+    # Django re-raises driver errors as django.db.utils.*Error; the driver's own
+    # class (UndefinedTable, UniqueViolation, AdminShutdown) says more.
+    cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+    privacy.record_error(span, exc, error_type=type(cause).__qualname__, status=type(cause).__name__)
+    sqlstate = getattr(cause, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
 
 
 class QueryTracer:
@@ -134,37 +98,51 @@ class QueryTracer:
         if not isinstance(sql, str) or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
             return execute(sql, params, many, context)
         span = None
-        with guarded("starting a query span"):
+        try:  # safety.swallow, not guarded: this runs for every query (see safety.swallow)
             span = self._start(tracer, sql, params, many)
+        except Exception as exc:
+            swallow("starting a query span", exc)
         if span is None:
             return execute(sql, params, many, context)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             return execute(sql, params, many, context)
-        except Exception as exc:
-            # Django re-raises driver errors as django.db.utils.*Error; the
-            # driver's own class (UndefinedTable, UniqueViolation) says more.
-            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            privacy.record_error(span, exc, error_type=type(cause).__qualname__, status=type(cause).__name__)
-            sqlstate = getattr(cause, "sqlstate", None)
-            if isinstance(sqlstate, str):
-                span.set_attribute(DB_RESPONSE_STATUS_CODE, sqlstate)
+        except BaseException as exc:
+            # BaseException too: a KeyboardInterrupt, a worker's soft time limit or a
+            # cancelled async caller stops the query as surely as a driver error.
+            try:
+                _record_failure(span, exc)
+            except Exception as failure:  # never instead of the query's own error
+                swallow("recording a failed query", failure)
             raise
         finally:
             otel_context.detach(token)
-            span.end()
-
+            try:  # a span processor that raises on end must not replace the query's result or error
+                span.end()
+            except Exception as failure:
+                swallow("ending a query span", failure)
 
     def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool) -> trace.Span | None:
-        statement = statement_attributes(sql, self.backslash_escapes)
-        if statement is None:
+        shape = STATEMENTS.get(sql, self.backslash_escapes, integration.max_length)
+        if shape is None:
             return None
-        name, attributes = statement[0], {**self.attributes, **statement[1]}
+        attributes = {**self.attributes, DB_QUERY_TEXT: shape.text}
+        if shape.operation:
+            attributes[DB_OPERATION_NAME] = shape.operation
+        if shape.collection:
+            attributes[DB_COLLECTION_NAME] = shape.collection
+        if shape.in_list_size:
+            attributes[TRACING_APP_DB_QUERY_IN_LIST_SIZE] = shape.in_list_size
         if many and isinstance(params, (list, tuple)):
             attributes[DB_OPERATION_BATCH_SIZE] = len(params)
+        elif shape.rows > 1:  # bulk_create: one INSERT of many rows, Django's batch of inserts
+            attributes[DB_OPERATION_BATCH_SIZE] = shape.rows
+        elif shape.unnest and params and isinstance(params[0], (list, tuple)) and len(params[0]) > 1:
+            attributes[DB_OPERATION_BATCH_SIZE] = len(params[0])
         # start_span + attach instead of start_as_current_span: the same span and
         # context, without two generator-based context managers per query.
-        return tracer.start_span(name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT, attributes=attributes)
+        return tracer.start_span(shape.span_name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT,
+                                 attributes=attributes)
 
 
 class DatabaseIntegration(Integration):
@@ -172,11 +150,14 @@ class DatabaseIntegration(Integration):
 
     def __init__(self) -> None:
         super().__init__()
+        self.max_length = DEFAULT_MAX_LENGTH
         self._wrapped: weakref.WeakKeyDictionary[BaseDatabaseWrapper, QueryTracer] = weakref.WeakKeyDictionary()
 
     def _install(self, config: TracingConfig) -> None:
         from django.db import connections
 
+        self.max_length = config.query_text_max_length
+        STATEMENTS.clear()
         connection_created.connect(self._on_connection_created, weak=False,
                                    dispatch_uid="tracing_app.integrations.database")
         for connection in connections.all(initialized_only=True):

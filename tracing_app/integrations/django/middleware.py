@@ -33,7 +33,7 @@ from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
 from tracing_app.context.propagators import with_baggage
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.django import server_span, streaming
-from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD
+from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD, OTHER_METHOD_NAME
 from tracing_app.pipeline import sampling
 from tracing_app.pipeline.provider import get_tracer
 from tracing_app.safety import guarded
@@ -114,9 +114,9 @@ integration = DjangoIntegration()
 
 
 def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **kwargs: Any) -> None:
-    span = getattr(request, REQUEST_SPAN_ATTRIBUTE, None)
+    span = getattr(request, "__dict__", {}).get(REQUEST_SPAN_ATTRIBUTE)
     exc = sys.exc_info()[1]
-    if span is None or exc is None or not integration.installed:
+    if span is None or exc is None or not integration.installed or not span.is_recording():
         return
     with guarded("recording an unhandled exception"):
         server_span.record_unhandled(span, request, exc)
@@ -158,87 +158,76 @@ class TracingMiddleware:
             return self.__acall__(request)
         if not integration.installed:  # stop() after Django built the chain: pass through
             return self.get_response(request)
-        span, token = _begin(request)
+        span, token, method = _begin(request)
         if token is None:
             return self.get_response(request)
         try:
             response = self.get_response(request)
         except BaseException as exc:
-            _detach(request, token)
-            _fail(span, request, exc)
+            _fail(span, request, method, exc, token)
             raise
-        try:
-            return _answer(span, request, response)
-        finally:
-            _detach(request, token)
+        return _answer(span, request, method, response, token)
 
     async def __acall__(self, request: HttpRequest) -> Any:
         if not integration.installed:
             return await self.get_response(request)
-        span, token = _begin(request)
+        span, token, method = _begin(request)
         if token is None:
             return await self.get_response(request)
         try:
             response = await self.get_response(request)
         except BaseException as exc:
-            _detach(request, token)
-            _fail(span, request, exc)
+            _fail(span, request, method, exc, token)
             raise
-        try:
-            return _answer(span, request, response)
-        finally:
-            _detach(request, token)
+        return _answer(span, request, method, response, token)
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
         """Authentication has run by now: put the business context into baggage for the view."""
-        entries = _business_entries(request)
-        if entries:
-            _attach_business_context(request, entries)
+        span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
+        config = integration.config
+        if span is None or config is None or not config.baggage_resolver:
+            return None
+        with guarded("resolving the business context"):
+            entries = business.resolve(request, config)
+            if entries:
+                _attach_business_context(request, span, entries)
         return None
 
     async def _aprocess_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
-        entries = _business_entries(request)
-        if entries is None:
-            # The resolver touched the database (a lazy request.user): only then run it
-            # in a thread, as Django would have for a sync process_view.
-            entries = await sync_to_async(_business_entries)(request)
-        if entries:
-            _attach_business_context(request, entries)
+        span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
+        config = integration.config
+        if span is None or config is None or not config.baggage_resolver:
+            return None
+        with guarded("resolving the business context"):
+            try:
+                entries = business.resolve(request, config)
+            except SynchronousOnlyOperation:
+                # The resolver touched the database (a lazy request.user): only then run
+                # it in a thread, as Django would have for a sync process_view.
+                entries = await sync_to_async(business.resolve)(request, config)
+            if entries:
+                _attach_business_context(request, span, entries)
         return None
 
 
-def _business_entries(request: HttpRequest) -> dict[str, str] | None:
-    """The resolver's entries; None when it needs the database and runs in the event loop."""
-    config = integration.config
-    if getattr(request, REQUEST_SPAN_ATTRIBUTE, None) is None or config is None or not config.baggage_resolver:
-        return {}
-    with guarded("resolving the business context"):
-        try:
-            return business.resolve(request, config)
-        except SynchronousOnlyOperation:
-            return None
-    return {}
+def _attach_business_context(request: HttpRequest, span: trace.Span, entries: dict[str, str]) -> None:
+    current = context.get_current()
+    merged = {**baggage.get_all(current), **entries}
+    request.__dict__[REQUEST_BAGGAGE_TOKEN_ATTRIBUTE] = context.attach(with_baggage(merged, current))
+    # The span started before the baggage existed: give it the attributes directly.
+    if integration.span_baggage is not None:
+        span.set_attributes(integration.span_baggage.attributes(entries))
 
 
-def _attach_business_context(request: HttpRequest, entries: dict[str, str]) -> None:
-    with guarded("attaching the business context"):
-        current = context.get_current()
-        merged = {**baggage.get_all(current), **entries}
-        request.__dict__[REQUEST_BAGGAGE_TOKEN_ATTRIBUTE] = context.attach(with_baggage(merged, current))
-        # The span started before the baggage existed: give it the attributes directly.
-        if integration.span_baggage is not None:
-            getattr(request, REQUEST_SPAN_ATTRIBUTE).set_attributes(integration.span_baggage.attributes(entries))
-
-
-def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any]:
-    """Start the request's span and make it current: (span, token), (None, token) for an
-    excluded path (an unsampled context is current), (None, None) when starting failed."""
+def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
+    """Start the request's span and make it current: (span, token, method); span None for an
+    excluded path (an unsampled context is current), token None when starting failed."""
     excluded = integration.excluded
     if excluded is not None and excluded.search(request.path):
         # A health check, a static file, EXCLUDED_URLS: no span, and spans started inside
         # (user code, database, outgoing calls) see a parent that is not sampled, so
         # nothing of the request is kept here or downstream.
-        return None, context.attach(UNTRACED_CONTEXT)
+        return None, context.attach(UNTRACED_CONTEXT), ""
     with guarded("starting the request span"):
         raw_method = request.method or ""
         method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
@@ -250,8 +239,8 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any]:
         route_token = _resolve_for_sampling(request, attributes)
         try:
             span = get_tracer().start_span(
-                server_span.span_name(method), context=parent, kind=SpanKind.SERVER, attributes=attributes,
-                links=links,
+                OTHER_METHOD_NAME if method == OTHER_METHOD else method, context=parent, kind=SpanKind.SERVER,
+                attributes=attributes, links=links,
             )
         finally:
             if route_token is not None:
@@ -260,9 +249,9 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any]:
             span.set_attributes(server_span.server_attributes(
                 request, method, integration.query_params, integration.request_headers))
         token = context.attach(trace.set_span_in_context(span, parent))
-        setattr(request, REQUEST_SPAN_ATTRIBUTE, span)
-        return span, token
-    return None, None
+        request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
+        return span, token, method
+    return None, None, ""
 
 
 def _detach(request: HttpRequest, token: Any) -> None:
@@ -272,18 +261,14 @@ def _detach(request: HttpRequest, token: Any) -> None:
     context.detach(token)
 
 
-def _method(request: HttpRequest) -> str:
-    raw_method = request.method or ""
-    return raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
-
-
-def _fail(span: trace.Span | None, request: HttpRequest, exc: BaseException) -> None:
+def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseException, token: Any) -> None:
     """An exception left the handler (DEBUG_PROPAGATE_EXCEPTIONS, a BaseException, a
     cancelled ASGI request): no response was sent."""
+    _detach(request, token)
     if span is None or not span.is_recording():
         return
     with guarded("ending the request span"):
-        server_span.record_response(span, request, _method(request), None)
+        server_span.record_response(span, request, method, None)
         if isinstance(exc, asyncio.CancelledError):
             server_span.record_disconnect(span)
         else:
@@ -291,28 +276,35 @@ def _fail(span: trace.Span | None, request: HttpRequest, exc: BaseException) -> 
         span.end()
 
 
-def _answer(span: trace.Span | None, request: HttpRequest, response: Any) -> Any:
-    """Finish the span for ``response`` now, or when its stream has been sent."""
-    if span is None:  # an excluded path: only a stream still needs the unsampled context
-        if response.streaming:
-            with guarded("tracing a streaming response"):
-                streaming.trace_stream(response, context.get_current(), None)
+def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
+    """Finish the span for ``response`` now, or when its stream has been sent; then leave
+    the request's context (after: a stream carries it, business baggage included)."""
+    try:
+        if span is None:  # an excluded path: only a stream still needs the unsampled context
+            if response.streaming:
+                with guarded("tracing a streaming response"):
+                    streaming.trace_stream(response, context.get_current(), None)
+            return response
+        with guarded("ending the request span"):
+            recording = span.is_recording()
+            if recording:  # an unsampled request's span records nothing: no attributes to build
+                for header, attribute in integration.response_headers:
+                    value = response.get(header)
+                    if value is not None:
+                        span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
+                server_span.record_response(span, request, method, response)
+            response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
+            if response.streaming:
+                end = _stream_end(span) if recording else None
+                streaming.trace_stream(response, context.get_current(), end)
+            elif recording:
+                span.end()
         return response
-    with guarded("ending the request span"):
-        recording = span.is_recording()
-        if recording:  # an unsampled request's span records nothing: no attributes to build
-            for header, attribute in integration.response_headers:
-                value = response.get(header)
-                if value is not None:
-                    span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
-            server_span.record_response(span, request, _method(request), response)
-        response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
-        if response.streaming:
-            # The current context carries the business baggage too: chunks see what the view saw.
-            streaming.trace_stream(response, context.get_current(), _stream_end(span) if recording else None)
-        elif recording:
-            span.end()
-    return response
+    finally:
+        baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
+        if baggage_token is not None:
+            context.detach(baggage_token)
+        context.detach(token)
 
 
 def _stream_end(span: trace.Span) -> Callable[[streaming.Outcome], None]:

@@ -50,11 +50,6 @@ REQUEST_ERROR_ATTRIBUTE = "_tracing_app_error_recorded"
 CLIENT_DISCONNECTED_TYPE = "RequestAborted"
 
 
-def span_name(method: str, route: str | None = None) -> str:
-    prefix = OTHER_METHOD_NAME if method == OTHER_METHOD else method
-    return f"{prefix} {route}" if route else prefix
-
-
 def split_host(host: str) -> tuple[str, int | None]:
     """``host[:port]`` from a Host header or SERVER_NAME, IPv6 literals included:
     ``[::1]:8000`` is ``("::1", 8000)``."""
@@ -86,7 +81,13 @@ def server_attributes(request: HttpRequest, method: str, query_params: frozenset
         attributes[HTTP_REQUEST_METHOD_ORIGINAL] = request.method or ""
     host = meta.get("HTTP_HOST") or meta.get("SERVER_NAME")
     if host:
-        name, port = split_host(host)
+        if ":" not in host:  # the usual cases first, without a call more than needed
+            name, port = host, None
+        elif host[0] != "[" and host.count(":") == 1:
+            name, _, port_text = host.partition(":")
+            port = int(port_text) if port_text.isdigit() else None
+        else:
+            name, port = split_host(host)
         if name:
             attributes[SERVER_ADDRESS] = name
             if port is not None:
@@ -107,15 +108,8 @@ def server_attributes(request: HttpRequest, method: str, query_params: frozenset
     return attributes
 
 
-def route_of(request: HttpRequest, response: HttpResponse | None) -> str | None:
-    """The route Django matched, or, when the response came before URL resolution (another
-    middleware answered from ``process_request`` or raised), the route the path would
-    match. A 404 without a match is not resolved again."""
-    match = getattr(request, "resolver_match", None)
-    if match is not None:
-        return match.route or None
-    if response is not None and response.status_code == 404:
-        return None
+def resolve_route(request: HttpRequest) -> str | None:
+    """The route the request's path matches (None: no match)."""
     try:
         match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
     except Resolver404:
@@ -124,11 +118,21 @@ def route_of(request: HttpRequest, response: HttpResponse | None) -> str | None:
 
 
 def record_response(span: trace.Span, request: HttpRequest, method: str, response: HttpResponse | None) -> None:
-    """Name, route, status code and status from the response (None: no response came)."""
-    route = route_of(request, response)
+    """Name, route, status code and status from the response (None: no response came).
+
+    The route is the one Django matched or, when the answer came before URL resolution
+    (another middleware answered from ``process_request`` or raised), the one the path
+    matches. A 404 without a match is not resolved again."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        route = match.route
+    elif response is None or response.status_code != 404:
+        route = resolve_route(request)
+    else:
+        route = None
     ending: dict[str, Any] = {}
     if route:
-        span.update_name(span_name(method, route))
+        span.update_name(f"{OTHER_METHOD_NAME if method == OTHER_METHOD else method} {route}")
         ending[HTTP_ROUTE] = route
     if response is not None:
         ending[HTTP_RESPONSE_STATUS_CODE] = response.status_code

@@ -7,7 +7,9 @@
    timeout, HTTP status) with a hint. Exits non-zero on failure.
 3. ``--worker``: sends the canary task through the broker inside a trace and
    waits for the worker's answer, which carries the trace id the worker ran it
-   in: the same id proves that trace context crosses the broker.
+   in: the same id proves that trace context crosses the broker. The canary
+   expires when the wait ends (``--timeout``), so none is left in the queue to
+   run whenever a worker next starts; the output says how long it waited.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from tracing_app.conf import KEYS, TracingConfig, get_config
 from tracing_app.pipeline import provider
-from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error
+from tracing_app.pipeline.export.otlp_http import HttpSender, Outcome, classify_error, sender_options
 
 TEST_SPAN_NAME = "tracing_check"
 
@@ -71,7 +73,8 @@ class Command(BaseCommand):
     def send_test_span(self, config: TracingConfig, timeout: float) -> Outcome:
         from opentelemetry.sdk.trace import TracerProvider
 
-        span = TracerProvider(resource=provider.build_resource(config), shutdown_on_exit=False).get_tracer(
+        span = TracerProvider(resource=provider.build_resource(config), span_limits=provider.build_span_limits(config),
+                              shutdown_on_exit=False).get_tracer(
             "tracing_app.check").start_span(TEST_SPAN_NAME, attributes={"tracing_app.check": True})
         span.end()
         if config.otlp_protocol == "grpc":
@@ -79,7 +82,7 @@ class Command(BaseCommand):
         from tracing_app.pipeline.export.otlp_encoding import Encoder
 
         try:
-            sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers))
+            sender = HttpSender(config.traces_endpoint, dict(config.otlp_headers), **sender_options(config))
         except ValueError as exc:
             return Outcome(False, "config", str(exc))
         try:
@@ -88,25 +91,26 @@ class Command(BaseCommand):
             sender.close()
 
     def send_grpc(self, config: TracingConfig, span: Any, timeout: float) -> Outcome:
-        # The SDK's gRPC exporter reports only success or failure: reach the port
-        # ourselves first, so that DNS, refused and timeout are told apart.
+        # Reach the port first, so that DNS, refused and timeout are told apart as over HTTP
+        # (gRPC reports all three as UNAVAILABLE); then the exporter's own transport.
         url = urllib.parse.urlsplit(config.traces_endpoint if "//" in config.traces_endpoint
                                     else f"//{config.traces_endpoint}")
         try:
             socket.create_connection((url.hostname, url.port or 4317), timeout=timeout).close()
         except OSError as exc:
             return classify_error(exc, config.traces_endpoint)
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import SpanExportResult
+        from tracing_app.pipeline.export.otlp_encoding import Encoder
+        from tracing_app.pipeline.export.otlp_grpc import GrpcTransport
 
-        exporter = OTLPSpanExporter(endpoint=config.traces_endpoint, headers=dict(config.otlp_headers),
-                                    insecure=not config.traces_endpoint.startswith("https://"), timeout=timeout)
         try:
-            if exporter.export([span]) is SpanExportResult.SUCCESS:
-                return Outcome(ok=True)
+            transport = GrpcTransport(config.traces_endpoint, dict(config.otlp_headers),
+                                      **provider.grpc_options(config))
+        except ValueError as exc:
+            return Outcome(False, "config", str(exc))
+        try:
+            return transport.send(Encoder().encode([span]), timeout)
         finally:
-            exporter.shutdown()
-        return Outcome(False, "grpc", f"the gRPC collector at {config.traces_endpoint} did not accept the span")
+            transport.close()
 
     def check_worker(self, queue: str | None, timeout: float) -> None:
         from celery import current_app
@@ -121,12 +125,18 @@ class Command(BaseCommand):
                 with provider.get_tracer().start_as_current_span("tracing_check canary") as root:
                     trace_id = f"{root.get_span_context().trace_id:032x}"
                     options = {"queue": queue} if queue else {}
-                    current_app.send_task(CANARY_TASK, kwargs={"reply_to": reply_to}, **options)
+                    # expires: Celery gives the message a broker TTL (AMQP per-message
+                    # expiration) and a header a worker honours, so a canary nobody ran
+                    # in time is dropped by RabbitMQ, or discarded unrun by a later worker.
+                    current_app.send_task(CANARY_TASK, kwargs={"reply_to": reply_to}, expires=timeout, **options)
+                    sent = time.monotonic()
                 self.stdout.write(f"canary task sent in trace {trace_id}; waiting up to {timeout:g}s for a worker")
                 answer = self.wait_for_answer(replies, timeout)
+                waited = time.monotonic() - sent
         if answer is None:
             raise CommandError(
-                f"no worker ran the canary task within {timeout:g}s\n  hint: is a worker consuming queue "
+                f"no worker ran the canary task within {timeout:g}s (waited {waited:.1f}s); the canary expires "
+                f"now and will not run later\n  hint: is a worker consuming queue "
                 f"{queue or current_app.conf.task_default_queue!r}, and does it know the task {CANARY_TASK!r} "
                 "(tracing_app in INSTALLED_APPS and app.autodiscover_tasks())?")
         worker = f"{answer.get('hostname')} (pid {answer.get('pid')})"
@@ -135,7 +145,8 @@ class Command(BaseCommand):
                 f"worker {worker} ran the canary in trace {answer.get('trace_id') or '(none)'}, not {trace_id}: "
                 "trace context did not cross the broker\n  hint: enable tracing_app's Celery integration in the "
                 "worker (tracing_app in INSTALLED_APPS, TRACING['INTEGRATIONS']['celery'] true)")
-        self.stdout.write(f"worker {worker} ran the canary in trace {trace_id}: ok, propagation works")
+        self.stdout.write(f"worker {worker} ran the canary in trace {trace_id} and answered after {waited:.1f}s: "
+                          "ok, propagation works")
 
     @staticmethod
     def wait_for_answer(replies: Any, timeout: float) -> dict | None:

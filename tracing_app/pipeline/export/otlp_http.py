@@ -4,7 +4,8 @@
 connection and returns an ``Outcome``: sent, or failed with the failure's kind
 (``dns``, ``refused``, ``timeout``, ``connection``, ``http``), whether the OTLP
 specification allows a retry, the server's ``Retry-After`` and a hint for the
-user. The retry loop lives in ``export.py``; ``manage.py tracing_check`` uses
+user; a 413 is ``too_large`` and a 2xx answer's ``partial_success`` is read.
+The retry loop lives in ``processor.py``; ``manage.py tracing_check`` uses
 the same sender so that it reports exactly what the exporter would see.
 
 Why not the SDK's ``OTLPSpanExporter``: it retries inside ``export()`` with its
@@ -15,59 +16,27 @@ we need one attempt at a time, classified, with the timeout we choose.
 
 from __future__ import annotations
 
-import dataclasses
 import email.utils
+import gzip
 import http.client
+import logging
 import socket
 import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from tracing_app.pipeline.export.otlp_encoding import Encoder
+from tracing_app.pipeline.export.otlp_encoding import Chunk, Encoder
+from tracing_app.pipeline.export.outcome import SENT, Outcome, accepted_with_rejections
+
+logger = logging.getLogger(__name__)
 
 # OTLP/HTTP: "retryable" responses; everything else that is not 2xx is final.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 CONTENT_TYPE = "application/x-protobuf"
-
-HINTS = {
-    "dns": "the collector's host name does not resolve; check OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT",
-    "refused": "nothing listens at that address; is the collector running, and is the port 4318 (OTLP/HTTP)?",
-    "timeout": "the collector did not answer in time; check the network path or raise OTLP_TIMEOUT (seconds)",
-    "connection": "the connection failed; check that the endpoint speaks OTLP/HTTP (not gRPC, not Jaeger Thrift)",
-    "http": "the collector rejected the request",
-}
-STATUS_HINTS = {
-    400: "the collector could not decode the request; is this an OTLP/HTTP protobuf endpoint?",
-    401: "the collector wants credentials; set OTLP_HEADERS (e.g. an authorization header)",
-    403: "the collector refused the credentials in OTLP_HEADERS",
-    404: "no OTLP traces endpoint at this URL; the path should end in /v1/traces",
-    413: "the request was too large; lower BATCH_MAX_EXPORT_SIZE",
-    429: "the collector is rate limiting; it will be retried after Retry-After",
-    503: "the collector is unavailable or overloaded; it will be retried",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    kind: str = ""  # "", "dns", "refused", "timeout", "connection", "http"
-    detail: str = ""
-    retryable: bool = False
-    retry_after: float | None = None  # seconds, from the server's Retry-After
-    status: int = 0
-
-    @property
-    def hint(self) -> str:
-        return STATUS_HINTS.get(self.status) or HINTS.get(self.kind, "")
-
-    def describe(self) -> str:
-        return f"{self.detail} ({self.hint})" if self.hint else self.detail
-
-
-SENT = Outcome(ok=True)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -96,11 +65,28 @@ def classify_error(error: BaseException, endpoint: str) -> Outcome:
     return Outcome(False, "connection", f"{type(error).__name__} talking to {endpoint}: {error}", retryable=True)
 
 
+def partial_success(answer: bytes) -> Outcome:
+    """A 2xx answer's ``ExportTraceServiceResponse``: how many spans the collector dropped, and why."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    try:
+        response = ExportTraceServiceResponse.FromString(answer)
+    except Exception:  # not protobuf (a proxy's text): the request was accepted, that is all we know
+        return SENT
+    partial = response.partial_success
+    return accepted_with_rejections(partial.rejected_spans, partial.error_message)
+
+
 class HttpSender:
     """POSTs encoded OTLP requests to one URL. Used by one thread at a time."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None, *,
+                 compression: str = "none", tls: ssl.SSLContext | None = None) -> None:
+        """``compression``: ``none`` or ``gzip`` (the body, with ``Content-Encoding: gzip``).
+        ``tls``: the context for an https endpoint (``client_tls``); default: the system's CAs."""
         self.endpoint = endpoint
+        self._gzip = compression == "gzip"
+        self._tls = tls
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"OTLP/HTTP endpoint must be an http:// or https:// URL, got {endpoint!r}")
@@ -109,16 +95,20 @@ class HttpSender:
         self._port = url.port or (443 if self._https else 80)
         self._path = (url.path or "/") + (f"?{url.query}" if url.query else "")
         self._headers = {"Content-Type": CONTENT_TYPE, "User-Agent": "tracing_app", **(headers or {})}
+        if self._gzip:
+            self._headers["Content-Encoding"] = "gzip"
         self._connection: http.client.HTTPConnection | None = None
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=ssl.create_default_context())
+                                               context=self._tls or ssl.create_default_context())
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def send(self, body: bytes, timeout: float) -> Outcome:
         """One POST; ``timeout`` bounds connecting and each read, in seconds."""
+        if self._gzip:
+            body = gzip.compress(body, compresslevel=6)
         reused = self._connection is not None
         try:
             return self._post(body, timeout)
@@ -145,15 +135,15 @@ class HttpSender:
             connection.sock.settimeout(timeout)
         connection.request("POST", self._path, body=body, headers=self._headers)
         response = connection.getresponse()
-        response.read()  # drain, so the connection can be reused
+        answer = response.read()  # read it all, so the connection can be reused
         if response.will_close:
             self.close()
-        if 200 <= response.status < 300:
-            return SENT
         status = response.status
+        if 200 <= status < 300:
+            return partial_success(answer) if answer else SENT
         return Outcome(
             False, "http", f"HTTP {status} {response.reason} from {self.endpoint}",
-            retryable=status in RETRYABLE_STATUSES, status=status,
+            retryable=status in RETRYABLE_STATUSES, status=status, too_large=status == 413,
             retry_after=parse_retry_after(response.getheader("Retry-After")) if status in RETRYABLE_STATUSES else None,
         )
 
@@ -163,16 +153,42 @@ class HttpSender:
             connection.close()
 
 
+def client_tls(certificate: str = "", client_key: str = "", client_certificate: str = "") -> ssl.SSLContext | None:
+    """The TLS context for the OTLP exporter's certificate options (PEM file paths): the
+    CAs to trust instead of the system's, and the client's key and certificate for mTLS.
+    None when none is given. Raises ``OSError``/``ssl.SSLError`` for unreadable files."""
+    if not (certificate or client_key or client_certificate):
+        return None
+    context = ssl.create_default_context(cafile=certificate or None)
+    if client_certificate:
+        context.load_cert_chain(client_certificate, client_key or None)
+    return context
+
+
+def sender_options(config: Any) -> dict[str, Any]:
+    """``HttpSender``'s keyword arguments for a ``TracingConfig``. Certificate files that
+    cannot be loaded are logged and left out (the system's CAs, no client certificate):
+    exports then fail verification and are counted, the host keeps running."""
+    try:
+        tls = client_tls(config.otlp_certificate, config.otlp_client_key, config.otlp_client_certificate)
+    except (OSError, ssl.SSLError, ValueError) as error:
+        logger.warning("tracing_app: the OTLP certificate options cannot be loaded (%s: %s); "
+                       "exporting without them", type(error).__name__, error)
+        tls = None
+    return {"compression": config.otlp_compression, "tls": tls}
+
+
 class HttpTransport:
     """OTLP/HTTP protobuf: our encoder (``otlp_encoding``) and one ``HttpSender``."""
 
-    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None, **options: Any) -> None:
         self.endpoint = endpoint
         self._encoder = Encoder()
-        self._sender = HttpSender(endpoint, headers)
+        self._sender = HttpSender(endpoint, headers, **options)
 
-    def encode(self, spans: Sequence[ReadableSpan], pause: Callable[[], None] | None = None) -> bytes:
-        return self._encoder.encode(spans, pause)
+    def encode(self, spans: Sequence[ReadableSpan], max_bytes: int,
+               pause: Callable[[], None] | None = None) -> tuple[list[Chunk], list[ReadableSpan]]:
+        return self._encoder.encode_chunks(spans, max_bytes, pause)
 
     def send(self, payload: bytes, timeout: float) -> Outcome:
         return self._sender.send(payload, timeout)

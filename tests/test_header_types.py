@@ -1,0 +1,112 @@
+"""Trace headers in every AMQP field type a publisher in another language sends
+(issue 14): text, byte arrays, a list of lines. Read by the kombu carrier and by
+Celery's task-request getter; other types are not read, and no message quotes a value.
+Real RabbitMQ with pika as the publisher: tests/e2e/test_header_types_rabbitmq.py."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import logging
+from types import SimpleNamespace
+
+import pytest
+from celery import Celery
+
+from tracing_app.context.carriers import CARRIER, MAX_HEADER_CHARS, header_problem
+from tracing_app.integrations.celery.headers import REQUEST_GETTER
+from tracing_app.integrations.kombu import consuming
+
+TRACE_ID, PARENT_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+VALID = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+app = Celery("header-types", broker="memory://", set_as_current=False)
+
+
+@app.task(name="header_types.noop")
+def noop():
+    return None
+
+
+AS_SENT = {  # how each client hands the same traceparent to kombu
+    "str (AMQP long string)": VALID,
+    "bytes (byte array: Java byte[], .NET byte[], Go []byte, pika bytes)": VALID.encode(),
+    "bytearray": bytearray(VALID.encode()),
+    "memoryview (py-amqp slices a frame)": memoryview(VALID.encode()),
+    "list of one str (field array)": [VALID],
+    "tuple of one bytes": (VALID.encode(),),
+}
+
+
+@pytest.mark.parametrize("value", AS_SENT.values(), ids=AS_SENT.keys())
+def test_carrier_reads_every_text_field_type(value):
+    assert CARRIER.get({"traceparent": value}, "traceparent") == [VALID]
+    assert header_problem({"traceparent": value}) == ""
+
+
+@pytest.mark.parametrize("value", AS_SENT.values(), ids=AS_SENT.keys())
+def test_consumer_continues_the_trace_whatever_the_field_type(captured_spans, caplog, value):
+    headers = {"traceparent": value, "tracestate": b"vendor=opaque", "baggage": bytearray(b"tenant=acme")}
+    message = SimpleNamespace(headers=headers, body=b"{}", properties={}, delivery_info={"routing_key": "order.paid"})
+    with caplog.at_level(logging.WARNING), consuming(message):
+        pass
+    [span] = captured_spans.records()
+    assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
+    assert caplog.records == [], "no warning for a usable header"
+
+
+@pytest.mark.parametrize("value", AS_SENT.values(), ids=AS_SENT.keys())
+def test_celery_task_continues_the_trace_whatever_the_field_type(captured_spans, value):
+    noop.apply(headers={"traceparent": value})
+    [span] = captured_spans.records()
+    assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
+
+
+def test_request_getter_reads_bytes_on_the_request_and_nested_under_headers():
+    assert REQUEST_GETTER.get(SimpleNamespace(traceparent=VALID.encode()), "traceparent") == [VALID]
+    assert REQUEST_GETTER.get(SimpleNamespace(headers={"traceparent": bytearray(VALID.encode())}),
+                              "traceparent") == [VALID]
+    assert REQUEST_GETTER.get(SimpleNamespace(traceparent=7), "traceparent") is None
+
+
+def test_tracestate_lines_in_a_list_are_combined():
+    headers = {"traceparent": VALID.encode(), "tracestate": [b"a=1", "b=2"]}
+    assert CARRIER.get(headers, "tracestate") == ["a=1", "b=2"]
+    from opentelemetry import propagate, trace
+
+    state = trace.get_current_span(propagate.extract(headers, getter=CARRIER)).get_span_context().trace_state
+    assert dict(state) == {"a": "1", "b": "2"}
+
+
+SECRET = "hunter2-customer-42"
+NOT_TRACE_CONTEXT = {  # value -> what the reason says
+    "int": (12, "is a int, not text"),
+    "decimal": (decimal.Decimal("1.5"), "is a Decimal, not text"),
+    "timestamp": (datetime.datetime(2026, 1, 1), "is a datetime, not text"),
+    "table": ({"traceparent": VALID}, "is a dict, not text"),
+    "bool": (True, "is a bool, not text"),
+    "bytes not UTF-8": (b"\xff\xfe" + SECRET.encode(), "is a bytes that is not UTF-8 text"),
+    "empty list": ([], "is a list of 0 values"),
+    "nested list": ([[VALID]], "is a list holding lists"),
+    "list with an int": ([VALID, 5], "holds a value that is a int, not text"),
+    "two traceparents": ([VALID, VALID.encode()], "traceparent has 2 values"),
+    "too long bytes": (b"0" * (MAX_HEADER_CHARS + 1), "characters long"),
+    "malformed bytes": (f"00-{SECRET}-01".encode(), "traceparent is malformed"),
+    "zero trace id bytes": (f"00-{'0' * 32}-{PARENT_ID}-01".encode(), "not a valid span context"),
+}
+
+
+@pytest.mark.parametrize("value, reason", NOT_TRACE_CONTEXT.values(), ids=NOT_TRACE_CONTEXT.keys())
+def test_other_types_are_not_read_and_the_reason_never_quotes_the_value(captured_spans, caplog, value, reason):
+    problem = header_problem({"traceparent": value})
+    assert reason in problem
+    message = SimpleNamespace(headers={"traceparent": value}, body=b"{}", properties={"message_id": "m-9"},
+                              delivery_info={"routing_key": "order.paid"})
+    with caplog.at_level(logging.DEBUG), consuming(message):
+        pass
+    [span] = captured_spans.records()
+    assert span.parent_id == "", "a new trace"
+    [record] = [r for r in caplog.records if "no usable trace context" in r.getMessage()]
+    assert reason in record.getMessage()
+    for logged in [r.getMessage() for r in caplog.records]:
+        assert SECRET not in logged and TRACE_ID not in logged and "0000000000" not in logged

@@ -1,0 +1,343 @@
+"""Django's cache framework: a CLIENT span per cache operation (``cache.get``, ``aset``, ...).
+
+Django's cache has no public hook (no signal, no wrapper list like
+``connection.execute_wrappers``), and routing ``CACHES`` through a tracing backend
+would mean editing the user's settings. So the integration wraps the operations
+of each cache object Django creates: ``caches.create_connection`` (the handler's
+factory, called once per alias and thread) is replaced on the ``caches`` instance,
+and each backend it returns gets the traced operations as instance attributes,
+its own methods kept in ``ORIGINALS_ATTRIBUTE``. Instance attributes, not class
+patches, because every backend (Django's and the user's own subclasses, whatever
+methods they override) is then traced the same way, and ``type(cache)`` stays the
+backend's class. ``uninstall()`` restores the factory and removes the instance
+attributes; with the integration off nothing is wrapped.
+
+Each span (named ``{operation} {alias}``, e.g. ``get default``) has
+
+* ``db.system.name`` per backend (semantic conventions: ``redis``, ``memcached``;
+  the database cache reports the database it lives in, ``postgresql`` or
+  ``sqlite``, with its table as ``db.collection.name``; the in-process backends,
+  which the conventions do not name, ``django.locmem``, ``django.filebased`` and
+  ``django.dummy``; any other backend ``django.cache``),
+* ``db.operation.name`` (the method called: ``get``, ``aget_or_set``),
+  ``server.address``/``server.port`` and ``db.namespace`` (Redis database number)
+  where the backend has them,
+* ``tracing_app.cache.hit`` (bool) for ``get``, ``get_or_set`` and ``has_key`` (and
+  their async forms); ``tracing_app.cache.hits`` and ``db.operation.batch.size`` (keys
+  asked) for ``get_many``; ``db.operation.batch.size`` for ``set_many``/``delete_many``,
+* ``tracing_app.cache.key``, only for keys matching ``TRACING["RECORD_CACHE_KEYS"]``
+  (shell patterns) and only for single-key operations: keys often hold user ids or
+  e-mails.
+
+An operation implemented with others (``get_or_set`` calls ``get`` and ``add``;
+``aget`` runs ``get`` in a thread) is one span: the inner calls are not traced
+again, but an inner ``get`` tells the outer span whether it was a hit.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import fnmatch
+import inspect
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from tracing_app.conf import TracingConfig
+from tracing_app.context import privacy
+from tracing_app.integrations.base import Integration
+from tracing_app.pipeline.fast_spans import drops_child_of_current
+from tracing_app.pipeline.provider import get_tracer
+from tracing_app.safety import guarded
+from tracing_app.semconv import (
+    DB_COLLECTION_NAME,
+    DB_NAMESPACE,
+    DB_OPERATION_BATCH_SIZE,
+    DB_OPERATION_NAME,
+    DB_SYSTEM_NAME,
+    DJANGO_DB_SYSTEMS,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    TRACING_APP_CACHE_HIT,
+    TRACING_APP_CACHE_HITS,
+    TRACING_APP_CACHE_KEY,
+)
+
+logger = logging.getLogger(__name__)
+
+SINGLE_KEY = ("get", "set", "add", "delete", "incr", "decr", "touch", "has_key", "get_or_set")
+MANY_KEYS = ("get_many", "set_many", "delete_many")
+OPERATIONS = (*SINGLE_KEY, *MANY_KEYS, "clear")
+TRACED = (*OPERATIONS, *(f"a{name}" for name in OPERATIONS))
+ORIGINALS_ATTRIBUTE = "_tracing_app_cache_originals"
+
+# Backend class (module.Class) -> db.system.name, for the backends that are not a database.
+SYSTEMS = {
+    "django.core.cache.backends.redis.RedisCache": "redis",
+    "django.core.cache.backends.memcached.PyMemcacheCache": "memcached",
+    "django.core.cache.backends.memcached.PyLibMCCache": "memcached",
+    "django.core.cache.backends.locmem.LocMemCache": "django.locmem",
+    "django.core.cache.backends.filebased.FileBasedCache": "django.filebased",
+    "django.core.cache.backends.dummy.DummyCache": "django.dummy",
+}
+OTHER_SYSTEM = "django.cache"
+_MISS = object()
+
+
+class _Operation:
+    __slots__ = ("hit",)
+
+    def __init__(self) -> None:
+        self.hit: bool | None = None
+
+
+# The traced operation running in this context: calls it makes on the same cache are not traced again.
+_running: contextvars.ContextVar[_Operation | None] = contextvars.ContextVar("tracing_app_cache_op", default=None)
+
+
+def backend_attributes(backend: Any, alias: str) -> dict[str, Any]:
+    """The attributes every span of ``backend`` carries (see the module docstring)."""
+    cls = type(backend)
+    system = SYSTEMS.get(f"{cls.__module__}.{cls.__qualname__}")
+    attributes: dict[str, Any] = {}
+    table = getattr(backend, "_table", None)
+    if system is None and isinstance(table, str) and hasattr(backend, "cache_model_class"):
+        from django.db import connections, router
+
+        database = connections[router.db_for_read(backend.cache_model_class) or "default"]
+        system = DJANGO_DB_SYSTEMS.get(database.vendor, database.vendor)
+        attributes[DB_COLLECTION_NAME] = table
+        if database.settings_dict.get("NAME"):
+            attributes[DB_NAMESPACE] = str(database.settings_dict["NAME"])
+    attributes[DB_SYSTEM_NAME] = system or OTHER_SYSTEM
+    servers = getattr(backend, "_servers", None)
+    if isinstance(servers, (list, tuple)) and servers and isinstance(servers[0], str):
+        attributes.update(_server(servers[0], system))
+    return attributes
+
+
+def _server(location: str, system: str | None) -> dict[str, Any]:
+    """server.address/port (and the Redis database number) of ``redis://host:6379/3`` or ``host:11211``."""
+    parts = urlsplit(location if "://" in location else f"//{location}")
+    attributes: dict[str, Any] = {}
+    try:
+        if parts.hostname:
+            attributes[SERVER_ADDRESS] = parts.hostname
+        if parts.port:
+            attributes[SERVER_PORT] = parts.port
+    except ValueError:  # a port that is not a number: leave the address out
+        return {}
+    if system == "redis" and parts.scheme.startswith("redis"):
+        database = parts.path.strip("/")
+        attributes[DB_NAMESPACE] = database if database.isdigit() else "0"
+    return attributes
+
+
+class CacheIntegration(Integration):
+    name = "cache"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record_keys: tuple[str, ...] = ()
+        self._handler: Any = None
+        self._patched: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _install(self, config: TracingConfig) -> None:
+        from django.core.cache import caches
+
+        self.record_keys = tuple(config.record_cache_keys)
+        original = caches.create_connection
+
+        def create_connection(alias: str) -> Any:
+            backend = original(alias)
+            if self._handler is caches:
+                with guarded("tracing a cache"):
+                    self.wrap(backend, alias)
+            return backend
+
+        caches.create_connection = create_connection
+        self._handler = caches
+        # Caches this thread made before the install (BaseConnectionHandler keeps them
+        # by alias in _connections, as its own all(initialized_only=True) reads them).
+        for alias in caches:
+            backend = getattr(caches._connections, alias, None)
+            if backend is not None:
+                self.wrap(backend, alias)
+
+    def _uninstall(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            handler.__dict__.pop("create_connection", None)
+        for backend in list(self._patched):
+            for name in backend.__dict__.pop(ORIGINALS_ATTRIBUTE, {}):
+                backend.__dict__.pop(name, None)
+        self._patched = weakref.WeakSet()
+
+    def wrap(self, backend: Any, alias: str) -> None:
+        """Give ``backend`` (a cache object) traced operations; keep its own in ``ORIGINALS_ATTRIBUTE``."""
+        if ORIGINALS_ATTRIBUTE in backend.__dict__:
+            return
+        attributes = backend_attributes(backend, alias)
+        originals = {}
+        for name in TRACED:
+            method = getattr(backend, name, None)
+            if callable(method):
+                originals[name] = method
+                traced = _traced_async if inspect.iscoroutinefunction(method) else _traced
+                backend.__dict__[name] = traced(method, name, f"{name} {alias}", attributes)
+        backend.__dict__[ORIGINALS_ATTRIBUTE] = originals
+        self._patched.add(backend)
+
+    def key_attribute(self, key: Any) -> str | None:
+        if self.record_keys and isinstance(key, str) and any(fnmatch.fnmatchcase(key, p) for p in self.record_keys):
+            return key
+        return None
+
+
+integration = CacheIntegration()
+
+
+def _base(operation: str) -> str:
+    """The synchronous operation of an async one: ``aget`` -> ``get`` (``add`` stays ``add``)."""
+    return operation[1:] if operation.startswith("a") and operation[1:] in OPERATIONS else operation
+
+
+def _start(operation: str, span_name: str, backend_attrs: dict[str, Any], args: tuple, kwargs: dict) -> trace.Span:
+    attributes = {**backend_attrs, DB_OPERATION_NAME: operation}
+    base = _base(operation)
+    first = args[0] if args else kwargs.get("key", kwargs.get("keys", kwargs.get("data")))
+    if base in SINGLE_KEY:
+        key = integration.key_attribute(first)
+        if key is not None:
+            attributes[TRACING_APP_CACHE_KEY] = key
+    elif base in MANY_KEYS and first is not None:
+        try:
+            count = len(first)
+        except TypeError:  # an iterator of keys: no count without consuming it
+            count = 0
+        if count > 1:
+            attributes[DB_OPERATION_BATCH_SIZE] = count
+    return get_tracer().start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
+
+
+def _untraced_now() -> bool:
+    return (not integration.installed or _running.get() is not None
+            or bool(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY))
+            or drops_child_of_current(get_tracer()))
+
+
+def _with_miss_marker(operation: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, Any]:
+    """For ``get``/``aget``: the call with our marker as the default, and the caller's default.
+    The marker tells a miss from a stored value equal to the default (a cached ``None``)."""
+    if operation not in ("get", "aget"):
+        return args, kwargs, _MISS
+    if len(args) >= 2:
+        return (args[0], _MISS, *args[2:]), kwargs, args[1]
+    default = kwargs.get("default")
+    return args, {**kwargs, "default": _MISS}, default
+
+
+class _Call:
+    """One traced operation: its span, the call to make, and the context it runs in."""
+
+    __slots__ = ("args", "default", "kwargs", "operation", "running", "span", "tokens")
+
+    def __init__(self, span: trace.Span, operation: str, args: tuple, kwargs: dict) -> None:
+        self.span, self.operation = span, operation
+        self.args, self.kwargs, self.default = _with_miss_marker(operation, args, kwargs)
+        self.running = _Operation()
+        self.tokens = (_running.set(self.running), otel_context.attach(trace.set_span_in_context(span)))
+
+    @classmethod
+    def begin(cls, operation: str, span_name: str, attributes: dict[str, Any], args: tuple,
+              kwargs: dict) -> _Call | None:
+        with guarded("starting a cache span"):
+            return cls(_start(operation, span_name, attributes, args, kwargs), operation, args, kwargs)
+        return None
+
+    def failed(self, exc: BaseException) -> None:
+        with guarded("recording a failed cache operation"):
+            privacy.record_error(self.span, exc)
+
+    def succeeded(self, result: Any) -> Any:
+        """Record what ``result`` says (hit or miss) and return what the caller gets."""
+        value = result if result is not _MISS else self.default
+        with guarded("recording a cache hit"):
+            base, running, span = _base(self.operation), self.running, self.span
+            if base == "get":
+                running.hit = result is not _MISS
+            elif base == "has_key":
+                running.hit = bool(result)
+            if base == "get_many" and isinstance(result, dict):
+                span.set_attribute(TRACING_APP_CACHE_HITS, len(result))
+            elif running.hit is not None and base in ("get", "get_or_set", "has_key"):
+                span.set_attribute(TRACING_APP_CACHE_HIT, running.hit)
+        return value
+
+    def end(self) -> None:
+        otel_context.detach(self.tokens[1])
+        _running.reset(self.tokens[0])
+        with guarded("ending a cache span"):
+            self.span.end()
+
+
+def _nested(operation: str, args: tuple, kwargs: dict, result: Any) -> None:
+    """An inner ``get`` of a traced operation (``get_or_set``): tell the outer span hit or miss."""
+    running = _running.get()
+    if running is not None and running.hit is None and operation in ("get", "aget"):
+        default = args[1] if len(args) >= 2 else kwargs.get("default")
+        running.hit = result is not default
+
+
+def _traced(method: Callable[..., Any], operation: str, span_name: str, attributes: dict[str, Any]) -> Callable:
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        if _untraced_now():
+            result = method(*args, **kwargs)
+            with guarded("recording a cache hit"):
+                _nested(operation, args, kwargs, result)
+            return result
+        call = _Call.begin(operation, span_name, attributes, args, kwargs)
+        if call is None:
+            return method(*args, **kwargs)
+        try:
+            result = method(*call.args, **call.kwargs)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        else:
+            return call.succeeded(result)
+        finally:
+            call.end()
+
+    traced.__wrapped__ = method  # type: ignore[attr-defined]
+    return traced
+
+
+def _traced_async(method: Callable[..., Any], operation: str, span_name: str, attributes: dict[str, Any]) -> Callable:
+    async def traced(*args: Any, **kwargs: Any) -> Any:
+        if _untraced_now():
+            result = await method(*args, **kwargs)
+            with guarded("recording a cache hit"):
+                _nested(operation, args, kwargs, result)
+            return result
+        call = _Call.begin(operation, span_name, attributes, args, kwargs)
+        if call is None:
+            return await method(*args, **kwargs)
+        try:
+            result = await method(*call.args, **call.kwargs)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        else:
+            return call.succeeded(result)
+        finally:
+            call.end()
+
+    traced.__wrapped__ = method  # type: ignore[attr-defined]
+    return traced

@@ -1,0 +1,133 @@
+"""The client side, for channels made with ``grpc``: every kind of RPC (unary and
+streaming requests and responses), one CLIENT span per call covering the whole call."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from tracing_app.integrations.grpc.common import (
+    CallSpan,
+    code_of,
+    context_metadata,
+    integration,
+    method_text,
+    peer_attributes,
+    span_attributes,
+    span_name,
+)
+from tracing_app.pipeline.fast_spans import drops_child_of_current
+from tracing_app.pipeline.provider import get_tracer
+from tracing_app.safety import guarded
+
+
+class _CallDetails(
+    collections.namedtuple("_CallDetails", ("method", "timeout", "metadata", "credentials", "wait_for_ready",
+                                            "compression")),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+class ClientSpans:
+    """Starting a call's CLIENT span and putting its context in the call's metadata,
+    for the sync and the asyncio interceptors alike."""
+
+    def __init__(self, target: str = "") -> None:
+        self._target = target
+        self._peer = peer_attributes(target)
+
+    def start(self, details: Any) -> tuple[CallSpan | None, Any]:
+        """``(the call's span or None, the details to call with)``. Unsampled: no span,
+        but the context still travels so the server learns the decision. Should our
+        code fail half-way, the call goes on (with what was done) and a started span
+        still ends."""
+        call_span = None
+        try:
+            with guarded("starting a gRPC client span"):
+                tracer = get_tracer()
+                if drops_child_of_current(tracer):
+                    return None, self._with_metadata(details, context_metadata(self._target, None))
+                method = method_text(details.method)
+                call_span = CallSpan(tracer.start_span(
+                    span_name(method), kind=SpanKind.CLIENT, attributes={**span_attributes(method), **self._peer},
+                ))
+                pairs = context_metadata(self._target, trace.set_span_in_context(call_span.span))
+                details = self._with_metadata(details, pairs)
+        except BaseException:
+            if call_span is not None:
+                call_span.end_unfinished()
+            raise
+        return call_span, details
+
+    def _with_metadata(self, details: Any, pairs: list[tuple[str, str]]) -> Any:
+        if not pairs:
+            return details
+        metadata = [*(details.metadata or ()), *pairs]
+        return _CallDetails(details.method, details.timeout, metadata, details.credentials,
+                            getattr(details, "wait_for_ready", None), getattr(details, "compression", None))
+
+
+def end_with_call(call_span: CallSpan, call: Any) -> None:
+    """A ``grpc.Future`` done callback: the call's status ends the span."""
+    try:
+        code, details = call.code(), call.details()
+    except Exception:
+        code, details = None, None  # recorded as UNKNOWN
+    call_span.finish(code, details)
+
+
+class TracingClientInterceptor(
+    grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor,
+):
+    """Add to a channel with ``grpc.intercept_channel``. ``target`` is the address the
+    channel connects to (for ``server.address``/``server.port`` and ``PROPAGATE_TO``).
+
+    The span ends when the RPC terminates: the response arrives, a response stream
+    has been read to its end, the call fails, is cancelled or runs out of time."""
+
+    def __init__(self, target: str = "") -> None:
+        self._spans = ClientSpans(target)
+
+    def intercept_unary_unary(self, continuation: Callable[..., Any], client_call_details: grpc.ClientCallDetails,
+                              request: Any) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_unary_stream(self, continuation: Callable[..., Any], client_call_details: grpc.ClientCallDetails,
+                               request: Any) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_stream_unary(self, continuation: Callable[..., Any], client_call_details: grpc.ClientCallDetails,
+                               request_iterator: Any) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
+
+    def intercept_stream_stream(self, continuation: Callable[..., Any], client_call_details: grpc.ClientCallDetails,
+                                request_iterator: Any) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
+
+    def _intercept(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        if not integration.installed:
+            return continuation(details, request)
+        call_span, details = self._spans.start(details)
+        if call_span is None:
+            return continuation(details, request)
+        try:
+            outcome = continuation(details, request)
+        except BaseException as exc:
+            call_span.finish(code_of(exc), f"{type(exc).__name__}: {exc}", exc)
+            raise
+        try:
+            # Called at once for a call already done (a blocking unary call); else when
+            # the RPC terminates, whatever ends it.
+            outcome.add_done_callback(lambda call: end_with_call(call_span, call))
+        except Exception:
+            call_span.end_unfinished()
+            with guarded("following a gRPC call to its end"):
+                raise
+        return outcome

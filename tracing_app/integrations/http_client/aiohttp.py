@@ -1,0 +1,32 @@
+"""``aiohttp``'s client (``opentelemetry-instrumentation-aiohttp-client``): switch ``aiohttp``.
+
+The instrumentation adds its trace config to every ``ClientSession`` created after
+install; a session created before keeps running untraced. Its spans lack
+``network.protocol.version``: our response hook adds it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracing_app.integrations.http_client.instrumentor import (
+    InstrumentorIntegration,
+    set_protocol_version,
+    withhold_unless_allowed,
+)
+
+
+def _request_hook(span: Any, params: Any) -> None:
+    withhold_unless_allowed(span, params.url)  # params: aiohttp.TraceRequestStartParams
+
+
+def _response_hook(span: Any, params: Any) -> None:
+    # params: TraceRequestEndParams, or TraceRequestExceptionParams (no response) on failure.
+    response = getattr(params, "response", None)
+    if response is not None:
+        set_protocol_version(span, tuple(response.version))
+
+
+integration = InstrumentorIntegration(
+    "aiohttp", "opentelemetry.instrumentation.aiohttp_client:AioHttpClientInstrumentor",
+    request_hook=_request_hook, response_hook=_response_hook,
+)

@@ -1,0 +1,23 @@
+"""``httpx``, ``Client`` and ``AsyncClient`` (``opentelemetry-instrumentation-httpx``,
+which patches both transports): switch ``httpx``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracing_app.integrations.http_client.instrumentor import InstrumentorIntegration, withhold_unless_allowed
+
+
+def _request_hook(span: Any, request: Any) -> None:
+    withhold_unless_allowed(span, request.url)  # request: the instrumentation's RequestInfo
+
+
+async def _async_request_hook(span: Any, request: Any) -> None:
+    # The instrumentation takes an AsyncClient hook only if it is a coroutine function.
+    withhold_unless_allowed(span, request.url)
+
+
+integration = InstrumentorIntegration(
+    "httpx", "opentelemetry.instrumentation.httpx:HTTPXClientInstrumentor",
+    request_hook=_request_hook, async_request_hook=_async_request_hook,
+)
