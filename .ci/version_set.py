@@ -52,8 +52,12 @@ def main(set_file: Path, out: Path) -> None:
             if key not in chosen and not key.startswith(tuple(dropped)):
                 constraints.setdefault(key, line)
     base = (ROOT / "requirements" / "base.txt").read_text().splitlines()
+    # "# without: a b": libraries with no release for the set (optional ones: their integration is skipped).
+    without = {normalize(n) for m in re.finditer(r"^# without: *(.+)$", set_file.read_text(), re.M)
+               for n in m[1].split()}
     names = [line.split("#")[0].strip().split("==")[0] for line in base
              if line.split("#")[0].strip() and not line.startswith("-")]
+    names = [name for name in names if normalize(re.sub(r"\[.*?\]", "", name)) not in without]
     out.mkdir(parents=True, exist_ok=True)
     (out / "constraints.txt").write_text("\n".join(sorted(constraints.values())) + "\n")
     (out / "requirements.txt").write_text("\n".join([*names, *TEST_RUNNER]) + "\n")
