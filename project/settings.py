@@ -107,6 +107,15 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # 
 if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
+# celery beat (`celery -A project beat`): one periodic task, each run its own trace
+# named after its entry. Pending orders older than STALE_ORDER_SECONDS are rejected.
+STALE_ORDER_SECONDS = int(os.environ.get("STALE_ORDER_SECONDS", "900"))
+CELERY_BEAT_SCHEDULE = {
+    "reject-stale-orders": {
+        "task": "inventory.reject_stale_orders",
+        "schedule": float(os.environ.get("STALE_ORDER_CHECK_INTERVAL", "60")),  # seconds
+    },
+}
 
 # order.* events: written to tracing_app's outbox with the order, published by
 # `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).

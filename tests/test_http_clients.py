@@ -24,7 +24,7 @@ from tests.e2e.stack import free_port
 from tests.tracing_settings import tracing_settings
 from tracing_app.integrations import REGISTRY, get_integration
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.testing import Expect, assert_trace
+from tracing_app.testing import Expect, assert_trace, capture_spans
 
 OLD_NAMES = {"http.method", "http.url", "http.status_code", "net.peer.name", "net.peer.port", "http.scheme",
              "http.host", "http.target", "http.flavor"}
@@ -295,3 +295,18 @@ def test_an_async_request_cancelled_in_flight_ends_its_span(service, captured_sp
     span = _client_span(captured_spans)
     assert span.end_ns >= span.start_ns > 0
     assert "http.response.status_code" not in span.attributes
+
+
+def test_our_hooks_failing_never_fail_the_request_and_the_span_still_ends(client, service, monkeypatch):
+    _, call, _ = client
+
+    def broken(*args):
+        raise RuntimeError("hook broke")
+
+    for name in ("set_server", "set_protocol_version", "set_error_status_code", "withhold_unless_allowed"):
+        for module in ("requests", "httpx", "urllib3", "urllib", "aiohttp"):
+            monkeypatch.setattr(f"tracing_app.integrations.http_client.{module}.{name}", broken, raising=False)
+    with capture_spans(raise_errors=False) as captured:  # as in production: logged, not raised
+        assert _call_in_task(call, service.url("/ok")) == 200
+    span = _client_span(captured)
+    assert span.end_ns >= span.start_ns > 0 and not span.error

@@ -89,6 +89,9 @@ def test_service_name_wins_over_service_name_in_resource_attributes():
     ("OTEL_EXPORTER_OTLP_SPAN_INSECURE", "OTEL_EXPORTER_OTLP_SPAN_INSECURE"),
     ("OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_*"),
     ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_*"),
+    ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_*"),
+    ("OTEL_EXPORTER_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_*"),
+    ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_LOGRECORD_*"),
 ])
 def test_variables_listed_as_not_supported_change_nothing(variable, row):
     assert resolve({}, {variable: "debug"}) == resolve({}, {})
@@ -613,3 +616,22 @@ def test_check_messages_for_ignored_variables_are_warnings(monkeypatch):
     with override_settings(TRACING={}):
         [message] = [m for m in checks.check_settings() if m.id == ENV_IGNORED]
     assert message.level == WARNING and "OTEL_BSP_MAX_QUEUE_SIZE" in message.msg
+
+
+@pytest.mark.parametrize(("user", "environ"), [
+    ({"OTLP_HEADERS": "authorization=Bearer s3cr3t-token,broken"}, {}),
+    ({"OTLP_HEADERS": {"authorization": b"s3cr3t-token"}}, {}),
+    ({"OTLP_HEADERS": ["authorization", "s3cr3t-token"]}, {}),
+    ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20s3cr3t-token,broken"}),
+    ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=s3cr3t-token%zz"}),
+])
+def test_a_bad_headers_value_is_reported_without_quoting_it(user, environ):
+    config = resolve(user, environ)
+    assert config.problems and config.otlp_headers == {}
+    assert all("s3cr3t" not in p.message + p.hint for p in config.problems)
+
+
+def test_python_instrumentation_excluded_urls_variables():
+    assert resolve({}, {"OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "^/a,^/b", "OTEL_PYTHON_EXCLUDED_URLS": "^/c"}
+                   ).excluded_urls == ("^/a", "^/b")
+    assert resolve({}, {"OTEL_PYTHON_EXCLUDED_URLS": "^/c"}).excluded_urls == ("^/c",)

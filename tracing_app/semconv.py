@@ -7,6 +7,7 @@ Each constant is named after its attribute (``http.request.method`` ->
 """
 
 
+CELERY_BEAT_ENTRY_NAME = "celery.beat.entry.name"
 CELERY_TASK_ARGS = "celery.task.args"
 CELERY_TASK_ATTEMPT = "celery.task.attempt"
 CELERY_TASK_ETA = "celery.task.eta"
