@@ -162,7 +162,7 @@ def test_the_database_integration_uses_one_byte_bounded_cache():
 
 def test_the_cache_keeps_mysql_readings_apart_and_drops_shapes_of_another_length():
     cache = StatementCache()
-    sql = "select 'a\\' , 'secret' from t"
-    assert cache.get(sql, False, 2048).text == "select ? , ? from t"
-    assert cache.get(sql, True, 2048).text == "select ? from t"  # MySQL: \' does not end the string
-    assert cache.get(sql, False, 10).text == "select ? ,"
+    sql = "select 'it\\'s', 'x' from t"
+    assert cache.get(sql, False, 2048).text == "select ?s??"  # PostgreSQL: 'it\' is a whole string
+    assert cache.get(sql, True, 2048).text == "select ?, ? from t"  # MySQL: \' does not end it
+    assert cache.get(sql, False, 8).text == "select ?"
