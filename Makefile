@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-versions lint lint-imports install run worker pricing protos clean demo tail
+.PHONY: test test-versions lint lint-imports install run worker beat pricing protos clean demo tail
 
 $(STAMP): requirements/base.txt requirements/dev.txt requirements/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ run: $(STAMP)
 worker: $(STAMP)
 	$(VENV)/bin/celery -A project worker -l info
 
+# celery beat: the periodic inventory.reject_stale_orders (project/settings.py CELERY_BEAT_SCHEDULE).
+beat: $(STAMP)
+	$(VENV)/bin/celery -A project beat -l info -s .celerybeat-schedule
+
 pricing: $(STAMP)
 	OTEL_SERVICE_NAME=shop-pricing $(PY) manage.py serve_pricing
 
@@ -47,11 +51,11 @@ protos: $(STAMP)
 clean:
 	rm -rf $(VENV) .venv-versions .pytest_cache .ruff_cache .demo
 
-# The embedded demo: SQLite, a serverless broker, web + worker + tracing_tail, no Docker.
+# The embedded demo: SQLite, a serverless broker, web + worker + beat + tracing_tail, no Docker.
 # `make demo ASGI=1` serves the web under ASGI (gunicorn with the uvicorn worker).
 demo: $(STAMP)
 	$(PY) -m project.demo $(if $(ASGI),--asgi)
 
-# A terminal trace viewer for `make run` / `make worker` (they export to localhost:4318 by default).
+# A terminal trace viewer for `make run` / `make worker` / `make beat` (they export to localhost:4318 by default).
 tail: $(STAMP)
 	$(PY) manage.py tracing_tail

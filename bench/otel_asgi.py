@@ -11,6 +11,7 @@ import os
 from bench import otel_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings_untraced")
+os.environ.setdefault("WEB_INTERFACE", "asgi")  # as project/asgi.py: no persistent database connections
 otel_setup.install()
 
 from django.core.asgi import get_asgi_application  # noqa: E402

@@ -10,5 +10,6 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("WEB_INTERFACE", "asgi")  # settings: no persistent database connections
 
 application = get_asgi_application()

@@ -56,7 +56,10 @@ WSGI_APPLICATION = "project.wsgi.application"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
-        conn_max_age=60,
+        # Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
+        # request, and a persistent connection per thread would pile up: Django's docs say
+        # to disable persistent connections there.
+        conn_max_age=0 if os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi" else 60,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
@@ -104,6 +107,15 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # 
 if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
+# celery beat (`celery -A project beat`): one periodic task, each run its own trace
+# named after its entry. Pending orders older than STALE_ORDER_SECONDS are rejected.
+STALE_ORDER_SECONDS = int(os.environ.get("STALE_ORDER_SECONDS", "900"))
+CELERY_BEAT_SCHEDULE = {
+    "reject-stale-orders": {
+        "task": "inventory.reject_stale_orders",
+        "schedule": float(os.environ.get("STALE_ORDER_CHECK_INTERVAL", "60")),  # seconds
+    },
+}
 
 # order.* events: written to tracing_app's outbox with the order, published by
 # `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).

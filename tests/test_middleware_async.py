@@ -145,6 +145,13 @@ def test_stream_closed_before_its_end_says_the_client_disconnected(captured_span
     assert_trace(captured_spans, Expect("GET async/stream/sync/", children=[QUERY]))
 
 
+def test_a_head_answer_closed_unread_is_not_a_disconnect(captured_spans):
+    response = Client().head("/async/stream/sync/")
+    response.close()
+    server = server_span(captured_spans)
+    assert server.name == "HEAD async/stream/sync/" and not server.error
+
+
 def test_sse_stream_cancelled_by_a_disconnect(captured_spans, stream_events):
     """Django's ASGI handler cancels the response task when the client disconnects: the
     CancelledError reaches the stream while it waits for its next event."""

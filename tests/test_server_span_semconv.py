@@ -179,4 +179,5 @@ def test_exception_propagated_by_django_is_recorded(captured_spans):
         Client().get("/boom/")
     span = only_span(captured_spans)
     assert span.error and span.attributes["error.type"] == "RuntimeError"
+    assert [name for name, _ in span.events] == ["exception"], "recorded once (signal, then the raise)"
     assert "http.response.status_code" not in span.attributes

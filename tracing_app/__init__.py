@@ -18,12 +18,13 @@ Layers, each a package; a layer imports only the ones below it (``.importlinter`
 
     apps, checks, lifecycle, management   the Django app shell: start/stop, system checks, commands
     outbox                                the transactional outbox and its relay
-    integrations/<library>                hooks into Django, Celery, the database, kombu, gRPC, HTTP
-                                          clients, logging, gunicorn; never import each other
+    integrations/<library>                hooks into Django, Celery, the database, Django's cache, kombu,
+                                          gRPC, HTTP clients, logging, gunicorn; never import each other
     pipeline (+ pipeline/export)          provider, our span class, sampling; export queue, OTLP
                                           encoding, OTLP/HTTP sender
     context                               the W3C codec, propagators, carriers, baggage/business
-                                          context, incoming trust policy, egress allowlist, privacy
+                                          context, incoming trust policy, egress allowlist, privacy,
+                                          the request or task in progress (work: repeated queries)
     conf                                  TRACING keys and OTEL_* variables, parsed into TracingConfig
     semconv, safety                       attribute names; the "never break the host" guard
     devtools                              receiver, waterfall, span records (tracing_tail, tests)

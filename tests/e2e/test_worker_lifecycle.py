@@ -8,6 +8,7 @@ through the flush a process does when it exits: that flush is what is tested.
 
 import re
 import signal
+import time
 import uuid
 
 import pytest
@@ -79,6 +80,33 @@ def test_task_killed_by_hard_time_limit_ends_as_error_in_its_trace(stack, otlp):
     assert worker.wait(30) == 0
     spans_of_task = [s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]
     assert len(spans_of_task) == 1, "the killed child must not export a second span for the task"
+
+
+def test_task_terminated_by_revoke_ends_as_error_in_its_trace(stack, otlp, tmp_path):
+    from celery import Celery
+
+    worker = stack.start_worker("-P", "prefork", "-c", "1")
+    marker = tmp_path / "started"
+    with capture_spans() as captured:
+        task_id = stack.publish("e2e.sleep", 60, str(marker))
+    producer = next(s for s in captured.records() if s.kind == "PRODUCER")
+    worker.wait_for_output(f"e2e.sleep[{task_id}] received")
+    while not marker.exists():
+        assert worker.popen.poll() is None, worker.output()
+        time.sleep(0.1)
+    control = Celery("e2e-control", broker=stack.broker.url, set_as_current=False)
+    control.conf.broker_transport_options = stack.broker.transport_options()
+    try:
+        control.control.revoke(task_id, terminate=True, signal="SIGKILL")
+    finally:
+        control.close()
+    span = wait_for_tasks(otlp, [task_id])[task_id]
+    assert span.error and span.attributes["error.type"] == "Terminated"
+    assert span.attributes["celery.task.name"] == "e2e.sleep"
+    assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert len([s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]) == 1
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "os._exit", "sys.exit"])

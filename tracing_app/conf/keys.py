@@ -155,6 +155,23 @@ def _service_names(value: Any) -> dict[str, str]:
     return names
 
 
+SQL_COMMENTER_FIELDS = ("traceparent", "tracestate", "db_driver", "framework", "route", "controller")
+
+
+def _sqlcommenter_fields(value: Any) -> tuple[str, ...]:
+    names = as_names(value)
+    unknown = sorted(set(names) - set(SQL_COMMENTER_FIELDS))
+    if unknown:
+        raise InvalidValue(f"unknown field(s) {', '.join(unknown)}; known: {', '.join(SQL_COMMENTER_FIELDS)}")
+    return names
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise InvalidValue(f"expected a whole number, 0 or more, got {value!r}")
+    return int(value)
+
+
 def _integrations(value: Any) -> dict[str, bool]:
     if not isinstance(value, Mapping):
         raise InvalidValue(f"expected a dict of integration name to bool, got {value!r}")
@@ -351,6 +368,15 @@ KEYS: tuple[Key, ...] = (
     Key("RECORD_TASK_ARGS", (), as_patterns,
         "Regexes of Celery task names whose args/kwargs are recorded (repr, 1000 characters at most)."),
     # -- database --
+    Key("REPEATED_QUERY_THRESHOLD", 10, _count,
+        "A request or task that runs one statement shape more than this many times gets "
+        "`tracing_app.db.repeated_query.count`, an event per such shape and one WARNING log line (N+1 "
+        "queries). 0: off."),
+    Key("SQL_COMMENTER", False, as_bool,
+        "Append the trace context to each SQL statement as a sqlcommenter comment (`/*traceparent='...'*/`), "
+        "so PostgreSQL's pg_stat_activity and logs name the trace. Costs: see README."),
+    Key("SQL_COMMENTER_FIELDS", ("traceparent",), _sqlcommenter_fields,
+        "What the comment holds: any of " + ", ".join(SQL_COMMENTER_FIELDS) + "."),
     Key("QUERY_TEXT_MAX_LENGTH", 2048, positive(int),
         "Characters of `db.query.text` kept, after values became `?` and repeated lists were written once. "
         "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, when lower, cut every "
@@ -367,9 +393,9 @@ KEYS: tuple[Key, ...] = (
     # -- export pipeline and process lifecycle --
     # -- management commands --
     Key("UNTRACED_COMMANDS", UNTRACED_COMMANDS, as_names,
-        "manage.py commands (shell patterns allowed) run with tracing suppressed: no database spans, none "
-        "from OpenTelemetry instrumentations. Default: development housekeeping that reads code or settings "
-        "and whose queries say nothing (checks, migration files, shells, static files, translations)."),
+        "manage.py commands (shell patterns allowed) run with tracing suppressed: no command or database "
+        "spans, none from OpenTelemetry instrumentations. Default: development housekeeping that reads code "
+        "or settings and whose queries say nothing (checks, migration files, shells, static files, translations)."),
     Key("COMMANDS_WITHOUT_SPAN", COMMANDS_WITHOUT_SPAN, as_names,
         "manage.py commands traced without a command span: servers and consumers, whose requests or "
         "messages are traces of their own, and `test`. Other commands are one trace each."),

@@ -46,10 +46,11 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing_app.conf import TracingConfig
-from tracing_app.context import privacy
+from tracing_app.context import privacy, work
 from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
+from tracing_app.integrations.celery import beat as celery_beat
 from tracing_app.integrations.celery import lifecycle as celery_lifecycle
 from tracing_app.integrations.celery import sender as celery_sender
 from tracing_app.integrations.celery.chords import MAX_CHORD_LINKS, pop_chord_header_runs, record_chord_header_run
@@ -91,6 +92,7 @@ class Run:
     span: trace.Span
     var_token: contextvars.Token | None = None
     otel_token: object = None
+    opened_work: work.Opened | None = None  # repeated queries of this run (context.work)
 
 
 @dataclasses.dataclass
@@ -154,6 +156,7 @@ class CeleryIntegration(Integration):
             )
         celery_lifecycle.install()  # process start/exit flushing, spans of killed tasks
         celery_sender.install(self._publish_failed)
+        celery_beat.install()
 
     def configure(self, config: TracingConfig) -> None:
         self._new_trace_tasks = tuple(config.celery_new_trace_tasks)
@@ -166,6 +169,7 @@ class CeleryIntegration(Integration):
             )
         celery_lifecycle.uninstall()
         celery_sender.uninstall()
+        celery_beat.uninstall()
 
     # -- publishing ----------------------------------------------------------
 
@@ -294,6 +298,7 @@ class CeleryIntegration(Integration):
             run = Run(str(task_id), request, span)
             run.var_token = _current_run.set(run)
             run.otel_token = context.attach(trace.set_span_in_context(span, parent))
+            run.opened_work = work.begin(span)
             if getattr(request, "chord", None) and getattr(request, "group", None) and not request.is_eager:
                 record_chord_header_run(str(request.group), str(task_id), traceparent_of(span))
 
@@ -309,6 +314,7 @@ class CeleryIntegration(Integration):
             _current_run.reset(run.var_token)
             return
         with guarded("ending a Celery task span"):
+            work.end(run.opened_work)
             if state:
                 run.span.set_attribute(CELERY_TASK_STATE, state)
             if state == "REJECTED" and isinstance(retval, BaseException):

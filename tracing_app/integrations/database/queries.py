@@ -29,8 +29,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
-from tracing_app.context import privacy
+from tracing_app.context import privacy, work
 from tracing_app.integrations.base import Integration
+from tracing_app.integrations.database.sqlcommenter import Commenter
 from tracing_app.integrations.database.statements import DEFAULT_MAX_LENGTH, StatementCache
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
@@ -82,6 +83,8 @@ class QueryTracer:
         settings = connection.settings_dict
         self.attributes: dict[str, Any] = {DB_SYSTEM_NAME: SYSTEMS.get(connection.vendor, connection.vendor)}
         self.backslash_escapes = connection.vendor == "mysql"
+        fields = integration.sql_commenter_fields
+        self.commenter = Commenter(fields, getattr(connection, "Database", None)) if fields else None
         if settings.get("NAME"):
             self.attributes[DB_NAMESPACE] = str(settings["NAME"])
         if settings.get("HOST"):
@@ -104,6 +107,11 @@ class QueryTracer:
             swallow("starting a query span", exc)
         if span is None:
             return execute(sql, params, many, context)
+        if self.commenter is not None and span.is_recording():  # sampled statements only (sqlcommenter.py)
+            try:
+                sql = self.commenter.append(sql, span.get_span_context(), params)
+            except Exception as exc:
+                swallow("adding a sqlcommenter comment", exc)
         token = otel_context.attach(trace.set_span_in_context(span))
         try:
             return execute(sql, params, many, context)
@@ -126,6 +134,9 @@ class QueryTracer:
         shape = STATEMENTS.get(sql, self.backslash_escapes, integration.max_length)
         if shape is None:
             return None
+        running = work.current()
+        if running is not None:  # repeated queries are flagged on the request's or task's span
+            running.count(shape.text)
         attributes = {**self.attributes, DB_QUERY_TEXT: shape.text}
         if shape.operation:
             attributes[DB_OPERATION_NAME] = shape.operation
@@ -151,12 +162,14 @@ class DatabaseIntegration(Integration):
     def __init__(self) -> None:
         super().__init__()
         self.max_length = DEFAULT_MAX_LENGTH
+        self.sql_commenter_fields: tuple[str, ...] = ()
         self._wrapped: weakref.WeakKeyDictionary[BaseDatabaseWrapper, QueryTracer] = weakref.WeakKeyDictionary()
 
     def _install(self, config: TracingConfig) -> None:
         from django.db import connections
 
         self.max_length = config.query_text_max_length
+        self.sql_commenter_fields = tuple(config.sql_commenter_fields) if config.sql_commenter else ()
         STATEMENTS.clear()
         connection_created.connect(self._on_connection_created, weak=False,
                                    dispatch_uid="tracing_app.integrations.database")

@@ -7,7 +7,11 @@ request) and verified by the system check ``tracing_app.W001``. We do not use
 attribute collection on top, which we measured as the largest part of the
 per-request cost (see BENCHMARKS.md). This one keeps the same span shape
 (SERVER kind, ``{method} {route}`` name, stable HTTP semantic-convention
-attributes) with less work per request.
+attributes, ``server_span``) with less work per request.
+
+Sync- and async-capable: under WSGI Django calls ``__call__``, under ASGI it awaits
+``__acall__`` in the event loop. A streaming response's span ends when the server
+has sent the stream (``streaming``), not when the view returns.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
-from tracing_app.context import business, privacy
+from tracing_app.context import business, privacy, work
 from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
 from tracing_app.context.propagators import with_baggage
 from tracing_app.integrations.base import Integration
@@ -42,6 +46,7 @@ from tracing_app.semconv import HTTP_REQUEST_METHOD, HTTP_ROUTE, URL_PATH
 UNTRACED_CONTEXT = trace.set_span_in_context(UNTRACED_SPAN, EMPTY_CONTEXT)
 TRACERESPONSE_HEADER = "traceresponse"
 REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
+REQUEST_WORK_ATTRIBUTE = "_tracing_app_work"
 REQUEST_BAGGAGE_TOKEN_ATTRIBUTE = "_tracing_app_baggage_token"
 
 _META_KEYS: dict[str, str] = {}
@@ -118,6 +123,10 @@ def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **k
     exc = sys.exc_info()[1]
     if span is None or exc is None or not integration.installed or not span.is_recording():
         return
+    if getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):
+        # With DEBUG_PROPAGATE_EXCEPTIONS each middleware layer converts and re-raises the
+        # same exception, sending the signal again: the span records the first one.
+        return
     with guarded("recording an unhandled exception"):
         server_span.record_unhandled(span, request, exc)
 
@@ -183,6 +192,7 @@ class TracingMiddleware:
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
         """Authentication has run by now: put the business context into baggage for the view."""
+        _describe_work(request)
         span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
         config = integration.config
         if span is None or config is None or not config.baggage_resolver:
@@ -194,6 +204,7 @@ class TracingMiddleware:
         return None
 
     async def _aprocess_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
+        _describe_work(request)
         span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
         config = integration.config
         if span is None or config is None or not config.baggage_resolver:
@@ -208,6 +219,12 @@ class TracingMiddleware:
             if entries:
                 _attach_business_context(request, span, entries)
         return None
+
+
+def _describe_work(request: HttpRequest) -> None:
+    match = getattr(request, "resolver_match", None)
+    if match is not None and work.current() is not None:
+        work.describe(route=match.route or "", controller=match.view_name or "")
 
 
 def _attach_business_context(request: HttpRequest, span: trace.Span, entries: dict[str, str]) -> None:
@@ -250,6 +267,7 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
                 request, method, integration.query_params, integration.request_headers))
         token = context.attach(trace.set_span_in_context(span, parent))
         request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
+        request.__dict__[REQUEST_WORK_ATTRIBUTE] = work.begin(span)  # repeated queries, sqlcommenter's route
         return span, token, method
     return None, None, ""
 
@@ -264,6 +282,8 @@ def _detach(request: HttpRequest, token: Any) -> None:
 def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseException, token: Any) -> None:
     """An exception left the handler (DEBUG_PROPAGATE_EXCEPTIONS, a BaseException, a
     cancelled ASGI request): no response was sent."""
+    with guarded("ending the request's work"):
+        work.end(request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None))
     _detach(request, token)
     if span is None or not span.is_recording():
         return
@@ -271,7 +291,7 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
         server_span.record_response(span, request, method, None)
         if isinstance(exc, asyncio.CancelledError):
             server_span.record_disconnect(span)
-        else:
+        elif not getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):  # not already from the signal
             server_span.record_unhandled(span, request, exc)
         span.end()
 
@@ -279,6 +299,8 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
 def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
     """Finish the span for ``response`` now, or when its stream has been sent; then leave
     the request's context (after: a stream carries it, business baggage included)."""
+    with guarded("ending the request's work"):
+        work.end(request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None))
     try:
         if span is None:  # an excluded path: only a stream still needs the unsampled context
             if response.streaming:
@@ -296,7 +318,7 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
             response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
             if response.streaming:
                 end = _stream_end(span) if recording else None
-                streaming.trace_stream(response, context.get_current(), end)
+                streaming.trace_stream(response, context.get_current(), end, head=method == "HEAD")
             elif recording:
                 span.end()
         return response

@@ -35,13 +35,15 @@ Outcome = BaseException | str | None
 
 
 class _Ending:
-    """Calls ``end`` at most once, whichever way the stream finishes first."""
+    """Calls ``end`` at most once, whichever way the stream finishes first. ``head``: the
+    answer to a HEAD request, whose body a server may close unread."""
 
-    __slots__ = ("_context", "_end")
+    __slots__ = ("_context", "_end", "_head")
 
-    def __init__(self, ctx: Context, end: Callable[[Outcome], None] | None) -> None:
+    def __init__(self, ctx: Context, end: Callable[[Outcome], None] | None, head: bool = False) -> None:
         self._context = ctx
         self._end = end
+        self._head = head
 
     def _finish(self, outcome: Outcome) -> None:
         end, self._end = self._end, None
@@ -49,7 +51,7 @@ class _Ending:
             end(outcome)
 
     def close(self) -> None:
-        self._finish(DISCONNECTED)
+        self._finish(None if self._head else DISCONNECTED)
 
 
 class TracedStream(_Ending):
@@ -57,8 +59,9 @@ class TracedStream(_Ending):
 
     __slots__ = ("_inner",)
 
-    def __init__(self, inner: Iterator[Any], ctx: Context, end: Callable[[Outcome], None] | None) -> None:
-        super().__init__(ctx, end)
+    def __init__(self, inner: Iterator[Any], ctx: Context, end: Callable[[Outcome], None] | None,
+                 head: bool = False) -> None:
+        super().__init__(ctx, end, head)
         self._inner = inner
 
     def __iter__(self) -> TracedStream:
@@ -83,8 +86,9 @@ class TracedAsyncStream(_Ending):
 
     __slots__ = ("_inner",)
 
-    def __init__(self, inner: AsyncIterator[Any], ctx: Context, end: Callable[[Outcome], None] | None) -> None:
-        super().__init__(ctx, end)
+    def __init__(self, inner: AsyncIterator[Any], ctx: Context, end: Callable[[Outcome], None] | None,
+                 head: bool = False) -> None:
+        super().__init__(ctx, end, head)
         self._inner = inner
 
     def __aiter__(self) -> TracedAsyncStream:
@@ -107,13 +111,14 @@ class TracedAsyncStream(_Ending):
             context.detach(token)
 
 
-def trace_stream(response: Any, ctx: Context, end: Callable[[Outcome], None] | None) -> None:
+def trace_stream(response: Any, ctx: Context, end: Callable[[Outcome], None] | None, head: bool = False) -> None:
     """Make ``response`` (streaming) run its chunks in ``ctx`` and call ``end`` when sent.
 
     A ``FileResponse`` whose file a WSGI server may send with ``wsgi.file_wrapper``
     (sendfile) keeps its file: replacing its content would lose that. Reading a file
     makes no spans, so it only needs the end, at ``close()`` (the server closes the
-    file wrapper, which Django points at ``response.close``)."""
+    file wrapper, which Django points at ``response.close``); whether the client got
+    all of it is not known there."""
     if getattr(response, "file_to_stream", None) is not None:
         if end is not None:
             ending = _Ending(ctx, end)
@@ -121,6 +126,6 @@ def trace_stream(response: Any, ctx: Context, end: Callable[[Outcome], None] | N
             response._resource_closers.append(lambda: ending._finish(None))
         return
     if response.is_async:
-        response.streaming_content = TracedAsyncStream(response.streaming_content, ctx, end)
+        response.streaming_content = TracedAsyncStream(response.streaming_content, ctx, end, head)
     else:
-        response.streaming_content = TracedStream(response.streaming_content, ctx, end)
+        response.streaming_content = TracedStream(response.streaming_content, ctx, end, head)
