@@ -40,7 +40,7 @@ def test_each_scheduled_send_is_a_trace_of_its_own_that_the_worker_joins(stack, 
     beat = stack.start("beat", [sys.executable, "-m", "celery", "-A", "project", "beat", "-l", "info",
                                 "-s", str(tmp_path / "schedule")],
                        stack.env(None, STALE_ORDER_CHECK_INTERVAL="1"))
-    spans = otlp.wait_for(lambda spans: len(complete_runs(spans)) >= 2, timeout=120)
+    spans = otlp.wait_for(lambda spans: len(complete_runs(spans)) >= 2)
     beat.stop()
     runs = complete_runs(spans)[:2]
     for run in runs:
