@@ -1,7 +1,9 @@
 """Carriers: where trace context travels in a message. ``KombuHeadersCarrier`` reads
 and writes it in a kombu message's application headers (AMQP headers on RabbitMQ,
-the message's ``headers`` field on other transports); ``extract()`` also says why a
-message carries no usable context.
+the message's ``headers`` field on other transports) in every field type an AMQP
+publisher in another language sends them as; ``extract()`` also says why a message
+carries no usable context (never quoting a header's value); ``messaging_system()``
+names the transport a message travels on, for ``messaging.system``.
 
 OpenTelemetry has no kombu instrumentation to reuse (``opentelemetry-instrumentation-celery``
 only covers Celery tasks); this carrier is the small piece it lacks.
