@@ -53,15 +53,18 @@ DEMO_API_KEYS = {
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 
+# Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
+# request, and a persistent connection per thread would pile up: as Django's docs say,
+# no persistent connections there, and PostgreSQL's pool (psycopg_pool) instead.
+ASGI = os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
-        # Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
-        # request, and a persistent connection per thread would pile up: Django's docs say
-        # to disable persistent connections there.
-        conn_max_age=0 if os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi" else 60,
+        conn_max_age=0 if ASGI else 60,
     )
 }
+if ASGI and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 4, "timeout": 30}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded demo: web and worker processes write one SQLite file. WAL lets
     # readers run beside the writer; IMMEDIATE takes the write lock at BEGIN, so a
