@@ -110,6 +110,11 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # 
 if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
+# One result backend object per process, not per thread: under ASGI every request runs in
+# a thread of its own, and Celery builds a thread's backend (scanning package entry points)
+# at its first send_task, a third of an ASGI worker's time in bench.asgi_overhead. Both
+# backends here are safe to share (django-db uses Django's per-thread connections, redis a pool).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 
 # order.* events: written to tracing_app's outbox with the order, published by
 # `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).
