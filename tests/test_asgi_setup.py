@@ -80,10 +80,10 @@ def test_celery_builds_one_result_backend_per_process_not_per_request_thread():
 
     from project.celery import app
 
+    first = app.backend
     backends = []
-    threads = [threading.Thread(target=lambda: backends.append(app.backend)) for _ in range(2)]
-    for thread in threads:
+    for _ in range(2):  # one request thread after the other
+        thread = threading.Thread(target=lambda: backends.append(app.backend))
         thread.start()
-    for thread in threads:
         thread.join()
-    assert backends[0] is backends[1] is app.backend
+    assert backends == [first, first] and all(backend is first for backend in backends)
