@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint lint-imports install run worker pricing protos clean demo tail
+.PHONY: test test-versions lint lint-imports install run worker beat pricing protos clean demo tail
 
 $(STAMP): requirements/base.txt requirements/dev.txt requirements/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -14,6 +14,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The ends of the version ranges pyproject.toml claims (requirements/versions/), a subset of
+# the tests each, in .venv-versions/: `make test-versions` or `make test-versions SETS=oldest`.
+test-versions:
+	bash .ci/versions.sh $(SETS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -29,6 +34,10 @@ run: $(STAMP)
 worker: $(STAMP)
 	$(VENV)/bin/celery -A project worker -l info
 
+# celery beat: the periodic inventory.reject_stale_orders (project/settings.py CELERY_BEAT_SCHEDULE).
+beat: $(STAMP)
+	$(VENV)/bin/celery -A project beat -l info -s .celerybeat-schedule
+
 pricing: $(STAMP)
 	OTEL_SERVICE_NAME=shop-pricing $(PY) manage.py serve_pricing
 
@@ -40,13 +49,13 @@ protos: $(STAMP)
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .demo
+	rm -rf $(VENV) .venv-versions .pytest_cache .ruff_cache .demo
 
-# The embedded demo: SQLite, a serverless broker, web + worker + tracing_tail, no Docker.
+# The embedded demo: SQLite, a serverless broker, web + worker + beat + tracing_tail, no Docker.
 # `make demo ASGI=1` serves the web under ASGI (gunicorn with the uvicorn worker).
 demo: $(STAMP)
 	$(PY) -m project.demo $(if $(ASGI),--asgi)
 
-# A terminal trace viewer for `make run` / `make worker` (they export to localhost:4318 by default).
+# A terminal trace viewer for `make run` / `make worker` / `make beat` (they export to localhost:4318 by default).
 tail: $(STAMP)
 	$(PY) manage.py tracing_tail

@@ -3,11 +3,11 @@
 Runs the demo stack as separate processes on embedded backends: a SQLite file
 and kombu's filesystem transport (no server; the task messages carry the same
 headers as over AMQP). ``manage.py tracing_tail`` receives the spans and prints
-each finished trace; the web server (gunicorn), a Celery worker and the pricing
-gRPC server export to it through ``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the
-notifications consumer (``consume_events``) and the outbox relay (``relay_outbox``),
-which starts once the orders are handled so that each order.created event visibly
-waited in the outbox. A scripted set of requests runs,
+each finished trace; the web server (gunicorn), a Celery worker, celery beat (a
+periodic task every few seconds) and the pricing gRPC server export to it through
+``OTEL_EXPORTER_OTLP_ENDPOINT``, and so do the notifications consumer
+(``consume_events``) and the outbox relay (``relay_outbox``), which starts once the
+orders are handled so that each order.created event visibly waited in the outbox. A scripted set of requests runs,
 then everything is stopped and the command exits: 0 when every step did what
 it should, 1 otherwise (with the processes' logs).
 
@@ -35,6 +35,7 @@ from typing import IO
 from project.processes import ROOT, ProcessGroup, free_port
 
 READY_TIMEOUT = 60.0
+BEAT_INTERVAL = 5  # seconds between celery beat's sends of inventory.reject_stale_orders
 
 
 class Demo:
@@ -102,10 +103,15 @@ class Demo:
         self.web_url = f"http://127.0.0.1:{port}"
         self.start("web", [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                            "-b", f"127.0.0.1:{port}", "-w", "2"],
-                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi"))
+                   self.env("shop-web", WEB_INTERFACE="asgi" if self.asgi else "wsgi",
+                            INVENTORY_URL=self.web_url))
         self.start("worker", [sys.executable, "-m", "celery", "-A", "project", "worker", "-l", "info",
                               "-P", "prefork", "-c", "2", "--without-gossip", "--without-mingle",
                               "--without-heartbeat"], self.env("shop-worker"))
+        # celery beat: the periodic inventory.reject_stale_orders, every few seconds here.
+        self.start("beat", [sys.executable, "-m", "celery", "-A", "project", "beat", "-l", "info",
+                            "-s", str(self.data_dir / "celerybeat-schedule")],
+                   self.env("shop-beat", STALE_ORDER_CHECK_INTERVAL=str(BEAT_INTERVAL)))
         self.start("notifications", [*manage, "consume_events"], self.env("shop-notifications"))
         if not self.wait_ready():
             return False
@@ -194,8 +200,23 @@ class Demo:
         if checks[0]:
             checks.append(self.request("GET", f"/api/orders/{order['id']}/")[0] == 200)
             checks.append(self.status_stream(order["id"]) == ["reserved"])
+            # An async view asking pricing (grpc.aio) and the stock API (httpx) at once.
+            checks.append(self.request("GET", f"/api/orders/{order['id']}/quote")[0] == 200)
         checks.append(self.relay_events(checks[:2].count(True)))
+        checks.append(self.beat_sent())
         return all(checks)
+
+    def beat_sent(self, timeout: float = 60.0) -> bool:
+        """Wait until celery beat has sent its periodic task once (a trace named reject-stale-orders)."""
+        beat = next(c for c in self.children if c.name == "beat")
+        deadline = time.monotonic() + timeout
+        while "Sending due task reject-stale-orders" not in beat.log.read_text(errors="replace"):
+            if time.monotonic() > deadline or beat.popen.poll() is not None:
+                self.say("celery beat did not send its periodic task")
+                return False
+            time.sleep(0.2)
+        self.say("celery beat sent reject-stale-orders (a trace of its own)")
+        return True
 
     def relay_events(self, expected: int, timeout: float = 60.0) -> bool:
         """Start the outbox relay; wait until the consumer wrote a notification per order."""

@@ -115,6 +115,15 @@ CELERY_TASK_IGNORE_RESULT = True
 # at its first send_task, a third of an ASGI worker's time in bench.asgi_overhead. Both
 # backends here are safe to share (django-db uses Django's per-thread connections, redis a pool).
 CELERY_RESULT_BACKEND_THREAD_SAFE = True
+# celery beat (`celery -A project beat`): one periodic task, each run its own trace
+# named after its entry. Pending orders older than STALE_ORDER_SECONDS are rejected.
+STALE_ORDER_SECONDS = int(os.environ.get("STALE_ORDER_SECONDS", "900"))
+CELERY_BEAT_SCHEDULE = {
+    "reject-stale-orders": {
+        "task": "inventory.reject_stale_orders",
+        "schedule": float(os.environ.get("STALE_ORDER_CHECK_INTERVAL", "60")),  # seconds
+    },
+}
 
 # order.* events: written to tracing_app's outbox with the order, published by
 # `manage.py relay_outbox`, consumed by `manage.py consume_events` (apps.notifications).

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -18,6 +19,7 @@ from django.core.cache import cache, caches
 from django.core.management import call_command
 from django.test import override_settings
 
+from tests.e2e.stack import REDIS_URL, require_redis
 from tests.tracing_settings import tracing_settings
 from tracing_app.conf import get_config
 from tracing_app.integrations import cache as traced_cache
@@ -69,7 +71,9 @@ def backend(request, tmp_path, db):
     name = request.param
     path, system = BACKENDS[name]
     location = {"locmem": f"tests-{uuid.uuid4()}", "file": str(tmp_path), "database": "tracing_app_test_cache",
-                "redis": f"redis://127.0.0.1:6379/{REDIS_DB}"}.get(name)
+                "redis": f"{REDIS_URL}/{REDIS_DB}"}.get(name)
+    if name == "redis":
+        require_redis("the Redis cache backend")
     if name == "memcached":
         location = request.getfixturevalue("memcached_location")
     if name == "database":
@@ -149,7 +153,8 @@ def test_each_operation_is_one_client_span(backend, operation):
     assert {k: span.attributes.get(k) for k in expected_attributes} == expected_attributes
     assert "tracing_app.cache.key" not in span.attributes and _key() not in repr(span.attributes)
     if name == "redis":
-        assert (span.attributes["server.address"], span.attributes["server.port"]) == ("127.0.0.1", 6379)
+        server = urlsplit(REDIS_URL)
+        assert (span.attributes["server.address"], span.attributes["server.port"]) == (server.hostname, server.port)
         assert span.attributes["db.namespace"] == str(REDIS_DB)
     if name == "memcached":
         assert span.attributes["server.address"] == "127.0.0.1"

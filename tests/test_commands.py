@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from tracing_app.conf import get_config
 from tracing_app.integrations import get_integration
 from tracing_app.integrations.django import commands
 from tracing_app.pipeline import resource
@@ -91,14 +92,14 @@ def test_untraced_and_spanless_commands(settings):
     settings.TRACING = {**settings.TRACING, "UNTRACED_COMMANDS": ["out*"], "COMMANDS_WITHOUT_SPAN": []}
     integration = get_integration("management")
     integration.uninstall()
-    integration.install(__import__("tracing_app").get_config())
+    integration.install(get_config())
     try:
         with capture_spans() as spans:
             assert run(["manage.py", "outer", "x"]) == 0
         assert spans.records() == []
         settings.TRACING = {**settings.TRACING, "UNTRACED_COMMANDS": [], "COMMANDS_WITHOUT_SPAN": ["outer"]}
         integration.uninstall()
-        integration.install(__import__("tracing_app").get_config())
+        integration.install(get_config())
         with capture_spans() as spans:
             assert run(["manage.py", "outer", "x"]) == 0
         records = spans.records()
@@ -108,7 +109,7 @@ def test_untraced_and_spanless_commands(settings):
         integration.uninstall()
         settings.TRACING = {k: v for k, v in settings.TRACING.items()
                             if k not in ("UNTRACED_COMMANDS", "COMMANDS_WITHOUT_SPAN")}
-        integration.install(__import__("tracing_app").get_config())
+        integration.install(get_config())
 
 
 def test_uninstall_puts_back_djangos_method():
@@ -120,7 +121,7 @@ def test_uninstall_puts_back_djangos_method():
         assert BaseCommand.run_from_argv is patched.__wrapped__
         assert not hasattr(BaseCommand.run_from_argv, "__wrapped__")
     finally:
-        integration.install(__import__("tracing_app").get_config())
+        integration.install(get_config())
     assert BaseCommand.run_from_argv.__wrapped__ is patched.__wrapped__
 
 

@@ -31,8 +31,9 @@ def variables_read_by_the_app() -> set[str]:
 
 
 def test_every_demo_process_runs_with_the_backends_and_jaeger():
-    assert {"postgres", "rabbitmq", "jaeger", "web", "worker"} <= set(SERVICES)
-    assert {"web", "worker"} <= APP_SERVICES
+    assert {"postgres", "rabbitmq", "jaeger", "web", "worker", "beat"} <= set(SERVICES)
+    assert {"web", "worker", "beat"} <= APP_SERVICES
+    assert SERVICES["beat"]["command"].startswith("celery -A project beat")
     assert SERVICES["otel-collector"]["profiles"] == ["collector"]
     assert "profiles" not in SERVICES["jaeger"], "Jaeger runs in the default stack"
 

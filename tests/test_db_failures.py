@@ -51,6 +51,7 @@ def _connection(**settings):
     return type(default)({**default.settings_dict, **settings}, alias=f"tests-{id(settings)}")
 
 
+@pytest.mark.services
 def test_connection_lost_before_the_query_runs_is_an_error_span(spans):
     victim = _connection()
     with victim.cursor() as cursor:  # connected (and wrapped) while the server was there

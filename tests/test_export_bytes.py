@@ -383,3 +383,25 @@ def test_estimated_size_follows_the_encoded_size():
         span.end()
         encoded, estimate = len(encode_span(span)), estimated_size(span)
         assert encoded / 2 <= estimate <= encoded * 2, (shape, encoded, estimate)
+
+
+def test_spans_of_another_make_are_queued_and_sent(receiver, monkeypatch):
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from tracing_app.pipeline.export import processor as export
+
+    context = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(1))
+    processor, tracer = make(receiver.endpoint)
+    # A ReadableSpan built by hand (no attributes, plain tuples for events and links).
+    processor.on_end(ReadableSpan(name="plain", context=context, attributes=None, start_time=1, end_time=2,
+                                  resource=Resource.create({})))
+
+    def cannot_estimate(span):
+        raise AttributeError("_attributes")  # a span class that keeps its fields elsewhere
+
+    monkeypatch.setattr(export, "estimated_size", cannot_estimate)
+    tracer.start_span("odd").end()  # the host's span.end() never fails for the estimate
+    assert processor.snapshot().ended == 2
+    assert processor.force_flush()
+    assert sorted(s.name for s in receiver.spans) == ["odd", "plain"]

@@ -1,9 +1,11 @@
 """FastTracer's spans record and export exactly what the SDK's would."""
 
+import importlib.metadata
 import logging
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,6 +24,7 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation import set_span_in_context
 
+from tracing_app.pipeline import fast_spans
 from tracing_app.pipeline.fast_spans import FastSpan, FastTracer, drops_child_of_current, fast_tracer
 
 
@@ -40,6 +43,24 @@ class FixedIds(IdGenerator):
 
     def is_trace_id_random(self):
         return True
+
+
+class OldIds:
+    """An id generator as SDK releases before 1.42 have them: no is_trace_id_random()."""
+
+    span_id = 0
+
+    def generate_span_id(self):
+        self.span_id += 1
+        return self.span_id
+
+    def generate_trace_id(self):
+        return 0xABC
+
+
+# The tests of FastTracer itself; under an SDK release it was not verified with
+# (.ci/versions.sh "oldest"), fast_tracer() keeps the SDK's tracer instead, tested below.
+ours = pytest.mark.skipif(not fast_spans.sdk_verified(), reason="FastSpan is not used with this opentelemetry-sdk")
 
 
 ATTRIBUTES = {
@@ -73,6 +94,7 @@ def make_spans(tracer, attributes):
     parent.end(end_time=2_000)
 
 
+@ours
 @pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_span_attributes=3, max_attribute_length=2)])
 def test_exports_the_same_otlp_as_the_sdk(limits, caplog):
     caplog.set_level(logging.ERROR)  # the SDK warns about the values it drops
@@ -89,6 +111,7 @@ def test_exports_the_same_otlp_as_the_sdk(limits, caplog):
     assert "none" not in fast_spans[1].attributes and "dict" not in fast_spans[1].attributes
 
 
+@ours
 def test_processors_get_the_span_itself_and_it_cannot_change_after_end(caplog):
     ended = []
 
@@ -108,6 +131,7 @@ def test_processors_get_the_span_itself_and_it_cannot_change_after_end(caplog):
     assert "ended span" in caplog.text
 
 
+@ours
 def test_unsampled_spans_record_nothing():
     provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
     span = fast_tracer(provider.get_tracer("tracing_app")).start_span("op")
@@ -115,6 +139,7 @@ def test_unsampled_spans_record_nothing():
     assert span.get_span_context().trace_flags == TraceFlags(0x02)  # random trace id, not sampled
 
 
+@ours
 def test_records_exceptions_like_the_sdk():
     provider, exported = provider_for()
     tracer = fast_tracer(provider.get_tracer("tracing_app"))
@@ -133,6 +158,7 @@ def test_other_tracers_are_left_alone():
     assert type(fast_tracer(not_random)) is not FastTracer
 
 
+@ours
 def test_children_of_unsampled_parents_skip_the_sampler_with_the_configured_sampler():
     from tracing_app.conf import resolve
     from tracing_app.pipeline.provider import build_sampler
@@ -152,6 +178,7 @@ def test_children_of_unsampled_parents_skip_the_sampler_with_the_configured_samp
     assert calls == []
 
 
+@ours
 def test_samplers_that_may_keep_children_of_unsampled_parents_are_always_asked():
     for sampler in (ALWAYS_ON, ParentBased(ALWAYS_ON, local_parent_not_sampled=ALWAYS_ON)):
         tracer = fast_tracer(TracerProvider(sampler=sampler, shutdown_on_exit=False).get_tracer("t"))
@@ -161,6 +188,7 @@ def test_samplers_that_may_keep_children_of_unsampled_parents_are_always_asked()
             assert tracer.start_span("kept").is_recording()
 
 
+@ours
 def test_samplers_that_may_drop_children_of_sampled_parents_are_always_asked():
     sampler = ParentBased(ALWAYS_ON, remote_parent_sampled=ALWAYS_OFF)
     tracer = fast_tracer(TracerProvider(sampler=sampler, shutdown_on_exit=False).get_tracer("t"))
@@ -170,6 +198,7 @@ def test_samplers_that_may_drop_children_of_sampled_parents_are_always_asked():
         assert not tracer.start_span("dropped").is_recording()
 
 
+@ours
 def test_children_of_sampled_parents_skip_the_sampler_and_keep_the_parents_trace_state():
     from opentelemetry.trace.span import TraceState
 
@@ -188,6 +217,7 @@ def test_children_of_sampled_parents_skip_the_sampler_and_keep_the_parents_trace
     assert dict(first.attributes) == {"a": 1}
 
 
+@ours
 def test_processors_added_later_are_called_in_order_and_only_for_what_they_do():
     calls = []
 
@@ -214,6 +244,7 @@ def test_processors_added_later_are_called_in_order_and_only_for_what_they_do():
     assert tracer.dispatch().on_start == provider._active_span_processor._span_processors[::2]
 
 
+@ours
 def test_roots_ask_the_root_sampler_and_links_still_reach_the_linked_trace_sampler():
     from tracing_app.conf import resolve
     from tracing_app.pipeline.linked_traces import INHERIT_SAMPLING
@@ -227,3 +258,41 @@ def test_roots_ask_the_root_sampler_and_links_still_reach_the_linked_trace_sampl
     publisher = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0x01))
     linked = tracer.start_span("job", links=[Link(publisher, {INHERIT_SAMPLING: True})])
     assert linked.is_recording() and linked.get_span_context().trace_id != 0xABC
+
+
+def test_our_span_class_is_used_exactly_when_the_installed_sdk_is_verified():
+    # CI runs this file under the oldest and newest SDK pyproject.toml accepts (.ci/versions.sh):
+    # the oldest is under VERIFIED_SDK and gets the SDK's spans, the newest ours.
+    provider, exported = provider_for()
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    assert isinstance(tracer, FastTracer) is fast_spans.sdk_verified()
+    make_spans(tracer, ATTRIBUTES)
+    assert [s.name for s in exported.get_finished_spans()] == ["SELECT t", "root", "GET /x"]
+
+
+@pytest.mark.parametrize(("version", "verified"), [
+    ("1.42.0", True), ("1.45.2", True), ("1.41.1", False), ("1.30.0", False), ("1.46.0", False), ("2.0.0", False),
+    ("1.46.0rc1", False),
+])
+def test_the_verified_range_includes_its_ends_releases_only(version, verified):
+    assert fast_spans.sdk_verified(version) is verified
+
+
+@pytest.mark.parametrize("version", ["1.46.0", "1.41.1"])
+def test_an_sdk_outside_the_verified_range_gets_the_sdks_own_spans_and_one_warning(version, monkeypatch, caplog):
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: version if name == "opentelemetry-sdk" else real_version(name))
+    monkeypatch.setattr(fast_spans, "_warned_unverified", False)
+    provider, exported = provider_for()
+    # As in SDK releases before 1.42: the id generator has no is_trace_id_random().
+    old = TracerProvider(id_generator=OldIds(), shutdown_on_exit=False)
+    with caplog.at_level(logging.WARNING, logger="tracing_app"):
+        tracers = [fast_tracer(provider.get_tracer(name)) for name in ("tracing_app", "tracing_app.celery")]
+        tracers.append(fast_tracer(old.get_tracer("tracing_app")))
+    assert [type(tracer) for tracer in tracers] == [sdk_trace.Tracer] * 3
+    warnings = [r.getMessage() for r in caplog.records if "was verified with" in r.getMessage()]
+    assert len(warnings) == 1 and f"opentelemetry-sdk {version} " in warnings[0]
+    make_spans(tracers[0], {"str": "x"})  # still traced, by the SDK's spans
+    assert [s.name for s in exported.get_finished_spans()] == ["SELECT t", "root", "GET /x"]
+    assert not any(isinstance(s, FastSpan) for s in exported.get_finished_spans())

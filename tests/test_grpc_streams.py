@@ -413,3 +413,21 @@ def test_aio_context_goes_in_the_metadata_and_a_failing_start_hook_keeps_the_cal
         run_aio(propagated)
         spans = wait_for(captured, lambda s: len([x for x in s if x.kind == "SERVER"]) == 2, "two server spans")
     assert [s.attributes["rpc.grpc.status_code"] for s in spans if s.kind == "CLIENT"] == [0, 0]
+
+
+def test_a_failure_in_our_own_server_hook_after_the_span_started_ends_it_and_the_call_still_runs(sync_stack,
+                                                                                                 monkeypatch):
+    _, channel = sync_stack
+
+    class BrokenTrace:
+        @staticmethod
+        def set_span_in_context(*args):
+            raise RuntimeError("context broke")
+
+    monkeypatch.setattr("tracing_app.integrations.grpc.server.trace", BrokenTrace)
+    with capture_spans(raise_errors=False) as captured:
+        assert list(channel.unary_stream(COUNT)(b"2", timeout=20)) == [b"0", b"1"]
+        spans = wait_for(captured, both_ended, "both spans")
+    server = by_kind(spans, "SERVER")
+    assert server.end_ns >= server.start_ns > 0 and server.error, "ended, marked as not followed to its end"
+    assert by_kind(spans, "CLIENT").attributes["rpc.grpc.status_code"] == 0

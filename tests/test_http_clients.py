@@ -24,7 +24,7 @@ from tests.e2e.stack import free_port
 from tests.tracing_settings import tracing_settings
 from tracing_app.integrations import REGISTRY, get_integration
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.testing import Expect, assert_trace
+from tracing_app.testing import Expect, assert_trace, capture_spans
 
 OLD_NAMES = {"http.method", "http.url", "http.status_code", "net.peer.name", "net.peer.port", "http.scheme",
              "http.host", "http.target", "http.flavor"}
@@ -36,6 +36,8 @@ class Service:
 
     def __init__(self) -> None:
         self.headers: list[dict[str, str]] = []
+        self.release = threading.Event()  # /slow answers once it is set
+        self.waiting = threading.Event()  # a /slow request arrived
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +45,9 @@ class Service:
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 service.headers.append({k.lower(): v for k, v in self.headers.items()})
+                if self.path == "/slow":
+                    service.waiting.set()
+                    service.release.wait(30)
                 status = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/status/") else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
@@ -60,6 +65,7 @@ class Service:
         return f"http://{host}:{self.port}{path}"
 
     def stop(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -225,3 +231,82 @@ def test_every_http_client_is_an_integration_with_its_instrumentation_as_a_requi
     for switch in {switch for switch, _, _ in CLIENTS.values()}:
         modules = [requirement.module for requirement in REGISTRY[switch].requires]
         assert any(module.startswith("opentelemetry.instrumentation.") for module in modules), switch
+
+
+def _http_mode():
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+    )
+
+    return _OpenTelemetrySemanticConventionStability._get_opentelemetry_stability_opt_in_mode(
+        _OpenTelemetryStabilitySignalType.HTTP)
+
+
+def test_stable_names_are_chosen_for_our_instrumentors_only_and_a_user_s_http_dup_is_kept(service, monkeypatch,
+                                                                                         captured_spans):
+    from opentelemetry.instrumentation._semconv import (
+        _OpenTelemetrySemanticConventionStability,
+        _OpenTelemetryStabilitySignalType,
+        _StabilityMode,
+    )
+
+    # Others (Django's instrumentation, the user's) still see the process's own choice: the default.
+    assert _http_mode() is _StabilityMode.DEFAULT
+    integration = get_integration("http_client")
+    monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_OTEL_SEMCONV_STABILITY_SIGNAL_MAPPING",
+                        {_OpenTelemetryStabilitySignalType.HTTP: _StabilityMode.HTTP_DUP})  # OTEL_..._OPT_IN=http/dup
+    integration.uninstall()
+    try:
+        integration.install(None)
+        _call_in_task(_requests, service.url("/ok"))
+    finally:
+        integration.uninstall()
+        monkeypatch.undo()
+        integration.install(None)
+    span = _client_span(captured_spans)
+    assert span.attributes["http.request.method"] == span.attributes["http.method"] == "GET"
+    assert span.attributes["http.response.status_code"] == span.attributes["http.status_code"] == 200
+
+
+async def _cancel_when_waiting(service: Service, request) -> None:
+    task = asyncio.ensure_future(request)
+    while not service.waiting.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def _httpx_slow(url: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        await client.get(url)
+
+
+async def _aiohttp_slow(url: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        await response.read()
+
+
+@pytest.mark.parametrize("request_", [_httpx_slow, _aiohttp_slow], ids=["httpx-async", "aiohttp"])
+def test_an_async_request_cancelled_in_flight_ends_its_span(service, captured_spans, request_):
+    with get_tracer().start_as_current_span("task"):
+        asyncio.run(_cancel_when_waiting(service, request_(service.url("/slow"))))
+    span = _client_span(captured_spans)
+    assert span.end_ns >= span.start_ns > 0
+    assert "http.response.status_code" not in span.attributes
+
+
+def test_our_hooks_failing_never_fail_the_request_and_the_span_still_ends(client, service, monkeypatch):
+    _, call, _ = client
+
+    def broken(*args):
+        raise RuntimeError("hook broke")
+
+    for name in ("set_server", "set_protocol_version", "set_error_status_code", "withhold_unless_allowed"):
+        for module in ("requests", "httpx", "urllib3", "urllib", "aiohttp"):
+            monkeypatch.setattr(f"tracing_app.integrations.http_client.{module}.{name}", broken, raising=False)
+    with capture_spans(raise_errors=False) as captured:  # as in production: logged, not raised
+        assert _call_in_task(call, service.url("/ok")) == 200
+    span = _client_span(captured)
+    assert span.end_ns >= span.start_ns > 0 and not span.error

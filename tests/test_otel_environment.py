@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -88,6 +89,9 @@ def test_service_name_wins_over_service_name_in_resource_attributes():
     ("OTEL_EXPORTER_OTLP_SPAN_INSECURE", "OTEL_EXPORTER_OTLP_SPAN_INSECURE"),
     ("OTEL_BLRP_SCHEDULE_DELAY", "OTEL_BLRP_*"),
     ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_*"),
+    ("OTEL_EXPORTER_ZIPKIN_ENDPOINT", "OTEL_EXPORTER_ZIPKIN_*"),
+    ("OTEL_EXPORTER_PROMETHEUS_PORT", "OTEL_EXPORTER_PROMETHEUS_*"),
+    ("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "OTEL_LOGRECORD_*"),
 ])
 def test_variables_listed_as_not_supported_change_nothing(variable, row):
     assert resolve({}, {variable: "debug"}) == resolve({}, {})
@@ -491,6 +495,105 @@ def test_gzip_compression_over_grpc():
     assert grpc_bytes_sent("gzip") < grpc_bytes_sent("none") / 10
 
 
+# A test CA, a server certificate (localhost, 127.0.0.1) and a client certificate it signed, valid
+# until 2126, made with `openssl req -x509` / `openssl x509 -req` (the CA's key was not kept).
+TLS = Path(__file__).parent / "fixtures" / "tls"
+
+
+def https_receiver(require_client_certificate):
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+    if require_client_certificate:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(TLS / "ca.pem")
+    return OTLPReceiver(tls=context)
+
+
+@pytest.mark.parametrize(("environ", "sent"), [
+    ({"OTEL_EXPORTER_OTLP_CERTIFICATE": str(TLS / "ca.pem")}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(TLS / "ca.pem")}, True),
+    ({}, False),  # the system's CAs do not know the test CA
+])
+def test_certificate_option_over_https(environ, sent):
+    with https_receiver(require_client_certificate=False) as receiver:
+        export_one_span(resolve({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                                     "OTEL_BSP_EXPORT_TIMEOUT": "6000", "OTEL_EXPORTER_OTLP_TIMEOUT": "3000",
+                                     **environ}), sent=sent)
+    assert [s.name for s in receiver.spans] == (["exported"] if sent else [])
+
+
+@pytest.mark.parametrize(("client", "sent"), [
+    ({"OTEL_EXPORTER_OTLP_CLIENT_KEY": str(TLS / "client.key"),
+      "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(TLS / "client.pem")}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY": str(TLS / "client.key"),
+      "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE": str(TLS / "client.pem")}, True),
+    ({}, False),  # the server requires a client certificate
+])
+def test_client_certificate_options_over_https(client, sent):
+    with https_receiver(require_client_certificate=True) as receiver:
+        export_one_span(resolve({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+                                     "OTEL_EXPORTER_OTLP_CERTIFICATE": str(TLS / "ca.pem"),
+                                     "OTEL_BSP_EXPORT_TIMEOUT": "6000", "OTEL_EXPORTER_OTLP_TIMEOUT": "3000",
+                                     **client}), sent=sent)
+    assert [s.name for s in receiver.spans] == (["exported"] if sent else [])
+
+
+def test_an_unreadable_certificate_file_is_logged_and_tracing_keeps_working(caplog):
+    config = resolve({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:1",
+                          "OTEL_EXPORTER_OTLP_CERTIFICATE": "/nonexistent/ca.pem"})
+    with caplog.at_level("WARNING"):
+        processor = provider.build_processor(config)
+    processor.shutdown()
+    assert "certificate options cannot be loaded" in caplog.text
+
+
+def grpc_tls_receiver(spans, require_client_certificate):
+    import grpc
+
+    credentials = grpc.ssl_server_credentials(
+        [((TLS / "server.key").read_bytes(), (TLS / "server.pem").read_bytes())],
+        root_certificates=(TLS / "ca.pem").read_bytes() if require_client_certificate else None,
+        require_client_auth=require_client_certificate)
+    return OTLPGrpcReceiver("127.0.0.1", 0, spans.extend, tls=credentials).start()
+
+
+@pytest.mark.parametrize(("scheme", "environ", "sent"), [
+    ("https://", {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(TLS / "ca.pem")}, True),
+    ("", {"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(TLS / "ca.pem")}, True),  # no scheme: TLS by default
+    ("", {"OTEL_EXPORTER_OTLP_CERTIFICATE": str(TLS / "ca.pem"), "OTEL_EXPORTER_OTLP_INSECURE": "true"}, False),
+    ("https://", {}, False),  # the system's CAs do not know the test CA
+])
+def test_certificate_and_insecure_options_over_grpc(scheme, environ, sent):
+    spans = []
+    receiver = grpc_tls_receiver(spans, require_client_certificate=False)
+    try:
+        export_one_span(resolve({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TIMEOUT": "3000",
+                                     "OTEL_BSP_EXPORT_TIMEOUT": "6000",
+                                     "OTEL_EXPORTER_OTLP_ENDPOINT": scheme + f"127.0.0.1:{receiver.port}",
+                                     **environ}), sent=sent)
+    finally:
+        receiver.stop()
+    assert [s.name for s in spans] == (["exported"] if sent else [])
+
+
+@pytest.mark.parametrize(("client", "sent"), [
+    ({"OTEL_EXPORTER_OTLP_CLIENT_KEY": str(TLS / "client.key"),
+      "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(TLS / "client.pem")}, True),
+    ({}, False),
+])
+def test_client_certificate_options_over_grpc(client, sent):
+    spans = []
+    receiver = grpc_tls_receiver(spans, require_client_certificate=True)
+    try:
+        export_one_span(resolve({}, {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TIMEOUT": "3000",
+                                     "OTEL_BSP_EXPORT_TIMEOUT": "6000",
+                                     "OTEL_EXPORTER_OTLP_ENDPOINT": f"https://127.0.0.1:{receiver.port}",
+                                     "OTEL_EXPORTER_OTLP_CERTIFICATE": str(TLS / "ca.pem"), **client}), sent=sent)
+    finally:
+        receiver.stop()
+    assert [s.name for s in spans] == (["exported"] if sent else [])
+
+
 def test_a_schemeless_grpc_endpoint_is_plain_only_with_insecure():
     spans = []
     receiver = OTLPGrpcReceiver("127.0.0.1", 0, spans.extend).start()
@@ -513,3 +616,22 @@ def test_check_messages_for_ignored_variables_are_warnings(monkeypatch):
     with override_settings(TRACING={}):
         [message] = [m for m in checks.check_settings() if m.id == ENV_IGNORED]
     assert message.level == WARNING and "OTEL_BSP_MAX_QUEUE_SIZE" in message.msg
+
+
+@pytest.mark.parametrize(("user", "environ"), [
+    ({"OTLP_HEADERS": "authorization=Bearer s3cr3t-token,broken"}, {}),
+    ({"OTLP_HEADERS": {"authorization": b"s3cr3t-token"}}, {}),
+    ({"OTLP_HEADERS": ["authorization", "s3cr3t-token"]}, {}),
+    ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20s3cr3t-token,broken"}),
+    ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "authorization=s3cr3t-token%zz"}),
+])
+def test_a_bad_headers_value_is_reported_without_quoting_it(user, environ):
+    config = resolve(user, environ)
+    assert config.problems and config.otlp_headers == {}
+    assert all("s3cr3t" not in p.message + p.hint for p in config.problems)
+
+
+def test_python_instrumentation_excluded_urls_variables():
+    assert resolve({}, {"OTEL_PYTHON_DJANGO_EXCLUDED_URLS": "^/a,^/b", "OTEL_PYTHON_EXCLUDED_URLS": "^/c"}
+                   ).excluded_urls == ("^/a", "^/b")
+    assert resolve({}, {"OTEL_PYTHON_EXCLUDED_URLS": "^/c"}).excluded_urls == ("^/c",)

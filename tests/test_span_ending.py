@@ -139,3 +139,53 @@ def test_exception_in_our_consume_hook_still_runs_the_handler(captured_spans, mo
         raise KeyError("the handler's own error still reaches the caller")
     assert handled == [True]
     assert captured_spans.records() == [], "no span started, none left open"
+
+
+def test_celery_patches_are_undone_at_uninstall_and_made_again_at_install():
+    """sender.py and beat.py each wrap one Celery function: put back at uninstall, once at install."""
+    from celery.app.amqp import AMQP
+    from celery.beat import Scheduler
+
+    from tracing_app.conf import get_config
+    from tracing_app.integrations.celery import beat as celery_beat
+    from tracing_app.integrations.celery import sender as celery_sender
+
+    wrapped = (AMQP._create_task_sender, Scheduler.apply_async)
+    originals = (celery_sender._original, celery_beat.ORIGINAL)
+    assert None not in originals and wrapped != originals
+    celery_signals.integration.uninstall()
+    try:
+        assert (AMQP._create_task_sender, Scheduler.apply_async) == originals
+        assert (celery_sender._original, celery_beat.ORIGINAL) == (None, None)
+    finally:
+        celery_signals.integration.install(get_config())
+    celery_signals.integration.install(get_config())  # a second install wraps nothing twice
+    assert (celery_sender._original, celery_beat.ORIGINAL) == originals
+    assert AMQP._create_task_sender is not originals[0] and Scheduler.apply_async is not originals[1]
+
+
+def test_scheduled_send_is_a_root_named_after_its_entry_and_a_failure_is_its_error(captured_spans):
+    """In process, with the scheduler beat runs (the real processes: tests/e2e/test_beat.py)."""
+    from celery.beat import ScheduleEntry, Scheduler, SchedulingError
+
+    app = Celery("beat-unit", broker="memory://", set_as_current=False)
+    scheduler = Scheduler(app, lazy=True)
+    entry = ScheduleEntry(name="nightly-report", task="reports.nightly", schedule=60, app=app)
+    broken = ScheduleEntry(name="broken-entry", task="reports.broken", schedule=60, args=(object(),), app=app)
+    try:
+        with get_tracer().start_as_current_span("unrelated current span"):
+            scheduler.apply_async(entry)
+            with pytest.raises(SchedulingError):
+                scheduler.apply_async(broken)
+    finally:
+        app.close()
+    spans = captured_spans.records()
+    assert_trace([s for s in spans if s.name == "nightly-report" or s.name == "send reports.nightly"],
+                 Expect("nightly-report", kind="INTERNAL", error=False, attributes={
+                     "celery.beat.entry.name": "nightly-report", "celery.task.name": "reports.nightly"},
+                        children=[Expect("send reports.nightly", kind="PRODUCER")]))
+    root = next(s for s in spans if s.name == "nightly-report")
+    assert root.parent_id == "", "a trace of its own, whatever was current"
+    failed = next(s for s in spans if s.name == "broken-entry")
+    assert failed.error and failed.attributes["error.type"] == "SchedulingError"
+    assert next(s for s in spans if s.name == "send reports.broken").parent_id == failed.span_id

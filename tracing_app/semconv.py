@@ -7,6 +7,7 @@ Each constant is named after its attribute (``http.request.method`` ->
 """
 
 
+CELERY_BEAT_ENTRY_NAME = "celery.beat.entry.name"
 CELERY_TASK_ARGS = "celery.task.args"
 CELERY_TASK_ATTEMPT = "celery.task.attempt"
 CELERY_TASK_ETA = "celery.task.eta"
@@ -71,6 +72,8 @@ SERVICE_VERSION = "service.version"
 TRACING_APP_CACHE_HIT = "tracing_app.cache.hit"
 TRACING_APP_CACHE_HITS = "tracing_app.cache.hits"
 TRACING_APP_CACHE_KEY = "tracing_app.cache.key"
+# Event name (context/work.py): one per statement shape a request or task repeated.
+TRACING_APP_DB_REPEATED_QUERY = "tracing_app.db.repeated_query"
 TRACING_APP_DB_REPEATED_QUERY_COUNT = "tracing_app.db.repeated_query.count"
 TRACING_APP_DB_QUERY_IN_LIST_SIZE = "tracing_app.db.query.in_list.size"
 TRACING_APP_OUTBOX_EVENT_ID = "tracing_app.outbox.event_id"

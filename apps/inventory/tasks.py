@@ -1,9 +1,11 @@
+import datetime
 import logging
 
 import requests
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from apps.inventory.models import Stock
 from apps.orders.models import Order
@@ -59,3 +61,17 @@ def notify_webhook(order: Order) -> None:
         requests.post(url, json=order.as_json(), timeout=WEBHOOK_TIMEOUT).raise_for_status()
     except requests.RequestException as exc:
         logger.warning("order %s webhook to %s failed: %s", order.pk, url, exc)
+
+
+@shared_task(name="inventory.reject_stale_orders")
+def reject_stale_orders() -> int:
+    """Run by celery beat (``CELERY_BEAT_SCHEDULE``): orders still pending after
+    ``STALE_ORDER_SECONDS`` never got their stock reserved (pricing stayed down past the
+    retries, the task was lost); reject them so that the customer is not left waiting.
+    Returns how many were rejected."""
+    cutoff = timezone.now() - datetime.timedelta(seconds=settings.STALE_ORDER_SECONDS)
+    rejected = Order.objects.filter(status=Order.Status.PENDING, created_at__lt=cutoff).update(
+        status=Order.Status.REJECTED)
+    if rejected:
+        logger.info("rejected %s stale pending orders", rejected)
+    return rejected

@@ -77,3 +77,19 @@ def test_make_demo_runs_the_stack_embedded_prints_connected_traces_and_leaves_no
     events = [(0, "shop-web", "GET api/orders/<int:pk>/events/", "SERVER"),
               (1, "shop-web", "SELECT orders_order", "CLIENT")]
     assert events in traces.values(), output
+    # celery beat's periodic task: a trace of its own, named after its schedule entry.
+    beat = [(0, "shop-beat", "reject-stale-orders", "INTERNAL"),
+            (1, "shop-beat", "send inventory.reject_stale_orders", "PRODUCER"),
+            (2, "shop-worker", "process inventory.reject_stale_orders", "CONSUMER"),
+            (3, "shop-worker", "UPDATE orders_order", "CLIENT")]
+    assert beat in traces.values(), output
+    # The quote (an async view): pricing over grpc.aio and the stock API over httpx, at once.
+    pricing = [(1, "shop-web", "shop.pricing.v1.Pricing/GetQuote", "CLIENT"),
+               (2, "shop-pricing", "shop.pricing.v1.Pricing/GetQuote", "SERVER"),
+               (3, "shop-pricing", "SELECT pricing_price", "CLIENT")]
+    stock = [(1, "shop-web", "GET", "CLIENT"),
+             (2, "shop-web", "GET api/stock/<str:sku>/", "SERVER"),
+             (3, "shop-web", "SELECT inventory_stock", "CLIENT")]
+    quote = [(0, "shop-web", "GET api/orders/<int:pk>/quote", "SERVER"),
+             (1, "shop-web", "SELECT orders_order", "CLIENT")]
+    assert quote + pricing + stock in traces.values() or quote + stock + pricing in traces.values(), output

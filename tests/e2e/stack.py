@@ -41,6 +41,7 @@ import psycopg
 from kombu import Connection
 
 from project.processes import ROOT, ProcessGroup, free_port
+from tracing_app.context.suppression import untraced
 from tracing_app.devtools.receiver import OTLPGrpcReceiver, OTLPReceiver
 
 ADMIN_URL = os.environ.get("E2E_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -528,7 +529,9 @@ class WebServer:
         if body is not None:
             request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            # A client from outside (curl, a browser): the test process's own urllib
+            # instrumentation must not add its context to the headers the test chose.
+            with untraced(), urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()

@@ -1,4 +1,5 @@
-"""Celery beyond one task, on real RabbitMQ and PostgreSQL with a real worker process.
+"""Celery beyond one task, on real PostgreSQL with a real worker process, over RabbitMQ
+and over Redis (the same trees on both: issue 16; only the transport's own attributes differ).
 
 The test process publishes (its spans are captured in memory), one worker runs
 the tasks of ``celery_tasks`` (its spans arrive over OTLP), and each test asserts
@@ -24,30 +25,33 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from tracing_app import get_tracer
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
-from .stack import BROKER_URL, DEADLINE, Stack, StackReceiver, make_broker, make_database, require_real_services, run_id
+from .stack import DEADLINE, Stack, StackReceiver, make_broker, make_database, require_real_services, run_id
 
 pytestmark = pytest.mark.services
 
-# The test process publishes through an app of its own (the test settings' broker is in memory).
-publisher = Celery("e2e-publisher", broker=BROKER_URL, set_as_current=False)
+ROUTING_KEY = "messaging.rabbitmq.destination.routing_key"
 
 
 class CeleryStack:
-    def __init__(self, stack: Stack, otlp: StackReceiver, bulk_queue: str) -> None:
+    def __init__(self, stack: Stack, otlp: StackReceiver, bulk_queue: str, system: str) -> None:
         self.stack = stack
         self.otlp = otlp
         self.queue = stack.queue
         self.bulk_queue = bulk_queue
+        self.system = system  # messaging.system of every message span
+        # The test process publishes through an app of its own (the test settings' broker is in memory).
+        self.publisher = Celery("e2e-publisher", broker=stack.broker.url, set_as_current=False)
+        self.publisher.conf.broker_transport_options = stack.broker.transport_options()
 
     # Published by name, results ignored unless a test asks: stored results add
     # their own queries to the worker's spans.
     def sig(self, name: str, *args: object, ignore_result: bool = True, **options: object):
         options.setdefault("queue", self.queue)
-        return publisher.signature(name, args=args, options={"ignore_result": ignore_result, **options})
+        return self.publisher.signature(name, args=args, options={"ignore_result": ignore_result, **options})
 
     def send(self, name: str, *args: object, ignore_result: bool = True, **options: object):
         options.setdefault("queue", self.queue)
-        return publisher.send_task(name, args=args, ignore_result=ignore_result, **options)
+        return self.publisher.send_task(name, args=args, ignore_result=ignore_result, **options)
 
     def trace(self, captured, trace_id: str, expected: Expect) -> list:
         """The spans of ``trace_id`` from both processes, once as many as ``expected`` has arrived."""
@@ -66,11 +70,12 @@ def captured_in(captured, trace_id: str) -> list:
     return [s for s in captured.records() if s.trace_id == trace_id]
 
 
-@pytest.fixture(scope="module")
-def celery_stack() -> Iterator[CeleryStack]:
+@pytest.fixture(scope="module", params=["rabbitmq", "redis"])
+def celery_stack(request) -> Iterator[CeleryStack]:
     chosen = require_real_services("Celery canvas, retries and ETA on a real broker")
     with StackReceiver() as otlp:
-        database, broker = make_database(chosen), make_broker(chosen)
+        broker = make_broker(chosen, request.param)
+        database = make_database(chosen)
         stack = Stack(database, broker, f"e2e-{run_id()}", otlp.endpoint, otlp)
         bulk_queue = f"{stack.queue}.bulk"
         try:
@@ -79,11 +84,16 @@ def celery_stack() -> Iterator[CeleryStack]:
             worker = stack.start("worker", [
                 sys.executable, "-m", "celery", "-A", "project", "worker", "-Q", f"{stack.queue},{bulk_queue}",
                 "-P", "solo", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                # Its own node name: its control queue (revoke) is not shared with other runs' workers.
+                "-n", f"{stack.queue}@%h",
             ], stack.env("shop-worker", DJANGO_SETTINGS_MODULE="tests.e2e.worker_settings",
                          OTEL_TRACES_SAMPLER_ARG="0", E2E_BULK_QUEUE=bulk_queue))
             worker.wait_output("ready.")
-            yield CeleryStack(stack, otlp, bulk_queue)
+            celery_stack = CeleryStack(stack, otlp, bulk_queue, request.param)
+            yield celery_stack
         finally:
+            if "celery_stack" in locals():
+                celery_stack.publisher.close()
             stack.stop()
             print(stack.logs())
             broker.cleanup(stack.queue, bulk_queue)
@@ -103,7 +113,7 @@ def span_named(spans, name: str, **attributes):
 
 
 def test_send_task_by_name_propagates_to_the_worker(celery_stack, captured_spans):
-    assert "e2e.add" not in publisher.tasks, "published by name, as from a web process"
+    assert "e2e.add" not in celery_stack.publisher.tasks, "published by name, as from a web process"
     with root_span("test") as root:
         celery_stack.send("e2e.add", 2, 3, ignore_result=False)
     expected = Expect("test", children=[
@@ -114,7 +124,31 @@ def test_send_task_by_name_propagates_to_the_worker(celery_stack, captured_spans
             ]),
         ]),
     ])
-    assert_trace(celery_stack.trace(captured_spans, trace_id_of(root), expected), expected)
+    spans = celery_stack.trace(captured_spans, trace_id_of(root), expected)
+    assert_trace(spans, expected)
+    # Only the transport's own attributes differ between brokers.
+    for name in ("send e2e.add", "process e2e.add"):
+        span = span_named(spans, name)
+        assert span.attributes["messaging.system"] == celery_stack.system, name
+        assert span.attributes["messaging.destination.name"] == celery_stack.queue, name
+    send = span_named(spans, "send e2e.add")
+    assert send.attributes.get(ROUTING_KEY) == (celery_stack.queue if celery_stack.system == "rabbitmq" else None)
+
+
+def test_revoked_and_expired_tasks_end_the_publisher_trace_with_a_revoked_span(celery_stack, captured_spans):
+    with root_span("revoked") as revoked_root:
+        revoked = celery_stack.send("e2e.noop", countdown=3)
+    celery_stack.publisher.control.revoke(revoked.id)
+    with root_span("expired") as expired_root:
+        celery_stack.send("e2e.noop", countdown=3, expires=1)
+    for root, reason in ((revoked_root, "revoked"), (expired_root, "expired")):
+        expected = Expect(root.name, children=[Expect("send e2e.noop", kind="PRODUCER", children=[
+            Expect("process e2e.noop", kind="CONSUMER", service="shop-worker", error=False,
+                   attributes={"celery.task.state": "REVOKED", "messaging.system": celery_stack.system}),
+        ])])
+        spans = celery_stack.trace(captured_spans, trace_id_of(root), expected)
+        assert_trace(spans, expected)
+        assert span_named(spans, "process e2e.noop").events == (("revoked", {"reason": reason}),)
 
 
 def test_retries_are_spans_of_one_trace_linked_to_the_previous_attempt(celery_stack, captured_spans):
@@ -319,11 +353,9 @@ def test_new_trace_of_an_unsampled_publisher_is_not_sampled(celery_stack):
 
 def test_message_the_worker_rejects_is_an_error_in_the_publisher_trace(celery_stack, captured_spans):
     """A message on the task queue that is no task message (no ``task`` header): task_rejected."""
-    from kombu import Connection
-
     from tracing_app.integrations.kombu import publish
 
-    with Connection(BROKER_URL) as conn, conn.Producer() as producer:
+    with celery_stack.publisher.connection_for_write() as conn, conn.Producer() as producer:
         with root_span("test") as root:
             publish(producer, b'{"not": "a task"}', exchange="", routing_key=celery_stack.queue,
                     message_id="stray-1", content_type="application/json", content_encoding="utf-8")

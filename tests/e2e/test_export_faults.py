@@ -75,5 +75,6 @@ def test_collector_outage_never_slows_requests_and_export_resumes(stack, otlp, f
     assert ratio < 3, f"requests got {ratio:.1f}x slower while the collector was failing"
     # The receiver has the spans before its answer reaches the exporter, which then logs the recovery.
     output = web.process.wait_for_output("recovered after")
-    assert output.count("cannot export spans") == 1, output
+    # One line when the outage starts; refused on this machine reads as "nothing listens at".
+    assert output.count("cannot export spans") + output.count("nothing listens at") == 1, output
     assert output.count("recovered after") == 1, output

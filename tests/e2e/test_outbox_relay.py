@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kombu import Connection, Exchange, Queue
 
-from .stack import BROKER_URL, require_real_services
+from .stack import BROKER_URL, DEADLINE, require_real_services
 
 EVENTS = 1000
 
@@ -21,7 +21,7 @@ def test_two_relays_never_publish_the_same_event_twice(stack):
             " '{}', now() from generate_series(1, %s) as n returning id", stack.events_exchange, EVENTS)
         relays = [stack.start_relay("--once", "--batch-size", "5", "--interval", "0.05") for _ in range(2)]
         for relay in relays:
-            assert relay.wait(120) == 0, relay.output()
+            assert relay.wait(DEADLINE) == 0, relay.output()
 
         ids = []
         bound = queue(conn.default_channel)

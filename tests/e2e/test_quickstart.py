@@ -167,9 +167,11 @@ class UserProject:
         self.env = env
         self.processes: list[Process] = []
         self.run([sys.executable, "-m", "venv", self.venv], cwd=folder)
-        # The repository's pins, so that pip resolves exact versions (and its cache serves them).
+        # The repository's pins, so that pip resolves exact versions (and its cache serves them);
+        # .ci/versions.sh passes the pins of the version set it tests.
+        pins = os.environ.get("TRACING_CONSTRAINTS") or constraints(folder)
         self.run([self.bin("python"), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                  "-c", constraints(folder), f"{wheel}{extras}", "gunicorn", "psycopg[binary]"],
+                  "-c", pins, f"{wheel}{extras}", "gunicorn", "psycopg[binary]"],
                  cwd=folder, timeout=DEADLINE * 5)
         self.dir.mkdir()
         self.run([self.bin("django-admin"), "startproject", "mysite", self.dir], cwd=folder)
@@ -268,8 +270,9 @@ def run_quickstart(tmp_path: Path, wheel: Path, otlp: StackReceiver, request, wi
         web = project.start("gunicorn", project.bin("gunicorn"), "-c", "gunicorn.conf.py", "mysite.wsgi",
                             "-b", f"127.0.0.1:{port}", "-w", "1")
         if with_celery:
+            # A node name of its own: two workers of one name on a broker clash (the pidbox queue).
             worker = project.start("celery", project.bin("celery"), "-A", "mysite", "worker", "-c", "1", "-l", "info",
-                                   "--without-gossip", "--without-mingle", "--without-heartbeat")
+                                   "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat")
             worker.wait_output("ready.")
         assert get(f"http://127.0.0.1:{port}/order/", web) == 200
 

@@ -4,6 +4,8 @@ minute, so spans can only arrive through the flush each worker does at exit."""
 
 import signal
 
+from .stack import DEADLINE
+
 NO_PERIODIC_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "60000"}
 
 
@@ -20,7 +22,7 @@ def test_recycled_and_stopped_gunicorn_workers_export_every_request(stack, otlp)
         trace_ids.add(headers["traceresponse"].split("-")[1])
     # Recycled workers (4 requests each) have flushed already; the live ones flush at SIGTERM.
     web.process.signal(signal.SIGTERM)
-    assert web.process.wait(30) == 0, web.process.output()
+    assert web.process.wait(DEADLINE) == 0, web.process.output()
     spans = otlp.wait_for(lambda spans: len(server_spans(spans)) >= 30)
     assert {s.trace_id for s in server_spans(spans)} == trace_ids
     assert len(server_spans(spans)) == 30
@@ -37,7 +39,7 @@ def test_gunicorn_worker_with_an_exporter_that_cannot_be_built_says_so_once(stac
         status, _, _ = web.request("GET", "/api/orders/999/")
         assert status == 404
     web.process.signal(signal.SIGTERM)
-    assert web.process.wait(30) == 0, web.process.output()
+    assert web.process.wait(DEADLINE) == 0, web.process.output()
     output = web.process.output()
     lines = [line for line in output.splitlines() if "has no working span exporter" in line]
     assert len(lines) == output.count("Booting worker") == 2, output

@@ -8,6 +8,7 @@ through the flush a process does when it exits: that flush is what is tested.
 
 import re
 import signal
+import time
 import uuid
 
 import pytest
@@ -57,7 +58,7 @@ def test_warm_shutdown_exports_the_tasks_that_were_running(stack, otlp, tmp_path
     else:
         pytest.fail(f"two tasks never started:\n{deadline_output}")
     worker.signal(signal.SIGTERM)
-    assert worker.wait(60) == 0, worker.output()
+    assert worker.wait(DEADLINE) == 0, worker.output()
     ran = set(SUCCEEDED.findall(worker.output()))
     assert len(ran) >= 2 and ran <= set(task_ids)
     found = wait_for_tasks(otlp, ran)
@@ -76,9 +77,39 @@ def test_task_killed_by_hard_time_limit_ends_as_error_in_its_trace(stack, otlp):
     assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
     assert "Hard time limit" in worker.output()
     worker.signal(signal.SIGTERM)
-    assert worker.wait(30) == 0
+    assert worker.wait(DEADLINE) == 0
     spans_of_task = [s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]
     assert len(spans_of_task) == 1, "the killed child must not export a second span for the task"
+
+
+def test_task_terminated_by_revoke_ends_as_error_in_its_trace(stack, otlp, tmp_path):
+    from celery import Celery
+
+    # A node name of its own: workers of other test runs on this broker named celery@<host>
+    # would share its control (pidbox) queue and could take the revoke.
+    worker = stack.start_worker("-P", "prefork", "-c", "1", "-n", f"{stack.queue}@%h")
+    marker = tmp_path / "started"
+    with capture_spans() as captured:
+        task_id = stack.publish("e2e.sleep", 60, str(marker))
+    producer = next(s for s in captured.records() if s.kind == "PRODUCER")
+    worker.wait_for_output(f"e2e.sleep[{task_id}] received")
+    while not marker.exists():
+        assert worker.popen.poll() is None, worker.output()
+        time.sleep(0.1)
+    control = Celery("e2e-control", broker=stack.broker.url, set_as_current=False)
+    control.conf.broker_transport_options = stack.broker.transport_options()
+    try:
+        control.control.revoke(task_id, terminate=True, signal="SIGKILL")
+    finally:
+        control.close()
+    span = wait_for_tasks(otlp, [task_id])[task_id]
+    assert span.error and span.attributes["error.type"] == "Terminated", (dict(span.attributes),
+                                                                          worker.output()[-2500:])
+    assert span.attributes["celery.task.name"] == "e2e.sleep"
+    assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(DEADLINE) == 0, worker.output()
+    assert len([s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]) == 1
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "os._exit", "sys.exit"])
@@ -92,9 +123,9 @@ def test_task_whose_worker_process_is_lost_ends_as_error_in_its_trace(stack, otl
     assert span.error and span.attributes["error.type"] == ("SystemExit" if how == "sys.exit" else "WorkerLostError")
     assert span.attributes["celery.task.name"] == "e2e.lose_worker"
     assert (span.trace_id, span.parent_id) == (producer.trace_id, producer.span_id)
-    worker.wait_for_output("exited with", timeout=60)
+    worker.wait_for_output("exited with")
     worker.signal(signal.SIGTERM)
-    assert worker.wait(30) == 0, worker.output()
+    assert worker.wait(DEADLINE) == 0, worker.output()
     spans_of_task = [s for s in otlp.spans if s.attributes.get("messaging.message.id") == task_id]
     assert len(spans_of_task) == 1, "the lost child must not export a second span for the task"
 
@@ -107,7 +138,7 @@ def test_solo_and_threads_pools_flush_at_shutdown(stack, otlp, pool):
         worker.wait_for_output(f"e2e.sleep[{task_id}] succeeded")
     assert not consumer_spans(otlp.spans, set(task_ids)), "exported before shutdown: the flush is not what is tested"
     worker.signal(signal.SIGTERM)
-    assert worker.wait(30) == 0, worker.output()
+    assert worker.wait(DEADLINE) == 0, worker.output()
     assert len(wait_for_tasks(otlp, task_ids)) == 3
 
 

@@ -95,20 +95,22 @@ def positive(kind: type) -> Callable[[Any], int | float]:
 
 
 def as_pairs(value: Any) -> dict[str, str]:
-    """A ``{"k": "v"}`` dict, or the ``k=v,k2=v2`` form the OTEL_* variables use."""
+    """A ``{"k": "v"}`` dict, or the ``k=v,k2=v2`` form. Messages never quote a value: for
+    OTLP_HEADERS it is a credential."""
     if isinstance(value, Mapping):
         pairs = dict(value)
     elif isinstance(value, str):
         pairs = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
+        for position, item in enumerate(filter(None, (part.strip() for part in value.split(","))), 1):
             key, sep, val = item.partition("=")
             if not sep or not key.strip():
-                raise InvalidValue(f"expected key=value pairs, got {item!r}")
+                raise InvalidValue(f"member {position} is not key=value")
             pairs[key.strip()] = val.strip()
     else:
-        raise InvalidValue(f"expected a dict of strings, got {value!r}")
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in pairs.items()):
-        raise InvalidValue(f"expected a dict of strings, got {value!r}")
+        raise InvalidValue(f"expected a dict of strings, got a {type(value).__name__}")
+    wrong = [key for key, text in pairs.items() if not isinstance(key, str) or not isinstance(text, str)]
+    if wrong:
+        raise InvalidValue(f"expected a dict of strings; not a string: the value of {wrong[0]!r} (or the key)")
     return pairs
 
 

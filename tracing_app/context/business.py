@@ -153,7 +153,7 @@ class BaggageSpanProcessor(SpanProcessor):
             value = entries.get(key)
             if value is not None:
                 value = str(value)[:MAX_VALUE_LENGTH]
-                found[key] = self.hash_value(value) if hashed else value
+                found[key] = self.hash_value(value) if hashed else value  # value: MAX_VALUE_LENGTH at most
         return found
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:

@@ -16,6 +16,10 @@ from opentelemetry.propagators import textmap
 SINGLE_LABEL = "<single-label>"  # matches hosts without a dot: compose/Kubernetes service names
 
 
+HOST_CACHE_SIZE = 256
+MAX_CACHED_HOST = 253  # the longest DNS name
+
+
 class TargetAllowlist:
     """Host patterns: an exact name, ``*.suffix``, a CIDR network, or ``<single-label>``."""
 
@@ -37,10 +41,17 @@ class TargetAllowlist:
                 self.networks.append(ipaddress.ip_network(pattern, strict=False))
             else:
                 self.exact.add(pattern)
-        self.allows = functools.lru_cache(maxsize=256)(self._allows)
+        self._allows_host = functools.lru_cache(maxsize=HOST_CACHE_SIZE)(self._decide)
 
-    def _allows(self, host: str) -> bool:
-        host = _host_only(host)
+    def allows(self, target: str) -> bool:
+        """Whether ``target`` (host, URL, gRPC target) may receive trace context."""
+        # Cached by host, never by the whole target: a URL's path and query string would make
+        # each entry as big as the URL (and rarely hit). At most HOST_CACHE_SIZE hosts of
+        # MAX_CACHED_HOST characters each are kept.
+        host = _host_only(target)
+        return self._allows_host(host) if len(host) <= MAX_CACHED_HOST else self._decide(host)
+
+    def _decide(self, host: str) -> bool:
         if not host:
             return False
         if self.anything or host in self.exact:

@@ -29,11 +29,11 @@ import logging
 from opentelemetry import trace
 
 from tracing_app.conf import get_config
-from tracing_app.semconv import DB_QUERY_TEXT, TRACING_APP_DB_REPEATED_QUERY_COUNT
+from tracing_app.semconv import DB_QUERY_TEXT, TRACING_APP_DB_REPEATED_QUERY, TRACING_APP_DB_REPEATED_QUERY_COUNT
 
 logger = logging.getLogger(__name__)
 
-REPEATED_QUERY_EVENT = "tracing_app.db.repeated_query"
+REPEATED_QUERY_EVENT = TRACING_APP_DB_REPEATED_QUERY
 MAX_SHAPES = 1000
 MAX_EVENTS = 10
 

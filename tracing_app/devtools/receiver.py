@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -52,9 +53,10 @@ class OTLPReceiver:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0,
                  on_spans: Callable[[list[SpanRecord]], None] | None = None, keep: bool = True,
-                 max_body_bytes: int = 0) -> None:
+                 max_body_bytes: int = 0, tls: ssl.SSLContext | None = None) -> None:
         # keep=False: spans only go to on_spans (a long-running tracing_tail must not grow).
         # max_body_bytes: answer 413 to a bigger request body (0: no limit).
+        # tls: a server-side context: the receiver speaks HTTPS (tests of the exporter's certificate options).
         self.spans: list[SpanRecord] = []
         self.max_body_bytes = max_body_bytes
         self.body_sizes: list[int] = []  # the size of every request body received, in order
@@ -71,6 +73,9 @@ class OTLPReceiver:
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
+        self._scheme = "https" if tls is not None else "http"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
 
@@ -80,7 +85,7 @@ class OTLPReceiver:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self._server.server_address[0]}:{self.port}"
+        return f"{self._scheme}://{self._server.server_address[0]}:{self.port}"
 
     def start(self) -> OTLPReceiver:
         self._thread = threading.Thread(target=self._server.serve_forever, name="otlp-receiver", daemon=True)
@@ -220,7 +225,9 @@ class OTLPGrpcReceiver:
     Raises ``OSError`` when the port cannot be bound, like the HTTP receiver.
     """
 
-    def __init__(self, host: str, port: int, on_spans: Callable[[list[SpanRecord]], None]) -> None:
+    def __init__(self, host: str, port: int, on_spans: Callable[[list[SpanRecord]], None],
+                 tls: Any = None) -> None:
+        """``tls``: ``grpc.ServerCredentials`` to serve with TLS (the endpoint is then https://)."""
         from concurrent import futures
 
         import grpc
@@ -243,12 +250,13 @@ class OTLPGrpcReceiver:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)])
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(), self._server)
         try:
-            self.port = self._server.add_insecure_port(f"{host}:{port}")
+            self.port = (self._server.add_secure_port(f"{host}:{port}", tls) if tls is not None
+                         else self._server.add_insecure_port(f"{host}:{port}"))
         except RuntimeError as exc:  # grpcio raises RuntimeError("Failed to bind ...") on a busy port
             raise OSError(str(exc)) from None
         if not self.port:
             raise OSError(f"cannot bind {host}:{port}")
-        self.endpoint = f"http://{host}:{self.port}"
+        self.endpoint = f"{'https' if tls is not None else 'http'}://{host}:{self.port}"
 
     def start(self) -> OTLPGrpcReceiver:
         self._server.start()

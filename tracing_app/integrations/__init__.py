@@ -44,7 +44,7 @@ class Entry:
     optional: bool = False
 
 
-_DJANGO = Requirement("django", "Django", "4.2")
+_DJANGO = Requirement("django", "Django", "5.2")
 
 
 def _http_client(module: str, distribution: str | None, minimum: str, instrumentation: str) -> Entry:
@@ -55,7 +55,7 @@ def _http_client(module: str, distribution: str | None, minimum: str, instrument
     return Entry(f"tracing_app.integrations.http_client.{module}:integration", (
         *library,
         Requirement(f"opentelemetry.instrumentation.{instrumentation}", f"opentelemetry-instrumentation-{dashed}",
-                    "0.50b0"),
+                    "0.51b0"),
     ), optional=True)
 
 

@@ -32,10 +32,16 @@ Every other behaviour (``set_attribute``, events, links, status rules, limits,
 ``record_exception``, ``use_span``) is the SDK's, inherited. ``tests/test_fast_spans.py``
 proves our spans export the same OTLP as the SDK's. Users' own spans, from
 ``trace.get_tracer()``, stay plain SDK spans.
+
+``FastSpan`` fills the SDK's private fields, so it is used only with the SDK releases
+it was verified against (``VERIFIED_SDK``; CI runs the tests at both ends,
+``.ci/versions.sh``). Under any other release ``fast_tracer`` keeps the SDK's own
+tracer and spans, with one warning: slower, never broken.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -53,15 +59,27 @@ from opentelemetry.trace.propagation import get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
+from tracing_app.conf.requirements import release
 from tracing_app.context.propagators import current_span_context
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
 
 logger = logging.getLogger(__name__)
 
+# opentelemetry-sdk releases FastSpan was verified against: from the first up to (not
+# including) the second. 1.42 is the first with the fields and hooks it fills
+# (Tracer._is_enabled, IdGenerator.is_trace_id_random, TraceFlags.RANDOM_TRACE_ID);
+# older releases pyproject.toml accepts run on the SDK's spans (.ci/versions.sh "oldest"
+# tests that). Raise the upper bound after running the tests on a newer SDK (the
+# "newest" set), and pyproject.toml's opentelemetry-* ranges with it.
+VERIFIED_SDK = ("1.42", "1.46")
+
 _PLAIN = frozenset((str, int, float, bool))
 _UNSET = Status(StatusCode.UNSET)
-_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED | trace.TraceFlags.RANDOM_TRACE_ID)
-_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.RANDOM_TRACE_ID)
+# W3C Trace Context level 2's "random trace id" flag; the API names it (TraceFlags.RANDOM_TRACE_ID)
+# from 1.42 on, and this module must still import under older ones.
+_RANDOM = 0x02
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED | _RANDOM)
+_NOT_SAMPLED = trace.TraceFlags(_RANDOM)
 _SAMPLED_NOT_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 
 
@@ -283,9 +301,43 @@ class FastTracer(sdk_trace.Tracer):
         return span
 
 
+def sdk_verified(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed opentelemetry-sdk) is in ``VERIFIED_SDK``."""
+    if version is None:
+        try:
+            version = importlib.metadata.version("opentelemetry-sdk")
+        except importlib.metadata.PackageNotFoundError:
+            return False  # an SDK not installed as a distribution: its release is unknown
+    oldest, first_unverified = VERIFIED_SDK
+    return release(oldest) <= release(version) < release(first_unverified)
+
+
+_warned_unverified = False
+
+
+def _unverified_sdk() -> bool:
+    """True (and one warning per process) when the installed SDK is outside ``VERIFIED_SDK``."""
+    global _warned_unverified
+    if sdk_verified():
+        return False
+    if not _warned_unverified:
+        _warned_unverified = True
+        try:
+            version = importlib.metadata.version("opentelemetry-sdk")
+        except importlib.metadata.PackageNotFoundError:
+            version = "of unknown version"
+        logger.warning("tracing_app: opentelemetry-sdk %s is not one tracing_app's span class was verified with "
+                       "(>=%s,<%s); the SDK's own spans are used (same telemetry, more CPU per span)",
+                       version, *VERIFIED_SDK)
+    return True
+
+
 def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
-    """``tracer`` as a ``FastTracer`` when it is exactly the SDK's tracer; otherwise unchanged."""
-    if type(tracer) is not sdk_trace.Tracer or tracer.id_generator.is_trace_id_random() is not True:
+    """``tracer`` as a ``FastTracer`` when it is exactly the SDK's tracer of a verified SDK
+    release (``VERIFIED_SDK``); otherwise unchanged."""
+    if type(tracer) is not sdk_trace.Tracer or _unverified_sdk():
+        return tracer
+    if tracer.id_generator.is_trace_id_random() is not True:  # (an IdGenerator method from SDK 1.42)
         return tracer
     fast = FastTracer.__new__(FastTracer)
     fast.__dict__.update(tracer.__dict__)

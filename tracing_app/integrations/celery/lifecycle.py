@@ -21,7 +21,9 @@ Installed and uninstalled with the Celery integration (``celery_signals``).
   handed to the pool, so we wrap that one request's ``on_timeout`` (an instance
   attribute, nothing global is patched) and end an ERROR span for the task there,
   in the same trace as its publisher. A task terminated by ``revoke(terminate=True)``
-  gets the same from ``task_revoked``.
+  gets the same from ``task_revoked``; a task revoked (or expired) before it ran
+  gets a CONSUMER span with state REVOKED, not an error, so its publisher's trace
+  does not end at the send.
 * Worker lost: a child that dies mid-task (killed by the kernel's OOM killer or a
   signal, ``os._exit``, ``sys.exit`` in the task) never sends ``task_postrun``, or
   sends it with state None, and exports nothing. The main process reports it to
@@ -42,13 +44,23 @@ from typing import Any
 
 from celery import signals
 from celery.exceptions import WorkerLostError
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tracing_app.context.carriers import CARRIER
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.resource import BEAT, WORKER, set_process_role
 from tracing_app.safety import guarded
+from tracing_app.semconv import (
+    CELERY_TASK_NAME,
+    CELERY_TASK_STATE,
+    ERROR_TYPE,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+)
 
 logger = logging.getLogger("tracing_app")
 
@@ -160,10 +172,18 @@ def _lost_in_a_pool_child(request: Any, exc_info: Any) -> bool:
     return isinstance(exc, WorkerLostError) or (isinstance(exc, BaseException) and not isinstance(exc, Exception))
 
 
-def _revoked(request: Any = None, terminated: bool = False, signum: Any = None, **kwargs: Any) -> None:
-    if request is not None and terminated:
+def _revoked(sender: Any = None, request: Any = None, terminated: bool = False, signum: Any = None,
+             expired: bool = False, **kwargs: Any) -> None:
+    # ``request`` is the task's Context here (Request._announce_revoked), not the worker's Request.
+    if request is None:
+        return
+    app = getattr(sender, "app", None)
+    if terminated:
         with guarded("recording a task terminated by revoke"):
-            record_killed_task(request, "Terminated", f"revoked and terminated by signal {signum}")
+            record_killed_task(request, "Terminated", f"revoked and terminated by signal {signum}", app=app)
+    else:
+        with guarded("recording a revoked task"):
+            record_revoked_task(request, expired, app=app)
 
 
 def record_time_limit_kill(request: Any, timeout: float) -> None:
@@ -172,39 +192,52 @@ def record_time_limit_kill(request: Any, timeout: float) -> None:
                        duration=timeout)
 
 
-def record_killed_task(request: Any, error_type: str, message: str, duration: float = 0.0) -> None:
-    """End, in this (the main) process, the span the killed child could not end."""
-    from tracing_app.integrations.celery.transport import system_of_app
-    from tracing_app.semconv import (
-        CELERY_TASK_NAME,
-        CELERY_TASK_STATE,
-        ERROR_TYPE,
-        MESSAGING_DESTINATION_NAME,
-        MESSAGING_MESSAGE_ID,
-        MESSAGING_OPERATION_NAME,
-        MESSAGING_OPERATION_TYPE,
-        MESSAGING_SYSTEM,
-    )
+def _unrun_task_span(request: Any, state: str, app: Any = None, duration: float = 0.0) -> tuple[trace.Span, int]:
+    """A CONSUMER span, in the publisher's trace, for a task the main process reports on; and now (ns).
 
-    headers = dict(getattr(request, "request_dict", None) or {})
-    parent = propagate.extract(headers, getter=CARRIER)
+    ``request`` is the worker's ``Request`` (headers in ``request_dict``, the task
+    object as ``task``) or a task ``Context`` (headers as attributes, the name as ``task``)."""
+    from tracing_app.integrations.celery.headers import REQUEST_GETTER
+    from tracing_app.integrations.celery.transport import system_of_app
+
+    request_dict = getattr(request, "request_dict", None)
+    if isinstance(request_dict, dict):
+        parent = propagate.extract(request_dict, getter=CARRIER)
+    else:
+        parent = propagate.extract(request, getter=REQUEST_GETTER)
+    task = getattr(request, "task", None)
+    name = str(getattr(request, "name", None) or (task if isinstance(task, str) else "unknown"))
     now_ns = time.time_ns()
     started = getattr(request, "time_start", None)
     start_ns = int(started * 1e9) if started else now_ns - int(duration * 1e9)
     delivery = getattr(request, "delivery_info", None) or {}
     span = provider.get_tracer().start_span(
-        f"process {request.name}", context=parent, kind=SpanKind.CONSUMER, start_time=start_ns,
+        f"process {name}", context=parent, kind=SpanKind.CONSUMER, start_time=start_ns,
         attributes={
-            MESSAGING_SYSTEM: system_of_app(getattr(getattr(request, "task", None), "app", None)),
+            MESSAGING_SYSTEM: system_of_app(app or getattr(task, "app", None)),
             MESSAGING_OPERATION_TYPE: "process",
             MESSAGING_OPERATION_NAME: "process",
-            CELERY_TASK_NAME: request.name,
+            CELERY_TASK_NAME: name,
             MESSAGING_MESSAGE_ID: str(request.id),
             MESSAGING_DESTINATION_NAME: delivery.get("routing_key") or "",
-            CELERY_TASK_STATE: "FAILURE",
-            ERROR_TYPE: error_type,
+            CELERY_TASK_STATE: state,
         },
     )
+    return span, now_ns
+
+
+def record_killed_task(request: Any, error_type: str, message: str, duration: float = 0.0, app: Any = None) -> None:
+    """End, in this (the main) process, the span the killed child could not end."""
+    span, now_ns = _unrun_task_span(request, "FAILURE", app, duration)
+    span.set_attribute(ERROR_TYPE, error_type)
     span.add_event("exception", {"exception.type": error_type, "exception.message": message})
     span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
+    span.end(end_time=now_ns)
+
+
+def record_revoked_task(request: Any, expired: bool, app: Any = None) -> None:
+    """A revoked (or expired) task the worker discarded unrun: state REVOKED, not an error
+    (it was cancelled on purpose), so that its publisher's trace shows where the message went."""
+    span, now_ns = _unrun_task_span(request, "REVOKED", app)
+    span.add_event("revoked", {"reason": "expired" if expired else "revoked"})
     span.end(end_time=now_ns)

@@ -50,6 +50,7 @@ from tracing_app.context import privacy, work
 from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
+from tracing_app.integrations.celery import beat as celery_beat
 from tracing_app.integrations.celery import lifecycle as celery_lifecycle
 from tracing_app.integrations.celery import sender as celery_sender
 from tracing_app.integrations.celery.chords import MAX_CHORD_LINKS, pop_chord_header_runs, record_chord_header_run
@@ -155,6 +156,7 @@ class CeleryIntegration(Integration):
             )
         celery_lifecycle.install()  # process start/exit flushing, spans of killed tasks
         celery_sender.install(self._publish_failed)
+        celery_beat.install()
 
     def configure(self, config: TracingConfig) -> None:
         self._new_trace_tasks = tuple(config.celery_new_trace_tasks)
@@ -167,6 +169,7 @@ class CeleryIntegration(Integration):
             )
         celery_lifecycle.uninstall()
         celery_sender.uninstall()
+        celery_beat.uninstall()
 
     # -- publishing ----------------------------------------------------------
 

@@ -107,7 +107,7 @@ class QueryTracer:
             swallow("starting a query span", exc)
         if span is None:
             return execute(sql, params, many, context)
-        if self.commenter is not None:
+        if self.commenter is not None and span.is_recording():  # sampled statements only (sqlcommenter.py)
             try:
                 sql = self.commenter.append(sql, span.get_span_context(), params)
             except Exception as exc:

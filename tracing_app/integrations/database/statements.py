@@ -161,6 +161,7 @@ class StatementCache:
 
     def __init__(self, max_bytes: int = STATEMENT_CACHE_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
+        self.max_length = DEFAULT_MAX_LENGTH
         self.bytes = 0
         self._entries: OrderedDict[Any, tuple[Shape | None, int]] = OrderedDict()
         self._lock = threading.Lock()
@@ -170,22 +171,32 @@ class StatementCache:
 
     def get(self, sql: str, backslash_escapes: bool, max_length: int) -> Shape | None:
         """The shape of ``sql``; None for housekeeping that is not traced."""
-        key: Any = (sql, backslash_escapes, max_length) if len(sql) <= LONG_SQL else (
-            hashlib.blake2b(sql.encode("utf-8", "surrogatepass"), digest_size=16).digest(),
-            backslash_escapes, max_length)
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-                return entry[0]
+        if max_length != self.max_length:  # set once per install: shapes cut to another length are stale
+            self.clear()
+            self.max_length = max_length
+        key: Any = sql if len(sql) <= LONG_SQL else hashlib.blake2b(
+            sql.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if backslash_escapes:  # MySQL reads the same text differently: its own keys
+            key = ("mysql", key)
+        # The hit path takes no lock (one per query would cost more than the lookup):
+        # dict reads and move_to_end are atomic under the GIL, and an entry evicted
+        # meanwhile only costs that move.
+        entries = self._entries
+        entry = entries.get(key)
+        if entry is not None:
+            try:
+                entries.move_to_end(key)
+            except KeyError:
+                pass
+            return entry[0]
         found = None if HOUSEKEEPING.match(sql) else shape(sql, backslash_escapes, max_length)
         cost = ENTRY_OVERHEAD + min(len(sql), LONG_SQL + 16) + (len(found.text) if found else 0)
         with self._lock:
-            if key not in self._entries:
-                self._entries[key] = (found, cost)
+            if key not in entries:
+                entries[key] = (found, cost)
                 self.bytes += cost
-                while self.bytes > self.max_bytes and self._entries:
-                    _, (_, dropped) = self._entries.popitem(last=False)
+                while self.bytes > self.max_bytes and entries:
+                    _, (_, dropped) = entries.popitem(last=False)
                     self.bytes -= dropped
         return found
 

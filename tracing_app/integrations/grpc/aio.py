@@ -21,11 +21,11 @@ from opentelemetry import context
 from tracing_app.integrations.grpc.client import ClientSpans
 from tracing_app.integrations.grpc.common import CallSpan, code_of, integration, method_text
 from tracing_app.integrations.grpc.server import (
-    _stream_response,
-    _unary_response,
     end_server_span,
     start_server_span,
     traced_handler,
+    traced_stream_response,
+    traced_unary_response,
 )
 from tracing_app.safety import guarded
 
@@ -195,10 +195,10 @@ def _wrapper(async_wrap: Callable[..., Any], sync_wrap: Callable[..., Any]) -> C
 
 
 _AIO_WRAPPERS = {
-    "unary_unary": _wrapper(_aio_whole_call, _unary_response),
-    "unary_stream": _wrapper(_aio_stream_response, _stream_response),
-    "stream_unary": _wrapper(_aio_whole_call, _unary_response),
-    "stream_stream": _wrapper(_aio_stream_response, _stream_response),
+    "unary_unary": _wrapper(_aio_whole_call, traced_unary_response),
+    "unary_stream": _wrapper(_aio_stream_response, traced_stream_response),
+    "stream_unary": _wrapper(_aio_whole_call, traced_unary_response),
+    "stream_stream": _wrapper(_aio_stream_response, traced_stream_response),
 }
 
 

@@ -3,6 +3,8 @@ attributes, the trace context in metadata, and ending a span exactly once."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from typing import Any
 
@@ -168,9 +170,12 @@ class CallSpan:
         self.finish(grpc.StatusCode.UNKNOWN, "tracing_app could not follow this call to its end")
 
 
+_CANCELLED = (asyncio.CancelledError, concurrent.futures.CancelledError)
+
+
 def code_of(exc: BaseException) -> grpc.StatusCode:
     """The status a caller sees for ``exc``: its own for an ``RpcError``, CANCELLED for
-    an asyncio cancellation, UNKNOWN otherwise."""
+    a cancellation, UNKNOWN otherwise."""
     if isinstance(exc, grpc.RpcError) and callable(getattr(exc, "code", None)):
         try:
             code = exc.code()
@@ -178,7 +183,7 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
             code = None
         if isinstance(code, grpc.StatusCode):
             return code
-    if type(exc).__name__ == "CancelledError":
+    if isinstance(exc, _CANCELLED):
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
 
@@ -203,7 +208,7 @@ def server_status(servicer_context: Any, exc: BaseException | None) -> tuple[grp
     details = _call(servicer_context, "details")
     if isinstance(code, grpc.StatusCode):
         return code, details, False
-    asyncio_cancelled = exc is not None and type(exc).__name__ == "CancelledError"
+    asyncio_cancelled = isinstance(exc, _CANCELLED)
     if exc is not None and not asyncio_cancelled:
         return grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}", True
     ended = (asyncio_cancelled or _call(servicer_context, "is_active") is False

@@ -71,7 +71,7 @@ def end_server_span(call_span: CallSpan, servicer_context: Any, exc: BaseExcepti
     call_span.finish(code, details, exc if crashed else None)
 
 
-def _unary_response(behavior: Callable[[Any, Any], Any], full_method: str) -> Callable[[Any, Any], Any]:
+def traced_unary_response(behavior: Callable[[Any, Any], Any], full_method: str) -> Callable[[Any, Any], Any]:
     def traced(request: Any, servicer_context: grpc.ServicerContext) -> Any:
         started = start_server_span(full_method, servicer_context) if integration.installed else None
         if started is None:
@@ -91,7 +91,8 @@ def _unary_response(behavior: Callable[[Any, Any], Any], full_method: str) -> Ca
     return traced
 
 
-def _stream_response(behavior: Callable[[Any, Any], Iterator[Any]], full_method: str) -> Callable[[Any, Any], Any]:
+def traced_stream_response(behavior: Callable[[Any, Any], Iterator[Any]],
+                           full_method: str) -> Callable[[Any, Any], Any]:
     def traced(request: Any, servicer_context: grpc.ServicerContext) -> Iterator[Any]:
         started = start_server_span(full_method, servicer_context) if integration.installed else None
         if started is None:
@@ -120,10 +121,10 @@ def _stream_response(behavior: Callable[[Any, Any], Iterator[Any]], full_method:
 
 
 _HANDLER_FACTORIES = {
-    "unary_unary": (grpc.unary_unary_rpc_method_handler, _unary_response),
-    "unary_stream": (grpc.unary_stream_rpc_method_handler, _stream_response),
-    "stream_unary": (grpc.stream_unary_rpc_method_handler, _unary_response),
-    "stream_stream": (grpc.stream_stream_rpc_method_handler, _stream_response),
+    "unary_unary": (grpc.unary_unary_rpc_method_handler, traced_unary_response),
+    "unary_stream": (grpc.unary_stream_rpc_method_handler, traced_stream_response),
+    "stream_unary": (grpc.stream_unary_rpc_method_handler, traced_unary_response),
+    "stream_stream": (grpc.stream_stream_rpc_method_handler, traced_stream_response),
 }
 
 

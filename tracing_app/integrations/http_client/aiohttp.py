@@ -11,14 +11,17 @@ from typing import Any
 from tracing_app.integrations.http_client.instrumentor import (
     InstrumentorIntegration,
     set_protocol_version,
+    telemetry_hook,
     withhold_unless_allowed,
 )
 
 
+@telemetry_hook
 def _request_hook(span: Any, params: Any) -> None:
     withhold_unless_allowed(span, params.url)  # params: aiohttp.TraceRequestStartParams
 
 
+@telemetry_hook
 def _response_hook(span: Any, params: Any) -> None:
     # params: TraceRequestEndParams, or TraceRequestExceptionParams (no response) on failure.
     response = getattr(params, "response", None)

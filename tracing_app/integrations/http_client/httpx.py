@@ -5,16 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from tracing_app.integrations.http_client.instrumentor import InstrumentorIntegration, withhold_unless_allowed
+from tracing_app.integrations.http_client.instrumentor import (
+    InstrumentorIntegration,
+    telemetry_hook,
+    withhold_unless_allowed,
+)
 
 
+@telemetry_hook
 def _request_hook(span: Any, request: Any) -> None:
     withhold_unless_allowed(span, request.url)  # request: the instrumentation's RequestInfo
 
 
 async def _async_request_hook(span: Any, request: Any) -> None:
     # The instrumentation takes an AsyncClient hook only if it is a coroutine function.
-    withhold_unless_allowed(span, request.url)
+    _request_hook(span, request)
 
 
 integration = InstrumentorIntegration(

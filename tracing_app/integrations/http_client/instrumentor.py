@@ -5,6 +5,7 @@ tracing_app's provider, with the stable HTTP attribute names and ``PROPAGATE_TO`
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import urllib.parse
@@ -23,6 +24,18 @@ from tracing_app.safety import guarded
 from tracing_app.semconv import ERROR_TYPE, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT
 
 logger = logging.getLogger(__name__)
+
+
+def telemetry_hook(function: Callable[..., None]) -> Callable[..., None]:
+    """A request or response hook that never fails the request: the instrumentations
+    call hooks without catching, so an exception in ours would reach the caller."""
+
+    @functools.wraps(function)
+    def hook(*args: Any) -> None:
+        with guarded(f"HTTP client hook {function.__module__}.{function.__name__}"):
+            function(*args)
+
+    return hook
 
 
 def withhold_unless_allowed(span: Span, url: object) -> None:

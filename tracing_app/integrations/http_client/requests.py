@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from tracing_app.integrations.http_client.instrumentor import InstrumentorIntegration, withhold_unless_allowed
+from tracing_app.integrations.http_client.instrumentor import (
+    InstrumentorIntegration,
+    telemetry_hook,
+    withhold_unless_allowed,
+)
 
 
+@telemetry_hook
 def requests_request_hook(span: object, request: object) -> None:
     """``request_hook`` for ``RequestsInstrumentor().instrument(...)``: a request to a host
     not in ``PROPAGATE_TO`` leaves without ``traceparent``, ``tracestate`` or ``baggage``.

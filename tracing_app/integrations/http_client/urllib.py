@@ -14,15 +14,18 @@ from tracing_app.integrations.http_client.instrumentor import (
     set_error_status_code,
     set_protocol_version,
     set_server,
+    telemetry_hook,
     withhold_unless_allowed,
 )
 
 
+@telemetry_hook
 def _request_hook(span: Any, request: Any) -> None:
     withhold_unless_allowed(span, request.full_url)  # request: urllib.request.Request
     set_server(span, request.full_url)
 
 
+@telemetry_hook
 def _response_hook(span: Any, request: Any, response: Any) -> None:
     # response: the http.client response, or for HTTPError the error (it is one too); None without an answer.
     if response is not None:

@@ -13,16 +13,19 @@ from tracing_app.integrations.http_client.instrumentor import (
     InstrumentorIntegration,
     set_protocol_version,
     set_server,
+    telemetry_hook,
     withhold_unless_allowed,
 )
 
 
+@telemetry_hook
 def _request_hook(span: Any, pool: Any, request: Any) -> None:
     # request: the instrumentation's RequestInfo; its url is the full URL.
     withhold_unless_allowed(span, request.url)
     set_server(span, request.url)
 
 
+@telemetry_hook
 def _response_hook(span: Any, pool: Any, response: Any) -> None:
     set_protocol_version(span, getattr(response, "version", None))
 

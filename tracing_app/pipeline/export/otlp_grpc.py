@@ -11,6 +11,10 @@ as over HTTP, split to ``BATCH_MAX_EXPORT_BYTES``, and the gRPC status becomes a
 UNAVAILABLE and DATA_LOSS are retried; RESOURCE_EXHAUSTED for a message over the
 server's limit (gRPC's default: 4 MiB) splits the request, otherwise (throttling)
 is retried; anything else is final.
+
+As over HTTP, and unlike the SDK's exporter: no compression, and TLS (``https://``)
+verifies the server with the system's root certificates only
+(``OTEL_EXPORTER_OTLP_CERTIFICATE`` and client certificates are not read).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ from typing import Any, Protocol
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from tracing_app.pipeline.export.otlp_encoding import Chunk, estimated_size
+from tracing_app.pipeline.export.otlp_encoding import SPAN_FIXED_BYTES, Chunk, estimated_size
 from tracing_app.pipeline.export.outcome import Outcome
 
 logger = logging.getLogger("tracing_app")
@@ -240,7 +240,10 @@ class ExportProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context.trace_flags.sampled:
             return
-        size = estimated_size(span)
+        try:
+            size = estimated_size(span)
+        except Exception:  # a ReadableSpan of another make: never fail the host's span.end() for an estimate
+            size = SPAN_FIXED_BYTES
         queue = self._queue
         with self._lock:
             stats = self.stats
