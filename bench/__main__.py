@@ -1,8 +1,8 @@
-"""``python -m bench``: the three benchmarks in turn; each rewrites its section of BENCHMARKS.md."""
+"""``python -m bench``: the four benchmarks in turn; each rewrites its section of BENCHMARKS.md."""
 
 import sys
 
-from . import request_overhead, span_pipeline, task_overhead
+from . import asgi_overhead, request_overhead, span_pipeline, task_overhead
 
-for benchmark in (request_overhead, task_overhead, span_pipeline):
+for benchmark in (request_overhead, asgi_overhead, task_overhead, span_pipeline):
     benchmark.main(sys.argv[1:2] if sys.argv[1:2] == ["--no-write"] else [])

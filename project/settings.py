@@ -53,15 +53,18 @@ DEMO_API_KEYS = {
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
 
+# Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
+# request, and a persistent connection per thread would pile up: as Django's docs say,
+# no persistent connections there, and PostgreSQL's pool (psycopg_pool) instead.
+ASGI = os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop"),
-        # Under ASGI (project/asgi.py sets WEB_INTERFACE) sync code runs in a new thread per
-        # request, and a persistent connection per thread would pile up: Django's docs say
-        # to disable persistent connections there.
-        conn_max_age=0 if os.environ.get("WEB_INTERFACE", "").strip().lower() == "asgi" else 60,
+        conn_max_age=0 if ASGI else 60,
     )
 }
+if ASGI and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {"min_size": 1, "max_size": 4, "timeout": 30}
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded demo: web and worker processes write one SQLite file. WAL lets
     # readers run beside the writer; IMMEDIATE takes the write lock at BEGIN, so a
@@ -107,6 +110,11 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", "django-db")  # 
 if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")):
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": os.environ.get("CELERY_BROKER_KEY_PREFIX", "")}
 CELERY_TASK_IGNORE_RESULT = True
+# One result backend object per process, not per thread: under ASGI every request runs in
+# a thread of its own, and Celery builds a thread's backend (scanning package entry points)
+# at its first send_task, a third of an ASGI worker's time in bench.asgi_overhead. Both
+# backends here are safe to share (django-db uses Django's per-thread connections, redis a pool).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 # celery beat (`celery -A project beat`): one periodic task, each run its own trace
 # named after its entry. Pending orders older than STALE_ORDER_SECONDS are rejected.
 STALE_ORDER_SECONDS = int(os.environ.get("STALE_ORDER_SECONDS", "900"))

@@ -71,3 +71,19 @@ def test_order_status_stream_sends_the_final_status_and_ends(captured_spans):
 @pytest.mark.django_db
 def test_order_status_stream_of_an_unknown_order_is_404():
     assert Client().get("/api/orders/424242/events/").status_code == 404
+
+
+def test_celery_builds_one_result_backend_per_process_not_per_request_thread():
+    """Under ASGI each request runs in a new thread; a backend per thread cost a third of
+    the worker's time (entry-point scans at each thread's first send_task)."""
+    import threading
+
+    from project.celery import app
+
+    first = app.backend
+    backends = []
+    for _ in range(2):  # one request thread after the other
+        thread = threading.Thread(target=lambda: backends.append(app.backend))
+        thread.start()
+        thread.join()
+    assert backends == [first, first] and all(backend is first for backend in backends)
