@@ -189,3 +189,28 @@ def test_scheduled_send_is_a_root_named_after_its_entry_and_a_failure_is_its_err
     failed = next(s for s in spans if s.name == "broken-entry")
     assert failed.error and failed.attributes["error.type"] == "SchedulingError"
     assert next(s for s in spans if s.name == "send reports.broken").parent_id == failed.span_id
+
+
+def test_exception_in_our_task_end_hook_still_ends_the_task_span(captured_spans, monkeypatch):
+    """A failure in what _postrun does before ending the span (here: the run's query
+    counting) must not leave the span open, nor the run current."""
+    from tracing_app.context import work
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bug in tracing_app")
+
+    app = Celery("postrun", broker="memory://", set_as_current=False)
+
+    @app.task(name="postrun.add")
+    def add(x, y):
+        return x + y
+
+    monkeypatch.setattr(work, "end", broken)
+    monkeypatch.setattr(safety, "RAISE_ERRORS", False)
+    try:
+        assert add.apply((1, 2)).get() == 3
+    finally:
+        app.close()
+    [span] = captured_spans.records()
+    assert span.name == "process postrun.add" and span.end_ns >= span.start_ns
+    assert celery_signals._current_run.get() is None

@@ -33,7 +33,7 @@ def stack(request, otlp: StackReceiver) -> Iterator[Stack]:
     param = getattr(request, "param", "default")
     chosen = EMBEDDED if param == "embedded" else backends()
     broker = make_broker(chosen, "redis" if param == "redis" else "")
-    database = make_database(chosen)
+    database = make_database(chosen, "redis" if param == "redis" else "")
     queue = f"e2e-{run_id()}"
     stack = Stack(database, broker, queue, otlp.endpoint, otlp)
     try:

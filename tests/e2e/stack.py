@@ -269,8 +269,9 @@ class RedisBroker:
 USED: set[tuple[str, str]] = set()  # (database, broker) this run's stacks ran on, for the terminal summary
 
 
-def make_database(chosen: Backends) -> Database | SqliteDatabase:
-    USED.add((chosen.database, chosen.broker))
+def make_database(chosen: Backends, broker: str = "") -> Database | SqliteDatabase:
+    """A fresh database of ``chosen``'s kind; ``broker`` is the broker it runs with when not chosen's."""
+    USED.add((chosen.database, broker or chosen.broker))
     name = f"e2e_{run_id()}"
     return (SqliteDatabase(name) if chosen.database == "sqlite" else Database(name)).create()
 
@@ -299,7 +300,6 @@ def make_broker(chosen: Backends, kind: str = "") -> RabbitBroker | FilesystemBr
     """The broker ``chosen`` picked, or Redis when ``kind == "redis"`` (whatever was chosen)."""
     if kind == "redis":
         require_redis("a stack on Redis")
-        USED.add((chosen.database, "redis"))
         return RedisBroker()
     return FilesystemBroker() if chosen.broker == "filesystem" else RabbitBroker()
 

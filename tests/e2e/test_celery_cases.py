@@ -75,7 +75,7 @@ def celery_stack(request) -> Iterator[CeleryStack]:
     chosen = require_real_services("Celery canvas, retries and ETA on a real broker")
     with StackReceiver() as otlp:
         broker = make_broker(chosen, request.param)
-        database = make_database(chosen)
+        database = make_database(chosen, request.param)
         stack = Stack(database, broker, f"e2e-{run_id()}", otlp.endpoint, otlp)
         bulk_queue = f"{stack.queue}.bulk"
         try:

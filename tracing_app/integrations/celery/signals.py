@@ -313,15 +313,17 @@ class CeleryIntegration(Integration):
             context.detach(run.otel_token)
             _current_run.reset(run.var_token)
             return
-        with guarded("ending a Celery task span"):
-            work.end(run.opened_work)
-            if state:
-                run.span.set_attribute(CELERY_TASK_STATE, state)
-            if state == "REJECTED" and isinstance(retval, BaseException):
-                _record_error(run.span, retval)
-            run.span.end()
-        context.detach(run.otel_token)
-        _current_run.reset(run.var_token)
+        try:
+            with guarded("ending a Celery task span"):
+                work.end(run.opened_work)
+                if state:
+                    run.span.set_attribute(CELERY_TASK_STATE, state)
+                if state == "REJECTED" and isinstance(retval, BaseException):
+                    _record_error(run.span, retval)
+        finally:
+            run.span.end()  # whatever failed above
+            context.detach(run.otel_token)
+            _current_run.reset(run.var_token)
 
     def _failure(self, task_id: str | None = None, exception: BaseException | None = None, **kwargs: Any) -> None:
         run = _current_run.get()
