@@ -41,6 +41,12 @@ def _list(n: int, item: str = "%s") -> str:
      f'INSERT INTO "t" ("a") VALUES (?){MORE} ON CONFLICT DO NOTHING', 0, 3),
     # Rows that differ only by values are the same row once values are "?".
     ("INSERT INTO t VALUES (%s, 1), (%s, 2)", f"INSERT INTO t VALUES (?, ?){MORE}", 0, 2),
+    # PostgreSQL's array constructor, the other way raw SQL writes a long list (ANY(ARRAY[...])).
+    (f"SELECT * FROM t WHERE id = ANY(ARRAY[{', '.join(str(i) for i in range(5000))}])",
+     f"SELECT * FROM t WHERE id = ANY(ARRAY[?{MORE}])", 5000, 0),
+    (f"SELECT * FROM t WHERE sku = ANY(array[{_list(3, repr('s'))}]) AND id IN (%s, %s)",
+     f"SELECT * FROM t WHERE sku = ANY(array[?{MORE}]) AND id IN (?{MORE})", 5, 0),
+    ("SELECT ARRAY[a, b] FROM t WHERE x = ANY(ARRAY[%s])", "SELECT ARRAY[a, b] FROM t WHERE x = ANY(ARRAY[?])", 0, 0),
     # What must stay: a one-item list, one row, a subquery, rows of different shapes.
     ("SELECT * FROM t WHERE id IN (%s)", "SELECT * FROM t WHERE id IN (?)", 0, 0),
     ('INSERT INTO "t" ("a") VALUES (%s)', 'INSERT INTO "t" ("a") VALUES (?)', 0, 0),
