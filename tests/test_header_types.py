@@ -62,6 +62,33 @@ def test_celery_task_continues_the_trace_whatever_the_field_type(captured_spans,
     assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
 
 
+SAME_AS_HTTP = {  # traceparent -> continued? W3C Trace Context Level 2, "Versioning of traceparent"
+    "a later version with fields after the flags": (f"cc-{TRACE_ID}-{PARENT_ID}-01-later-fields", True),
+    "a later version of the same length": (f"cc-{TRACE_ID}-{PARENT_ID}-01", True),
+    "OWS around the value": (f" {VALID}\t", True),
+    "version 00 with fields after the flags": (f"{VALID}-x", False),
+    "uppercase hex": (f"00-{TRACE_ID.upper()}-{PARENT_ID}-01", False),
+    "version ff": (f"ff-{TRACE_ID}-{PARENT_ID}-01", False),
+    "a later version whose flags are not followed by a dash": (f"cc-{TRACE_ID}-{PARENT_ID}-01x", False),
+}
+
+
+@pytest.mark.parametrize("traceparent, continued", SAME_AS_HTTP.values(), ids=SAME_AS_HTTP.keys())
+def test_message_traceparent_is_read_as_an_http_request_reads_it(captured_spans, traceparent, continued):
+    from opentelemetry import propagate, trace
+
+    http = trace.get_current_span(propagate.extract({"traceparent": traceparent})).get_span_context()
+    assert http.is_valid is continued, "the HTTP reading this test compares with"
+    for value in (traceparent, traceparent.encode(), [traceparent]):
+        assert (header_problem({"traceparent": value}) == "") is continued
+        message = SimpleNamespace(headers={"traceparent": value}, body=b"{}", properties={},
+                                  delivery_info={"routing_key": "order.paid"})
+        with consuming(message):
+            pass
+        span = captured_spans.records()[-1]
+        assert (span.trace_id == TRACE_ID and span.parent_id == PARENT_ID) is continued
+
+
 def test_request_getter_reads_bytes_on_the_request_and_nested_under_headers():
     assert REQUEST_GETTER.get(SimpleNamespace(traceparent=VALID.encode()), "traceparent") == [VALID]
     assert REQUEST_GETTER.get(SimpleNamespace(headers={"traceparent": bytearray(VALID.encode())}),
@@ -92,7 +119,7 @@ NOT_TRACE_CONTEXT = {  # value -> what the reason says
     "two traceparents": ([VALID, VALID.encode()], "traceparent has 2 values"),
     "too long bytes": (b"0" * (MAX_HEADER_CHARS + 1), "characters long"),
     "malformed bytes": (f"00-{SECRET}-01".encode(), "traceparent is malformed"),
-    "zero trace id bytes": (f"00-{'0' * 32}-{PARENT_ID}-01".encode(), "not a valid span context"),
+    "zero trace id bytes": (f"00-{'0' * 32}-{PARENT_ID}-01".encode(), "has an all-zero id"),
 }
 
 
