@@ -13,6 +13,7 @@ from django.conf import settings
 from django.test import override_settings
 from opentelemetry import trace
 
+from tracing_app.context.suppression import untraced
 from tracing_app.integrations.grpc import (
     TracingClientInterceptor,
     TracingServerInterceptor,
@@ -228,3 +229,15 @@ def test_under_an_unsampled_parent_no_client_span_but_the_server_learns_the_deci
     assert dict(servicer.metadata)["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
     time.sleep(0.2)  # a server span, if one were wrongly kept, ends just after the answer
     assert captured_spans.records() == []
+
+
+def test_a_call_inside_untraced_makes_no_client_span_and_sends_no_context(echo, captured_spans):
+    """untraced() (UNTRACED_COMMANDS, our own bookkeeping) silences gRPC calls as it does queries;
+    the server, in a context of its own, still traces what it serves."""
+    servicer, channel = echo
+    with get_tracer().start_as_current_span("housekeeping"), untraced():
+        assert call(channel, b"hi") == b"echo:hi"
+    spans = wait_for_spans(captured_spans, 3)
+    assert sorted(s.kind for s in spans) == ["INTERNAL", "INTERNAL", "SERVER"]
+    assert "traceparent" not in dict(servicer.metadata)
+    assert not by_kind(spans, "SERVER").parent_id
