@@ -80,11 +80,6 @@ def _name(exchange: Any) -> str:
     return str(getattr(exchange, "name", exchange) or "")
 
 
-def _record_error(span: trace.Span, exc: BaseException) -> None:
-    # The exception's message only with RECORD_EXCEPTION_MESSAGES (privacy.py).
-    privacy.record_error(span, exc)
-
-
 def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = "",
             headers: Mapping[str, Any] | None = None, message_id: str | None = None,
             parent: context.Context | None = None, links: list[trace.Link] | None = None,
@@ -118,16 +113,8 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
         token = context.attach(span_context)
         inject_context(message_headers, span_context, setter=CARRIER)
     # From here the span ends on every path, whatever the publish raises (KeyboardInterrupt included).
-    try:
+    with privacy.ending(span, token, "recording a failed kombu publish"):
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    except BaseException as exc:
-        with guarded("recording a failed kombu publish"):
-            _record_error(span, exc)
-        raise
-    finally:
-        if token is not None:
-            context.detach(token)
-        span.end()
 
 
 @contextlib.contextmanager
@@ -159,13 +146,5 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
         )
         # Baggage from the headers travels on with the span.
         token = context.attach(trace.set_span_in_context(span, parent))
-    try:
+    with privacy.ending(span, token, "recording a failed kombu message handler"):
         yield span
-    except BaseException as exc:
-        with guarded("recording a failed kombu message handler"):
-            _record_error(span, exc)
-        raise
-    finally:
-        if token is not None:
-            context.detach(token)
-        span.end()
