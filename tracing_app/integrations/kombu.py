@@ -93,9 +93,9 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     if message_id:
         kwargs["message_id"] = message_id
     message_headers = dict(headers or {})
-    # A failure of our own below: the message still goes, and a span already started still ends.
     if suppressed():  # untraced(): no span, no context sent
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
+    # A failure of our own below: the message still goes, and a span already started still ends.
     span: trace.Span = trace.INVALID_SPAN
     token = None
     with guarded("tracing a kombu publish"):
