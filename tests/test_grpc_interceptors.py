@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 import pytest
@@ -13,9 +12,8 @@ from django.conf import settings
 from django.test import override_settings
 from opentelemetry import trace
 
+from tests.grpc_loopback import traced_channel
 from tracing_app.integrations.grpc import (
-    TracingClientInterceptor,
-    TracingServerInterceptor,
     integration,
     split_address,
     split_method,
@@ -52,19 +50,10 @@ class Echo:
 @pytest.fixture
 def echo() -> Iterator[tuple[Echo, grpc.Channel]]:
     servicer = Echo()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[TracingServerInterceptor()])
     handler = grpc.unary_unary_rpc_method_handler(servicer.say)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.v1.Echo", {"Say": handler})])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    target = f"127.0.0.1:{port}"
-    channel = grpc.intercept_channel(grpc.insecure_channel(target), TracingClientInterceptor(target))
-    try:
+    with traced_channel(grpc.method_handlers_generic_handler("test.v1.Echo", {"Say": handler}),
+                        servicer.release) as channel:
         yield servicer, channel
-    finally:
-        servicer.release.set()
-        channel.close()
-        server.stop(grace=None).wait()
 
 
 def call(channel: grpc.Channel, body: bytes, timeout: float = 10.0) -> bytes:

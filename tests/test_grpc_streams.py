@@ -9,15 +9,14 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent import futures
 
 import grpc
 import grpc.aio
 import pytest
 from opentelemetry import trace
 
+from tests.grpc_loopback import traced_channel
 from tracing_app import TracingAioServerInterceptor, aio_client_interceptors
-from tracing_app.integrations.grpc import TracingClientInterceptor, TracingServerInterceptor
 from tracing_app.pipeline.provider import get_tracer
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
@@ -116,17 +115,8 @@ def handlers(servicer) -> grpc.GenericRpcHandler:
 @pytest.fixture
 def sync_stack() -> Iterator[tuple[Streams, grpc.Channel]]:
     servicer = Streams()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[TracingServerInterceptor()])
-    server.add_generic_rpc_handlers([handlers(servicer)])
-    target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    channel = grpc.intercept_channel(grpc.insecure_channel(target), TracingClientInterceptor(target))
-    try:
+    with traced_channel(handlers(servicer), servicer.release) as channel:
         yield servicer, channel
-    finally:
-        servicer.release.set()
-        channel.close()
-        server.stop(grace=None).wait()
 
 
 def test_unary_stream_is_one_span_a_side_over_the_whole_stream(sync_stack, captured_spans):

@@ -167,8 +167,3 @@ def messaging_system(source: Any) -> str:
         if isinstance(driver, str):
             return _WELL_KNOWN_SYSTEMS.get(driver, driver)
     return RABBITMQ
-
-
-def header_problem(headers: Any) -> str:
-    """Why ``headers`` carry no usable trace context, or "" when they do."""
-    return extract(headers)[1]
