@@ -13,16 +13,17 @@ from tracing_app.integrations.grpc import TracingClientInterceptor, TracingServe
 
 
 @contextlib.contextmanager
-def traced_channel(handler: grpc.GenericRpcHandler, release: threading.Event) -> Iterator[grpc.Channel]:
-    """A channel through ``TracingClientInterceptor`` to a ``grpc.server`` with
-    ``TracingServerInterceptor`` serving ``handler`` on a free loopback port. On exit
-    ``release`` is set first, so that handlers waiting on it finish; then the channel is
-    closed and the server stopped without grace."""
+def traced_channel(handler: grpc.GenericRpcHandler, release: threading.Event,
+                   *inner: grpc.UnaryUnaryClientInterceptor) -> Iterator[grpc.Channel]:
+    """A channel through ``TracingClientInterceptor``, then the ``inner`` interceptors, to a
+    ``grpc.server`` with ``TracingServerInterceptor`` serving ``handler`` on a free loopback
+    port. On exit ``release`` is set first, so that handlers waiting on it finish; then the
+    channel is closed and the server stopped without grace."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[TracingServerInterceptor()])
     server.add_generic_rpc_handlers([handler])
     target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     server.start()
-    channel = grpc.intercept_channel(grpc.insecure_channel(target), TracingClientInterceptor(target))
+    channel = grpc.intercept_channel(grpc.insecure_channel(target), TracingClientInterceptor(target), *inner)
     try:
         yield channel
     finally:

@@ -13,6 +13,7 @@ from django.test import override_settings
 from opentelemetry import trace
 
 from tests.grpc_loopback import traced_channel
+from tracing_app import safety
 from tracing_app.integrations.grpc import (
     integration,
     split_address,
@@ -217,3 +218,38 @@ def test_under_an_unsampled_parent_no_client_span_but_the_server_learns_the_deci
     assert dict(servicer.metadata)["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
     time.sleep(0.2)  # a server span, if one were wrongly kept, ends just after the answer
     assert captured_spans.records() == []
+
+
+class _RefusesDoneCallbacks(grpc.UnaryUnaryClientInterceptor):
+    """Between our interceptor and the channel: the call it hands back refuses done callbacks."""
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return _NoDoneCallbacks(continuation(client_call_details, request))
+
+
+class _NoDoneCallbacks:
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def add_done_callback(self, callback) -> None:
+        raise RuntimeError("no done callbacks here")
+
+    def __getattr__(self, name):
+        return getattr(self._call, name)
+
+
+def test_a_call_we_cannot_follow_still_answers_and_its_span_ends_unknown(captured_spans, monkeypatch):
+    monkeypatch.setattr(safety, "RAISE_ERRORS", False)
+    servicer = Echo()
+    handler = grpc.method_handlers_generic_handler("test.v1.Echo", {"Say": grpc.unary_unary_rpc_method_handler(
+        servicer.say)})
+    with traced_channel(handler, servicer.release, _RefusesDoneCallbacks()) as channel:
+        # A future: a blocking call hands our interceptor gRPC's own finished outcome instead.
+        assert channel.unary_unary(SAY).future(b"hi", timeout=10).result() == b"echo:hi"
+        spans = wait_for_spans(captured_spans, 3)
+    assert_trace(spans, Expect(NAME, kind="CLIENT", error=True, children=[
+        Expect(NAME, kind="SERVER", error=False, children=[Expect("work")]),
+    ]))
+    client = by_kind(spans, "CLIENT")
+    assert client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNKNOWN.value[0]
+    assert client.status_message == "UNKNOWN"

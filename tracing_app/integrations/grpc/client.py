@@ -82,6 +82,22 @@ def end_with_call(call_span: CallSpan, call: Any) -> None:
     call_span.finish(code, details)
 
 
+def not_started(call_span: CallSpan, exc: BaseException) -> None:
+    """End ``call_span`` for a call whose start raised ``exc`` (no call object to follow)."""
+    call_span.finish(code_of(exc), f"{type(exc).__name__}: {exc}", exc)
+
+
+def follow_to_end(call_span: CallSpan, call: Any, on_done: Callable[[Any], None]) -> None:
+    """``call.add_done_callback(on_done)``; should that fail, the span ends as UNKNOWN at
+    once and our failure is reported (``guarded``), the call going on untraced."""
+    try:
+        call.add_done_callback(on_done)
+    except Exception:
+        call_span.end_unfinished()
+        with guarded("following a gRPC call to its end"):
+            raise
+
+
 class TracingClientInterceptor(
     grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor,
@@ -120,14 +136,9 @@ class TracingClientInterceptor(
         try:
             outcome = continuation(details, request)
         except BaseException as exc:
-            call_span.finish(code_of(exc), f"{type(exc).__name__}: {exc}", exc)
+            not_started(call_span, exc)
             raise
-        try:
-            # Called at once for a call already done (a blocking unary call); else when
-            # the RPC terminates, whatever ends it.
-            outcome.add_done_callback(lambda call: end_with_call(call_span, call))
-        except Exception:
-            call_span.end_unfinished()
-            with guarded("following a gRPC call to its end"):
-                raise
+        # Called at once for a call already done (a blocking unary call); else when
+        # the RPC terminates, whatever ends it.
+        follow_to_end(call_span, outcome, lambda call: end_with_call(call_span, call))
         return outcome
