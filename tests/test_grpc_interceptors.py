@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from tests.grpc_loopback import traced_channel
 from tracing_app import safety
+from tracing_app.context.suppression import untraced
 from tracing_app.integrations.grpc import (
     integration,
     split_address,
@@ -253,3 +254,15 @@ def test_a_call_we_cannot_follow_still_answers_and_its_span_ends_unknown(capture
     client = by_kind(spans, "CLIENT")
     assert client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNKNOWN.value[0]
     assert client.status_message == "UNKNOWN"
+
+
+def test_a_call_inside_untraced_makes_no_client_span_and_sends_no_context(echo, captured_spans):
+    """untraced() (UNTRACED_COMMANDS, our own bookkeeping) silences gRPC calls as it does queries;
+    the server, in a context of its own, still traces what it serves."""
+    servicer, channel = echo
+    with get_tracer().start_as_current_span("housekeeping"), untraced():
+        assert call(channel, b"hi") == b"echo:hi"
+    spans = wait_for_spans(captured_spans, 3)
+    assert sorted(s.kind for s in spans) == ["INTERNAL", "INTERNAL", "SERVER"]
+    assert "traceparent" not in dict(servicer.metadata)
+    assert not by_kind(spans, "SERVER").parent_id

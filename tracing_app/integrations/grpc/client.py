@@ -11,6 +11,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.grpc.common import (
     CallSpan,
     code_of,
@@ -50,6 +51,8 @@ class ClientSpans:
         call_span = None
         try:
             with guarded("starting a gRPC client span"):
+                if suppressed():  # untraced(): no span, no context sent
+                    return None, details
                 tracer = get_tracer()
                 if drops_child_of_current(tracer):
                     return None, self._with_metadata(details, context_metadata(self._target, None))
