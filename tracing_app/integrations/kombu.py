@@ -42,6 +42,7 @@ from opentelemetry.trace import SpanKind
 from tracing_app.context import privacy
 from tracing_app.context.carriers import CARRIER, RABBITMQ, extract, messaging_system
 from tracing_app.context.propagators import inject_context
+from tracing_app.context.suppression import suppressed
 from tracing_app.pipeline import provider
 from tracing_app.safety import guarded
 from tracing_app.semconv import (
@@ -92,6 +93,8 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     if message_id:
         kwargs["message_id"] = message_id
     message_headers = dict(headers or {})
+    if suppressed():  # untraced(): no span, no context sent
+        return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
     # A failure of our own below: the message still goes, and a span already started still ends.
     span: trace.Span = trace.INVALID_SPAN
     token = None
