@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start PostgreSQL, RabbitMQ and Redis when they are not running; idempotent.
+# Start PostgreSQL, RabbitMQ and Redis when they are not running, install memcached when missing; idempotent.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -27,4 +27,10 @@ if ! port_open 6379; then
   redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
   wait_port 6379
 fi
-echo "PostgreSQL, RabbitMQ and Redis are up"
+# The Memcached cache backend's tests start a memcached of their own; they need its binary.
+if ! command -v memcached >/dev/null; then
+  echo "installing memcached"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y memcached || { apt-get update && apt-get install -y memcached; }
+fi
+echo "PostgreSQL, RabbitMQ and Redis are up; memcached is installed"

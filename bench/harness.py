@@ -25,10 +25,11 @@ PACKAGES = ("django", "celery", "kombu", "psycopg", "gunicorn", "uvicorn", "open
 class Sink:
     """``bench.sink`` in its own process; ``counts()`` reads spans received per service."""
 
-    def __init__(self, discard: bool = False) -> None:
+    def __init__(self, discard: bool = False, defer: bool = False) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "bench.sink", str(self.port), *(["--discard"] if discard else [])]
+        flags = ["--discard"] * discard + ["--defer"] * defer
+        argv = [sys.executable, "-m", "bench.sink", str(self.port), *flags]
         self.process = Process("sink", argv, dict(os.environ))
         deadline = time.monotonic() + 20
         while True:

@@ -2,10 +2,12 @@
 
 ``python -m bench.loadgen`` reads one JSON command per line on stdin,
 ``{"urls": [...], "seconds": s}``, and answers one JSON line per command:
-``{"post": [[latency_s, ...] per url], "get": [...], "errors": [n per url]}``.
+``{"post": [[latency_s, ...] per url], "get": [...], "price": [...], "errors": [n per url]}``.
 
 One client, one request at a time. Each cycle sends ``POST /api/orders/`` and
-then ``GET /api/orders/<the id just created>/`` to every url in turn, starting
+then ``GET /api/orders/<the id just created>/`` (and, with ``"price": true``, the
+product's cached price, ``GET /api/products/widget/price/``: Django's cache
+``get_or_set``, a hit after the first) to every url in turn, starting
 with a different url each cycle: the modes are interleaved request by request
 (A B C A B C …), so a burst of load from another process on this shared
 machine lands on all of them alike instead of on whichever mode ran then.
@@ -40,10 +42,14 @@ def call(host: str, port: int, method: str, path: str, body: bytes | None = None
         conn.close()
 
 
-def run(urls: list[str], seconds: float) -> dict:
+PRICE_PATH = "/api/products/widget/price/"
+
+
+def run(urls: list[str], seconds: float, price: bool = False) -> dict:
     targets = [(parts.hostname, parts.port) for parts in map(urllib.parse.urlsplit, urls)]
     post: list[list[float]] = [[] for _ in urls]
     get: list[list[float]] = [[] for _ in urls]
+    prices: list[list[float]] = [[] for _ in urls]
     errors = [0] * len(urls)
     clock = time.perf_counter
     deadline = clock() + seconds
@@ -67,8 +73,16 @@ def run(urls: list[str], seconds: float) -> dict:
                 errors[index] += 1
                 continue
             get[index].append(t1 - t0)
+            if price:
+                t0 = clock()
+                status, _ = call(host, port, "GET", PRICE_PATH)
+                t1 = clock()
+                if status != 200:
+                    errors[index] += 1
+                    continue
+                prices[index].append(t1 - t0)
         cycle += 1
-    return {"post": post, "get": get, "errors": errors}
+    return {"post": post, "get": get, "price": prices, "errors": errors}
 
 
 def saturate(url: str, connections: int, seconds: float) -> dict:
@@ -105,7 +119,7 @@ def main() -> None:
         if "saturate" in command:
             result = saturate(command["saturate"], command["connections"], command["seconds"])
         else:
-            result = run(command["urls"], command["seconds"])
+            result = run(command["urls"], command["seconds"], command.get("price", False))
         print(json.dumps(result), flush=True)
 
 

@@ -1,8 +1,10 @@
 """Request overhead: ``python -m bench.request_overhead [--rounds N --seconds S]``.
 
-The demo's ``POST /api/orders/`` (a pricing gRPC call, an ORM insert and a Celery publish to RabbitMQ)
-and ``GET /api/orders/<id>/`` against gunicorn with one sync worker and real
-PostgreSQL, in five modes served side by side, one gunicorn each:
+The demo's ``POST /api/orders/`` (a pricing gRPC call, an ORM insert and a Celery publish to
+RabbitMQ), ``GET /api/orders/<id>/`` and ``GET /api/products/widget/price/`` (Django's cache
+``get_or_set``: the shop's cached price, so the cache integration's spans are in the figures)
+against gunicorn with one sync worker and real PostgreSQL, in five modes served side by side,
+one gunicorn each:
 
 - untraced: no tracing middleware, ``tracing_app`` disabled (installed only for the
   outbox table the demo writes to; ``bench.settings_untraced``);
@@ -12,9 +14,10 @@ PostgreSQL, in five modes served side by side, one gunicorn each:
 - plain OpenTelemetry: the upstream Django + Celery + psycopg instrumentations
   with the SDK's batch processor and OTLP/HTTP exporter (``bench.otel_wsgi``).
 
-Spans go to ``bench.sink`` in its own process. The load generator
-(``bench.loadgen``) is its own process too and interleaves the modes request by
-request, so load from other processes on this shared machine hits every mode
+Spans go to ``bench.sink --defer`` in its own process: it stores the bodies and decodes them
+(to count spans per mode) only after the measurement, so the receiver's CPU is not in the
+figures. The load generator (``bench.loadgen``) is its own process too and interleaves the
+modes request by request, so load from other processes on this shared machine hits every mode
 alike. The run is cut into ``--rounds`` of ``--seconds``; the spread of the
 per-round ratios shows how noisy the machine was.
 """
@@ -48,6 +51,7 @@ class Mode:
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     post: list[float] = dataclasses.field(default_factory=list)
     get: list[float] = dataclasses.field(default_factory=list)
+    price: list[float] = dataclasses.field(default_factory=list)
     round_times: list[float] = dataclasses.field(default_factory=list)  # mean seconds per request, per round
     cpu: float = 0.0  # seconds of CPU the gunicorn worker (all its threads) used in measured segments
     requests_sent: int = 0
@@ -58,11 +62,11 @@ class Mode:
 
     @property
     def requests(self) -> int:
-        return len(self.post) + len(self.get)
+        return len(self.post) + len(self.get) + len(self.price)
 
     @property
     def time_per_request(self) -> float:
-        return (sum(self.post) + sum(self.get)) / self.requests
+        return (sum(self.post) + sum(self.get) + sum(self.price)) / self.requests
 
     @property
     def rate(self) -> float:
@@ -86,7 +90,7 @@ class LoadGenerator:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def run(self, urls: list[str], seconds: float) -> dict:
-        self.popen.stdin.write(json.dumps({"urls": urls, "seconds": seconds}) + "\n")
+        self.popen.stdin.write(json.dumps({"urls": urls, "seconds": seconds, "price": True}) + "\n")
         self.popen.stdin.flush()
         line = self.popen.stdout.readline()
         if not line:
@@ -167,7 +171,7 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
     all_modes = [mode for mode in modes() if not only or mode.name in only or mode.name == "untraced"]
     database = Database(f"bench_{run_id()}").create()
     queue = f"bench-{run_id()}"
-    sink = Sink()
+    sink = Sink(defer=True)
     stack = Stack(database, RabbitBroker(), queue, sink.endpoint)
     load = None
     try:
@@ -186,18 +190,20 @@ def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None =
         urls = [mode.web.url for mode in all_modes]
         result = load.run(urls, warmup)
         for index, mode in enumerate(all_modes):
-            mode.requests_sent += len(result["post"][index]) + len(result["get"][index])
+            mode.requests_sent += sum(len(result[kind][index]) for kind in ("post", "get", "price"))
         cpu_before = [cpu_seconds(mode.worker_pid) for mode in all_modes]
         spies = [start_py_spy(mode, mode.name) for mode in all_modes if mode.name in profile]
         for _ in range(rounds):
             result = load.run(urls, seconds)
             for index, mode in enumerate(all_modes):
-                post, get = result["post"][index], result["get"][index]
+                post, get, price = result["post"][index], result["get"][index], result["price"][index]
                 mode.post += post
                 mode.get += get
+                mode.price += price
                 mode.errors += result["errors"][index]
-                mode.requests_sent += len(post) + len(get)
-                mode.round_times.append((sum(post) + sum(get)) / max(1, len(post) + len(get)))
+                done = post + get + price
+                mode.requests_sent += len(done)
+                mode.round_times.append(sum(done) / max(1, len(done)))
         for mode, before in zip(all_modes, cpu_before, strict=True):
             mode.cpu = cpu_seconds(mode.worker_pid) - before
         for spy in spies:
@@ -250,6 +256,7 @@ def report(all_modes: list[Mode], rounds: int, seconds: float) -> str:
             "post_p99": percentile(mode.post, 99) / percentile(base.post, 99),
             "get_p50": percentile(mode.get, 50) / percentile(base.get, 50),
             "get_p99": percentile(mode.get, 99) / percentile(base.get, 99),
+            "price_p50": percentile(mode.price, 50) / percentile(base.price, 50),
         }
         stats[mode.name] = row
         rows.append([
@@ -259,6 +266,7 @@ def report(all_modes: list[Mode], rounds: int, seconds: float) -> str:
             f"{ms(percentile(mode.post, 99))} ({row['post_p99']:.3f})",
             f"{ms(percentile(mode.get, 50))} ({row['get_p50']:.3f})",
             f"{ms(percentile(mode.get, 99))} ({row['get_p99']:.3f})",
+            f"{ms(percentile(mode.price, 50))} ({row['price_p50']:.3f})",
             f"{mode.spans / mode.requests_sent:.2f}",
         ])
     ours, plain = stats["sampled 100%"], stats["plain OpenTelemetry"]
@@ -284,13 +292,15 @@ def report(all_modes: list[Mode], rounds: int, seconds: float) -> str:
                             f"{p99:.3f} vs {p50:.3f}", verdict(p99 <= p50 + 0.05)])
     header = ["mode", "req/s", "time/req vs untraced: median (quartiles)", "added µs/req",
               "worker CPU µs/req (added)", "POST p50 ms (ratio)", "POST p99 ms (ratio)",
-              "GET p50 ms (ratio)", "GET p99 ms (ratio)", "spans/req"]
+              "GET p50 ms (ratio)", "GET p99 ms (ratio)", "cached price GET p50 ms (ratio)", "spans/req"]
     measured = sum(m.requests for m in all_modes)
     return "\n\n".join([
         "## Request overhead (`python -m bench.request_overhead`)",
         environment(),
         f"{rounds} rounds x {seconds:g} s, {measured} measured requests; one closed-loop client sends "
-        "POST /api/orders/ then GET /api/orders/<id>/ to each mode in turn (modes interleaved request by request); "
+        "POST /api/orders/, GET /api/orders/<id>/ and GET /api/products/widget/price/ (cached: Django's "
+        "cache get_or_set, local memory as the demo's default) to each mode in turn (modes interleaved request "
+        "by request); "
         "gunicorn with one sync worker per mode. Time per request vs untraced is the median over rounds of the "
         "round's ratio of mean latencies; added µs/req applies it to untraced's mean. Worker CPU is the gunicorn "
         "worker's user + system time, export thread included, per request.",

@@ -7,6 +7,7 @@ streaming land. ``STREAM_EVENTS`` lets a test see how far a stream got.
 import asyncio
 import os
 import tempfile
+import time
 
 from asgiref.sync import sync_to_async
 from django.http import FileResponse, JsonResponse, StreamingHttpResponse
@@ -48,16 +49,16 @@ def tenant_from_the_database(request):
     return {"tenant.id": f"tenant-{Stock.objects.count()}"}
 
 
-def sync_chunks():
-    for index in range(CHUNKS):
+def sync_chunks(count=CHUNKS):
+    for index in range(count):
         Stock.objects.filter(sku=f"chunk-{index}").exists()
         STREAM_EVENTS.append(f"chunk {index}")
         yield f"chunk {index}\n"
     STREAM_EVENTS.append("done")
 
 
-async def async_chunks():
-    for index in range(CHUNKS):
+async def async_chunks(count=CHUNKS):
+    for index in range(count):
         await Stock.objects.filter(sku=f"chunk-{index}").aexists()
         STREAM_EVENTS.append(f"chunk {index}")
         yield f"chunk {index}\n"
@@ -70,11 +71,11 @@ def failing_chunks():
 
 
 def sync_stream(request):
-    return StreamingHttpResponse(sync_chunks(), content_type="text/plain")
+    return StreamingHttpResponse(sync_chunks(int(request.GET.get("chunks", CHUNKS))), content_type="text/plain")
 
 
 async def async_stream(request):
-    return StreamingHttpResponse(async_chunks(), content_type="text/plain")
+    return StreamingHttpResponse(async_chunks(int(request.GET.get("chunks", CHUNKS))), content_type="text/plain")
 
 
 def failing_stream(request):
@@ -82,7 +83,10 @@ def failing_stream(request):
 
 
 async def events(request):
-    """Server-sent events: one event per query, then a pause as a live stream would have."""
+    """Server-sent events: one event per query (``?events=``, 3 by default), then a pause
+    as a live stream would have."""
+    quick = int(request.GET.get("events", CHUNKS))
+
     async def stream():
         index = 0
         while True:
@@ -90,8 +94,29 @@ async def events(request):
             STREAM_EVENTS.append(f"event {index}")
             yield f"id: {index}\nevent: tick\ndata: {index}\n\n"
             index += 1
-            await asyncio.sleep(0.05 if index < CHUNKS else 3600)
+            await asyncio.sleep(0.05 if index < quick else 3600)
     return StreamingHttpResponse(stream(), content_type="text/event-stream")
+
+
+def sync_events(request):
+    """Server-sent events from a sync generator (a WSGI worker): ``?events=`` events, one
+    query each, then a keep-alive comment every 0.2 s, as live streams send, so that a
+    write fails once the client has gone; bounded at one minute."""
+    quick = int(request.GET.get("events", CHUNKS))
+
+    def stream():
+        for index in range(quick):
+            Stock.objects.filter(sku=f"event-{index}").exists()
+            yield f"id: {index}\nevent: tick\ndata: {index}\n\n"
+        for _ in range(300):
+            time.sleep(0.2)
+            yield ": keep-alive\n\n"
+    return StreamingHttpResponse(stream(), content_type="text/event-stream")
+
+
+def this_file(request):
+    """A ``FileResponse`` of a file on disk (this module)."""
+    return FileResponse(open(__file__, "rb"), content_type="text/x-python")  # noqa: SIM115 (the response closes it)
 
 
 def download(request):
@@ -109,5 +134,7 @@ urlpatterns = [
     path("stream/async/", async_stream),
     path("stream/failing/", failing_stream),
     path("events/", events),
+    path("events/sync/", sync_events),
+    path("file/", this_file),
     path("download/", download),
 ]

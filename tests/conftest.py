@@ -1,4 +1,8 @@
+import pytest
+
 pytest_plugins = ["tracing_app.testing"]
+# Plain asserts in shared test helpers report their operands like those in test modules.
+pytest.register_assert_rewrite("tests.captured")
 
 
 def pytest_runtest_setup(item):

@@ -1,7 +1,7 @@
 """Django's cache framework: a CLIENT span per operation, sync and async, on every backend
 Django ships: local memory, file, database (on the test database), Redis (the real server, its
 own database number and key prefix) and Memcached (a memcached this module starts; without the
-binary those tests do not run)."""
+binary those tests are skipped and listed, and under TRACING_REQUIRE_SERVICES=1 (CI) they fail)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from django.core.cache import cache, caches
 from django.core.management import call_command
 from django.test import override_settings
 
-from tests.e2e.stack import REDIS_URL, require_redis
+from tests.e2e.stack import NEEDS_SERVICES, REDIS_URL, require_redis
 from tests.tracing_settings import tracing_settings
 from tracing_app.conf import get_config
 from tracing_app.integrations import cache as traced_cache
@@ -34,11 +34,22 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def memcached_binary() -> str:
+    """The memcached executable; without one, fail under TRACING_REQUIRE_SERVICES=1 (CI, where
+    .ci/services.sh installs it), else skip and list the test in the run's summary."""
+    binary = shutil.which("memcached")
+    if binary is not None:
+        return binary
+    reason = "the Memcached cache backend needs the memcached binary (apt-get install memcached)"
+    if os.environ.get("TRACING_REQUIRE_SERVICES") == "1":
+        pytest.fail(reason, pytrace=False)
+    NEEDS_SERVICES.append(os.environ.get("PYTEST_CURRENT_TEST", reason).rpartition(" ")[0] or reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="module")
 def memcached_location():
-    binary = shutil.which("memcached")
-    if binary is None:
-        pytest.skip("memcached is not installed here (apt-get install memcached); the Memcached backend is untested")
+    binary = memcached_binary()
     port = _free_port()
     process = subprocess.Popen([binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "nobody"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -232,3 +243,21 @@ def test_the_switch_off_installs_nothing_and_uninstall_restores_the_backends():
                 assert fresh.get("k") == 1 and "get" not in fresh.__dict__
         assert spans.records() == []
     assert get_config().integration_enabled("cache")
+
+
+@pytest.mark.parametrize("required, outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_memcached_fails_under_ci_and_skips_otherwise(monkeypatch, required, outcome):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("TRACING_REQUIRE_SERVICES", required)
+    listed = len(NEEDS_SERVICES)
+    with pytest.raises(outcome):
+        memcached_binary()
+    assert len(NEEDS_SERVICES) == listed + (outcome is pytest.skip.Exception)
+    del NEEDS_SERVICES[listed:]
+
+
+def test_ci_services_script_installs_memcached():
+    from pathlib import Path
+
+    script = (Path(__file__).resolve().parent.parent / ".ci" / "services.sh").read_text()
+    assert "command -v memcached" in script and "apt-get install -y memcached" in script

@@ -12,6 +12,7 @@ from opentelemetry import trace
 
 from tracing_app import get_tracer
 from tracing_app.conf import resolve
+from tracing_app.context.suppression import untraced
 from tracing_app.integrations.celery import signals as celery_signals
 from tracing_app.integrations.celery.headers import SENT_AT_HEADER
 from tracing_app.integrations.celery.timing import wait_attributes
@@ -217,3 +218,13 @@ def test_publish_under_an_unsampled_parent_makes_no_span_but_sends_the_decision(
         add.apply_async((1, 2), connection=conn)
     assert sent_headers[0]["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
     assert captured_spans.records() == []
+
+
+def test_publish_inside_untraced_makes_no_span_and_sends_no_context(captured_spans, sent_headers):
+    """untraced() (UNTRACED_COMMANDS such as `shell`, our own bookkeeping) silences task
+    publishes as it does queries: a `manage.py shell -c "task.delay()"` sent a span before."""
+    with app.connection_for_write() as conn, get_tracer().start_as_current_span("housekeeping"), untraced():
+        add.apply_async((1, 2), connection=conn)
+        app.send_task("elsewhere.not_registered_here", connection=conn)
+    assert [s.name for s in captured_spans.records()] == ["housekeeping"]
+    assert len(sent_headers) == 2 and not any("traceparent" in headers for headers in sent_headers)

@@ -6,11 +6,13 @@ import logging
 import re
 
 import pytest
+import requests
 from django.db import connection
 from django.test import Client
 
 from apps.inventory.models import Stock
 from apps.orders.models import Order
+from tests.test_http_clients import Service
 from tests.tracing_settings import tracing_settings
 from tracing_app import get_tracer
 from tracing_app.conf import get_config
@@ -41,6 +43,12 @@ def _list(n: int, item: str = "%s") -> str:
      f'INSERT INTO "t" ("a") VALUES (?){MORE} ON CONFLICT DO NOTHING', 0, 3),
     # Rows that differ only by values are the same row once values are "?".
     ("INSERT INTO t VALUES (%s, 1), (%s, 2)", f"INSERT INTO t VALUES (?, ?){MORE}", 0, 2),
+    # PostgreSQL's array constructor, the other way raw SQL writes a long list (ANY(ARRAY[...])).
+    (f"SELECT * FROM t WHERE id = ANY(ARRAY[{', '.join(str(i) for i in range(5000))}])",
+     f"SELECT * FROM t WHERE id = ANY(ARRAY[?{MORE}])", 5000, 0),
+    (f"SELECT * FROM t WHERE sku = ANY(array[{_list(3, repr('s'))}]) AND id IN (%s, %s)",
+     f"SELECT * FROM t WHERE sku = ANY(array[?{MORE}]) AND id IN (?{MORE})", 5, 0),
+    ("SELECT ARRAY[a, b] FROM t WHERE x = ANY(ARRAY[%s])", "SELECT ARRAY[a, b] FROM t WHERE x = ANY(ARRAY[?])", 0, 0),
     # What must stay: a one-item list, one row, a subquery, rows of different shapes.
     ("SELECT * FROM t WHERE id IN (%s)", "SELECT * FROM t WHERE id IN (?)", 0, 0),
     ('INSERT INTO "t" ("a") VALUES (%s)', 'INSERT INTO "t" ("a") VALUES (?)', 0, 0),
@@ -119,12 +127,15 @@ def test_query_text_max_length_setting():
     assert spans.records()[0].attributes["db.query.text"] == 'SELECT "inventory_stock"."id",'
 
 
-def _long_values():
+def _long_values(service_url: str):
     list(Stock.objects.filter(sku="x" * 100))
     Client().get("/ok/", HTTP_USER_AGENT="agent/" + "y" * 200)
+    requests.get(service_url + "/" + "p" * 200)
+    Client(raise_request_exception=False).get("/boom/")  # an exception event with a long stack trace
     with get_tracer().start_as_current_span("work") as work:
         work.set_attribute("note", "z" * 100)
         work.add_event("note", {"text": "w" * 100})
+        work.record_exception(ValueError("m" * 300))
 
 
 @pytest.mark.django_db
@@ -134,19 +145,28 @@ def test_attribute_length_limits_apply_to_every_span_without_a_warning(monkeypat
     monkeypatch.setenv(variable, "40")
     get_config.cache_clear()  # the configuration reads OTEL_* variables once
     caplog.set_level(logging.WARNING)
+    service = Service()
     try:
         with capture_spans() as spans:  # the provider takes the limits from the configuration when built
-            _long_values()
+            for _ in range(60):  # a few hundred spans: a log line per span would show as hundreds
+                _long_values(service.url(""))
     finally:
         monkeypatch.undo()
         get_config.cache_clear()
+        service.stop()
+    assert len(spans.records()) == 60 * 5
     by_name = {span.name: span for span in spans.records()}
+    assert by_name["GET"].attributes["url.full"] == f"http://127.0.0.1:{service.port}/" + "p" * (40 - 23)
+    events = dict(by_name["work"].events)
     assert by_name["SELECT inventory_stock"].attributes["db.query.text"] == 'SELECT "inventory_stock"."id", "inventor'
     assert by_name["GET ok/"].attributes["user_agent.original"] == "agent/" + "y" * 34
     assert by_name["work"].attributes["note"] == "z" * 40
     if variable == "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT":  # the span-only variable leaves events alone
         assert by_name["work"].events[0][1]["text"] == "w" * 40
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
+        assert events["exception"]["exception.message"] == "m" * 40
+        assert len(by_name["GET boom/"].events[0][1]["exception.stacktrace"]) == 40
+    # django.request's own "Internal Server Error" line for /boom/ is the host's, not ours.
+    assert [r.getMessage() for r in caplog.records if r.name != "django.request"] == []
 
 
 @pytest.mark.django_db

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 import pytest
@@ -13,9 +12,10 @@ from django.conf import settings
 from django.test import override_settings
 from opentelemetry import trace
 
+from tests.grpc_loopback import traced_channel
+from tracing_app import safety
+from tracing_app.context.suppression import untraced
 from tracing_app.integrations.grpc import (
-    TracingClientInterceptor,
-    TracingServerInterceptor,
     integration,
     split_address,
     split_method,
@@ -52,19 +52,10 @@ class Echo:
 @pytest.fixture
 def echo() -> Iterator[tuple[Echo, grpc.Channel]]:
     servicer = Echo()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[TracingServerInterceptor()])
     handler = grpc.unary_unary_rpc_method_handler(servicer.say)
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.v1.Echo", {"Say": handler})])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    target = f"127.0.0.1:{port}"
-    channel = grpc.intercept_channel(grpc.insecure_channel(target), TracingClientInterceptor(target))
-    try:
+    with traced_channel(grpc.method_handlers_generic_handler("test.v1.Echo", {"Say": handler}),
+                        servicer.release) as channel:
         yield servicer, channel
-    finally:
-        servicer.release.set()
-        channel.close()
-        server.stop(grace=None).wait()
 
 
 def call(channel: grpc.Channel, body: bytes, timeout: float = 10.0) -> bytes:
@@ -228,3 +219,50 @@ def test_under_an_unsampled_parent_no_client_span_but_the_server_learns_the_deci
     assert dict(servicer.metadata)["traceparent"] == f"00-{0xABC:032x}-{0xDEF:016x}-00"
     time.sleep(0.2)  # a server span, if one were wrongly kept, ends just after the answer
     assert captured_spans.records() == []
+
+
+class _RefusesDoneCallbacks(grpc.UnaryUnaryClientInterceptor):
+    """Between our interceptor and the channel: the call it hands back refuses done callbacks."""
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return _NoDoneCallbacks(continuation(client_call_details, request))
+
+
+class _NoDoneCallbacks:
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def add_done_callback(self, callback) -> None:
+        raise RuntimeError("no done callbacks here")
+
+    def __getattr__(self, name):
+        return getattr(self._call, name)
+
+
+def test_a_call_we_cannot_follow_still_answers_and_its_span_ends_unknown(captured_spans, monkeypatch):
+    monkeypatch.setattr(safety, "RAISE_ERRORS", False)
+    servicer = Echo()
+    handler = grpc.method_handlers_generic_handler("test.v1.Echo", {"Say": grpc.unary_unary_rpc_method_handler(
+        servicer.say)})
+    with traced_channel(handler, servicer.release, _RefusesDoneCallbacks()) as channel:
+        # A future: a blocking call hands our interceptor gRPC's own finished outcome instead.
+        assert channel.unary_unary(SAY).future(b"hi", timeout=10).result() == b"echo:hi"
+        spans = wait_for_spans(captured_spans, 3)
+    assert_trace(spans, Expect(NAME, kind="CLIENT", error=True, children=[
+        Expect(NAME, kind="SERVER", error=False, children=[Expect("work")]),
+    ]))
+    client = by_kind(spans, "CLIENT")
+    assert client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNKNOWN.value[0]
+    assert client.status_message == "UNKNOWN"
+
+
+def test_a_call_inside_untraced_makes_no_client_span_and_sends_no_context(echo, captured_spans):
+    """untraced() (UNTRACED_COMMANDS, our own bookkeeping) silences gRPC calls as it does queries;
+    the server, in a context of its own, still traces what it serves."""
+    servicer, channel = echo
+    with get_tracer().start_as_current_span("housekeeping"), untraced():
+        assert call(channel, b"hi") == b"echo:hi"
+    spans = wait_for_spans(captured_spans, 3)
+    assert sorted(s.kind for s in spans) == ["INTERNAL", "INTERNAL", "SERVER"]
+    assert "traceparent" not in dict(servicer.metadata)
+    assert not by_kind(spans, "SERVER").parent_id

@@ -9,15 +9,14 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from concurrent import futures
 
 import grpc
 import grpc.aio
 import pytest
 from opentelemetry import trace
 
-from tracing_app import TracingAioServerInterceptor, aio_client_interceptors
-from tracing_app.integrations.grpc import TracingClientInterceptor, TracingServerInterceptor
+from tests.grpc_loopback import traced_channel
+from tracing_app import TracingAioServerInterceptor, aio_client_interceptors, safety
 from tracing_app.pipeline.provider import get_tracer
 from tracing_app.testing import Expect, assert_trace, capture_spans
 
@@ -116,17 +115,8 @@ def handlers(servicer) -> grpc.GenericRpcHandler:
 @pytest.fixture
 def sync_stack() -> Iterator[tuple[Streams, grpc.Channel]]:
     servicer = Streams()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[TracingServerInterceptor()])
-    server.add_generic_rpc_handlers([handlers(servicer)])
-    target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
-    server.start()
-    channel = grpc.intercept_channel(grpc.insecure_channel(target), TracingClientInterceptor(target))
-    try:
+    with traced_channel(handlers(servicer), servicer.release) as channel:
         yield servicer, channel
-    finally:
-        servicer.release.set()
-        channel.close()
-        server.stop(grace=None).wait()
 
 
 def test_unary_stream_is_one_span_a_side_over_the_whole_stream(sync_stack, captured_spans):
@@ -291,7 +281,10 @@ class AioStreams:
         return b"".join([a async for a in self._answers(request, context)])
 
 
-async def aio_stack(servicer: AioStreams) -> tuple[grpc.aio.Server, grpc.aio.Channel]:
+async def aio_stack(servicer: AioStreams, *inner: grpc.aio.ClientInterceptor) -> tuple[grpc.aio.Server,
+                                                                                       grpc.aio.Channel]:
+    """A grpc.aio server traced by ``TracingAioServerInterceptor`` on a free loopback port and a
+    channel to it through our client interceptors, then the ``inner`` ones."""
     server = grpc.aio.server(interceptors=[TracingAioServerInterceptor()])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, {
         "Count": grpc.unary_stream_rpc_method_handler(servicer.count),
@@ -302,15 +295,15 @@ async def aio_stack(servicer: AioStreams) -> tuple[grpc.aio.Server, grpc.aio.Cha
     })])
     target = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     await server.start()
-    return server, grpc.aio.insecure_channel(target, interceptors=aio_client_interceptors(target))
+    return server, grpc.aio.insecure_channel(target, interceptors=[*aio_client_interceptors(target), *inner])
 
 
-def run_aio(scenario) -> AioStreams:
+def run_aio(scenario, *inner: grpc.aio.ClientInterceptor) -> AioStreams:
     """Run ``scenario(servicer, channel)`` against a fresh grpc.aio server and channel."""
 
     async def main() -> AioStreams:
         servicer = AioStreams()
-        server, channel = await aio_stack(servicer)
+        server, channel = await aio_stack(servicer, *inner)
         try:
             await scenario(servicer, channel)
         finally:
@@ -431,3 +424,32 @@ def test_a_failure_in_our_own_server_hook_after_the_span_started_ends_it_and_the
     server = by_kind(spans, "SERVER")
     assert server.end_ns >= server.start_ns > 0 and server.error, "ended, marked as not followed to its end"
     assert by_kind(spans, "CLIENT").attributes["rpc.grpc.status_code"] == 0
+
+
+class _RefusesDoneCallbacksAio(grpc.aio.UnaryUnaryClientInterceptor):
+    """Between our interceptor and the channel: the call it hands back refuses done callbacks."""
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        call = await continuation(client_call_details, request)
+
+        def refuse(callback) -> None:
+            raise RuntimeError("no done callbacks here")
+
+        call.add_done_callback = refuse
+        return call
+
+
+def test_aio_call_we_cannot_follow_still_answers_and_its_span_ends_unknown(captured_spans, monkeypatch):
+    monkeypatch.setattr(safety, "RAISE_ERRORS", False)
+
+    async def scenario(servicer, channel):
+        assert await channel.unary_unary(SAY)(b"1", timeout=20) == b"0"
+
+    run_aio(scenario, _RefusesDoneCallbacksAio())
+    spans = wait_for(captured_spans, lambda s: len(s) == 3, "3 spans")
+    assert_trace(spans, Expect(name(SAY), kind="CLIENT", error=True, children=[
+        Expect(name(SAY), kind="SERVER", error=False, children=[Expect("work")]),
+    ]))
+    [client] = [s for s in spans if s.kind == "CLIENT"]
+    assert client.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNKNOWN.value[0]
+    assert client.status_message == "UNKNOWN"

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from celery import Celery
 
-from tracing_app.context.carriers import CARRIER, MAX_HEADER_CHARS, header_problem
+from tracing_app.context.carriers import CARRIER, MAX_HEADER_CHARS, extract
 from tracing_app.integrations.celery.headers import REQUEST_GETTER
 from tracing_app.integrations.kombu import consuming
 
@@ -41,7 +41,7 @@ AS_SENT = {  # how each client hands the same traceparent to kombu
 @pytest.mark.parametrize("value", AS_SENT.values(), ids=AS_SENT.keys())
 def test_carrier_reads_every_text_field_type(value):
     assert CARRIER.get({"traceparent": value}, "traceparent") == [VALID]
-    assert header_problem({"traceparent": value}) == ""
+    assert extract({"traceparent": value})[1] == ""
 
 
 @pytest.mark.parametrize("value", AS_SENT.values(), ids=AS_SENT.keys())
@@ -60,6 +60,33 @@ def test_celery_task_continues_the_trace_whatever_the_field_type(captured_spans,
     noop.apply(headers={"traceparent": value})
     [span] = captured_spans.records()
     assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
+
+
+SAME_AS_HTTP = {  # traceparent -> continued? W3C Trace Context Level 2, "Versioning of traceparent"
+    "a later version with fields after the flags": (f"cc-{TRACE_ID}-{PARENT_ID}-01-later-fields", True),
+    "a later version of the same length": (f"cc-{TRACE_ID}-{PARENT_ID}-01", True),
+    "OWS around the value": (f" {VALID}\t", True),
+    "version 00 with fields after the flags": (f"{VALID}-x", False),
+    "uppercase hex": (f"00-{TRACE_ID.upper()}-{PARENT_ID}-01", False),
+    "version ff": (f"ff-{TRACE_ID}-{PARENT_ID}-01", False),
+    "a later version whose flags are not followed by a dash": (f"cc-{TRACE_ID}-{PARENT_ID}-01x", False),
+}
+
+
+@pytest.mark.parametrize("traceparent, continued", SAME_AS_HTTP.values(), ids=SAME_AS_HTTP.keys())
+def test_message_traceparent_is_read_as_an_http_request_reads_it(captured_spans, traceparent, continued):
+    from opentelemetry import propagate, trace
+
+    http = trace.get_current_span(propagate.extract({"traceparent": traceparent})).get_span_context()
+    assert http.is_valid is continued, "the HTTP reading this test compares with"
+    for value in (traceparent, traceparent.encode(), [traceparent]):
+        assert (extract({"traceparent": value})[1] == "") is continued
+        message = SimpleNamespace(headers={"traceparent": value}, body=b"{}", properties={},
+                                  delivery_info={"routing_key": "order.paid"})
+        with consuming(message):
+            pass
+        span = captured_spans.records()[-1]
+        assert (span.trace_id == TRACE_ID and span.parent_id == PARENT_ID) is continued
 
 
 def test_request_getter_reads_bytes_on_the_request_and_nested_under_headers():
@@ -92,13 +119,13 @@ NOT_TRACE_CONTEXT = {  # value -> what the reason says
     "two traceparents": ([VALID, VALID.encode()], "traceparent has 2 values"),
     "too long bytes": (b"0" * (MAX_HEADER_CHARS + 1), "characters long"),
     "malformed bytes": (f"00-{SECRET}-01".encode(), "traceparent is malformed"),
-    "zero trace id bytes": (f"00-{'0' * 32}-{PARENT_ID}-01".encode(), "not a valid span context"),
+    "zero trace id bytes": (f"00-{'0' * 32}-{PARENT_ID}-01".encode(), "has an all-zero id"),
 }
 
 
 @pytest.mark.parametrize("value, reason", NOT_TRACE_CONTEXT.values(), ids=NOT_TRACE_CONTEXT.keys())
 def test_other_types_are_not_read_and_the_reason_never_quotes_the_value(captured_spans, caplog, value, reason):
-    problem = header_problem({"traceparent": value})
+    problem = extract({"traceparent": value})[1]
     assert reason in problem
     message = SimpleNamespace(headers={"traceparent": value}, body=b"{}", properties={"message_id": "m-9"},
                               delivery_info={"routing_key": "order.paid"})

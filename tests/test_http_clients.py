@@ -48,6 +48,12 @@ class Service:
                 if self.path == "/slow":
                     service.waiting.set()
                     service.release.wait(30)
+                if self.path.startswith("/redirect?to="):  # a 302 to the URL after "to="
+                    self.send_response(302)
+                    self.send_header("Location", self.path.partition("=")[2])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status = int(self.path.rsplit("/", 1)[1]) if self.path.startswith("/status/") else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "2")

@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client, override_settings
 
+from tests.captured import only_span
 from tracing_app.integrations.django import middleware
 
 pytestmark = pytest.mark.urls("tests.urls")
@@ -14,12 +15,6 @@ PARENT_ID = "00f067aa0ba902b7"
 @pytest.fixture
 def client():
     return Client(raise_request_exception=False)
-
-
-def only_span(captured_spans):
-    spans = captured_spans.records()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
 
 
 def test_span_is_named_by_route_template_not_raw_path(client, captured_spans):

@@ -242,6 +242,25 @@ def test_export_batch_larger_than_the_queue_is_a_warning():
     assert ignored(config, "BATCH_MAX_EXPORT_SIZE")
 
 
+@pytest.mark.parametrize(("user", "environ"), [
+    ({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "100"}),
+    ({"BATCH_MAX_QUEUE_SIZE": 100}, {}),
+    ({"BATCH_MAX_QUEUE_SIZE": 1000}, {"OTEL_BSP_MAX_QUEUE_SIZE": "64"}),
+])
+def test_queue_smaller_than_the_default_batch_makes_the_default_batch_follow_it(user, environ):
+    """Only the queue is set: a valid choice, and the default batch (512) cannot exceed it."""
+    config = resolve(user, environ)
+    assert config.batch_max_export_size == config.batch_max_queue_size < 512
+    assert problems(config) == []
+
+
+def test_tracing_batch_larger_than_an_environment_queue_is_a_warning_not_an_error():
+    config = resolve({"BATCH_MAX_EXPORT_SIZE": 300}, {"OTEL_BSP_MAX_QUEUE_SIZE": "100"})
+    assert config.batch_max_export_size == 100 and ignored(config, "BATCH_MAX_EXPORT_SIZE")
+    assert resolve({"BATCH_MAX_EXPORT_SIZE": 300, "BATCH_MAX_QUEUE_SIZE": 100}, {}).problems[0].check_id == \
+        "tracing_app.E003", "TRACING contradicting itself stays an error"
+
+
 # -- attribute and span limits -------------------------------------------------------------------
 
 

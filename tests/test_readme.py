@@ -51,3 +51,10 @@ def write_settings_table() -> None:
 
 if __name__ == "__main__":
     write_settings_table()
+
+
+def test_no_document_carries_merge_conflict_markers():
+    # a merge once committed BENCHMARKS.md with both sides of a conflict still marked
+    marker = re.compile(r"^(<{7} |={7}$|>{7} )", re.M)
+    for path in sorted(ROOT.glob("*.md")) + sorted((ROOT / "docs").rglob("*.md")):
+        assert not marker.search(path.read_text()), f"{path.name} has unresolved merge conflict markers"

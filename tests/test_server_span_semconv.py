@@ -5,6 +5,8 @@ Django converts, failures and answers from other middleware, HEAD and OPTIONS.""
 import pytest
 from django.test import Client, override_settings
 
+from tests.captured import only_span
+
 pytestmark = pytest.mark.urls("tests.urls")
 
 OUR_MIDDLEWARE = "tracing_app.TracingMiddleware"
@@ -14,12 +16,6 @@ COMMON = "django.middleware.common.CommonMiddleware"
 @pytest.fixture
 def client():
     return Client(raise_request_exception=False)
-
-
-def only_span(captured_spans):
-    spans = captured_spans.records()
-    assert len(spans) == 1, [s.name for s in spans]
-    return spans[0]
 
 
 def assert_not_an_error(span):

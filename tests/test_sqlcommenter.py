@@ -29,6 +29,11 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     ("SELECT 1;", None, f"SELECT 1 /*traceparent='{TRACEPARENT}'*/;"),
     ("SELECT 1 /* mine */", None, "SELECT 1 /* mine */"),  # a comment already: left alone (spec)
     ("SELECT 1 -- mine", None, "SELECT 1 -- mine"),
+    # Trailing whitespace after the final ";", a comment before it, text that only looks like a comment.
+    ("SELECT 1;\n  ", None, f"SELECT 1 /*traceparent='{TRACEPARENT}'*/;"),
+    ("SELECT 1 /* mine */;", None, "SELECT 1 /* mine */;"),
+    ("SELECT '--' AS dashes", None, "SELECT '--' AS dashes"),  # left alone: safe, only less linked
+    ("SELECT %s", [1], f"SELECT %s /*traceparent='{TRACEPARENT}'*/"),
 ])
 def test_the_comment_is_appended_per_the_specification(sql, params, expected):
     assert Commenter(("traceparent",), None).append(sql, SPAN, params) == expected
@@ -73,6 +78,41 @@ def test_off_by_default_and_on_when_set():
             assert re.fullmatch(rf"SELECT %s /\*traceparent='00-{span.trace_id}-{span.span_id}-0[13]'\*/", seen[0])
         else:
             assert seen == ["SELECT %s"]
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_what_postgresql_receives_is_url_encoded_once_whatever_the_parameters():
+    """A tracestate value holding ``%``, ``*/`` and ``=``: encoded, and the ``%`` doubled for
+    the driver exactly when it formats the statement (ORM parameters, none, executemany)."""
+    from opentelemetry import context
+
+    from apps.inventory.models import Stock
+
+    sent = []
+
+    def spy(execute, sql, params, many, context_):
+        result = execute(sql, params, many, context_)
+        sent.append(connection.ops.last_executed_query(context_["cursor"], sql, params))  # psycopg's own text
+        return result
+
+    parent = trace.SpanContext(SPAN.trace_id, SPAN.span_id, is_remote=True, trace_flags=trace.TraceFlags(1),
+                               trace_state=trace.TraceState([("vendor", "a%b*/c")]))
+    with tracing_settings(SQL_COMMENTER=True, SQL_COMMENTER_FIELDS=["tracestate", "traceparent"]):
+        token = context.attach(trace.set_span_in_context(trace.NonRecordingSpan(parent)))
+        try:
+            with connection.execute_wrapper(spy):
+                list(Stock.objects.filter(sku="x"))  # parameters
+                list(Stock.objects.all())  # an empty parameter tuple: the driver still formats
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")  # no parameters: not formatted
+                    cursor.executemany("SELECT %s", [(1,), (2,)])
+        finally:
+            context.detach(token)
+    assert len(sent) == 4
+    for statement in sent:
+        assert re.search(r" /\*traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01',"
+                         r"tracestate='vendor%3Da%25b%2A%2Fc'\*/$", statement), statement
 
 
 def hold_a_query(request, year):

@@ -33,6 +33,12 @@ def test_request_overhead_runs_every_mode(tmp_path):
     assert not rows["sampled 100%"].rstrip(" |").endswith("0.00")
     assert not rows["plain OpenTelemetry"].rstrip(" |").endswith("0.00")
     assert "disabled ≤ 1.01x untraced" in section
+    # the cached price GET (Django's cache get_or_set) is in every mode's mix and measured
+    for mode in rows:
+        if mode in ("untraced", "disabled", "sampled 0%", "sampled 100%", "plain OpenTelemetry"):
+            price_p50 = rows[mode].split("|")[-3].strip()
+            assert float(price_p50.split()[0]) > 0, rows[mode]
+    assert "cached price GET p50 ms" in section
 
 
 def test_asgi_overhead_runs_every_mode_under_uvicorn_workers(tmp_path):

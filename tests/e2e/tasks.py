@@ -29,3 +29,16 @@ def lose_worker(how: str) -> None:
     elif how == "sys.exit":
         sys.exit(4)
     time.sleep(60)
+
+
+@shared_task(name="e2e.repeat_queries")
+def repeat_queries(times: int, other_times: int = 0) -> None:
+    """One statement shape ``times`` times with different values (an N+1 loop), and a second
+    shape ``other_times`` times: what the repeated-query flag counts in a real worker."""
+    from apps.inventory.models import Stock
+    from apps.orders.models import Order
+
+    for i in range(times):
+        Stock.objects.filter(sku=f"repeat-{i}").first()
+    for i in range(other_times):
+        Order.objects.filter(sku=f"repeat-{i}").exists()

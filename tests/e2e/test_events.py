@@ -74,8 +74,10 @@ def test_missing_or_malformed_trace_headers_start_a_new_trace_and_lose_nothing(s
         "bad-traceparent": {"traceparent": "00-not-a-trace-01"},
         "zero-trace-id": {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"},
         "number": {"traceparent": 12345},
-        # (bytes need no case: AMQP carries them as strings.)
-        "array": {"traceparent": [valid]},
+        # A field array is one value per line (a one-line array is read: tests/test_header_types.py);
+        # two lines are two traceparents, invalid as two HTTP traceparent headers are.
+        "two-line-array": {"traceparent": [valid, valid]},
+        "array-of-arrays": {"traceparent": [[valid]]},
         "table": {"traceparent": {"nested": valid}},
         "oversized": {"traceparent": valid, "tracestate": "k=" + "v" * 20000},
     }

@@ -141,11 +141,19 @@ def _cross_checks(values: dict[str, Any], sources: dict[str, str], environ: Mapp
     """Rules between variables: OTEL_BSP_MAX_EXPORT_BATCH_SIZE must not exceed
     OTEL_BSP_MAX_QUEUE_SIZE; OTEL_TRACES_SAMPLER_ARG is the argument of a ratio sampler only."""
     problems = []
-    if values["BATCH_MAX_EXPORT_SIZE"] > values["BATCH_MAX_QUEUE_SIZE"]:
-        where = sources["BATCH_MAX_EXPORT_SIZE"]
-        size = min(KEYS_BY_NAME["BATCH_MAX_EXPORT_SIZE"].default, values["BATCH_MAX_QUEUE_SIZE"])
+    where = sources["BATCH_MAX_EXPORT_SIZE"]
+    size = min(KEYS_BY_NAME["BATCH_MAX_EXPORT_SIZE"].default, values["BATCH_MAX_QUEUE_SIZE"])
+    if values["BATCH_MAX_EXPORT_SIZE"] > values["BATCH_MAX_QUEUE_SIZE"] and where == SOURCE_DEFAULT:
+        # Only the queue was made smaller than the default batch (512): a valid choice, not
+        # a conflict, so the default batch follows the queue without a word.
+        values["BATCH_MAX_EXPORT_SIZE"] = size
+    elif values["BATCH_MAX_EXPORT_SIZE"] > values["BATCH_MAX_QUEUE_SIZE"]:
+        # An error only when TRACING contradicts itself; with an OTEL_* variable on either
+        # side, a warning (the environment must not stop manage.py).
+        in_settings = where == SOURCE_SETTINGS and sources["BATCH_MAX_QUEUE_SIZE"] in (SOURCE_SETTINGS,
+                                                                                       SOURCE_DEFAULT)
         problems.append(Problem(
-            ENV_IGNORED if where.startswith("env:") else "tracing_app.E003", "BATCH_MAX_EXPORT_SIZE",
+            "tracing_app.E003" if in_settings else ENV_IGNORED, "BATCH_MAX_EXPORT_SIZE",
             f"BATCH_MAX_EXPORT_SIZE ({where}) is {values['BATCH_MAX_EXPORT_SIZE']}, more than BATCH_MAX_QUEUE_SIZE "
             f"({values['BATCH_MAX_QUEUE_SIZE']}); {size} is used.",
             "A batch is taken from the queue: make it at most the queue's size."))

@@ -11,19 +11,17 @@ only covers Celery tasks); this carrier is the small piece it lacks.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter, Setter
 
-from tracing_app.context.w3c import MAX_HEADER_LINES, TRACEPARENT
+from tracing_app.context.w3c import MAX_HEADER_LINES, TRACEPARENT, parse_traceparent
 
 # W3C limits: tracestate has at most 32 members of at most 256 characters
 # (about 8 KB), baggage at most 8192 bytes. Longer values are an attack or a bug.
 MAX_HEADER_CHARS = 8192
-TRACEPARENT_FORMAT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 # The AMQP field types a trace header plausibly arrives as. ``str``: a long string
 # ('S'), what kombu, Celery and most clients send. ``bytes``: a byte array ('x'), as
 # the Java, .NET and Go clients and pika send a ``byte[]``/``bytes`` value, and
@@ -130,9 +128,10 @@ def extract(headers: Any) -> tuple[context.Context, str]:
     lines = header_lines(headers[TRACEPARENT]) or []
     if len(lines) != 1:
         return context.Context(), f"traceparent has {len(lines)} values (one is allowed)"
-    traceparent = lines[0].strip().lower()
-    if not TRACEPARENT_FORMAT.match(traceparent) or traceparent.startswith("ff"):
-        return context.Context(), f"traceparent is malformed ({len(lines[0])} characters)"
+    # The one W3C codec decides, so a message is read as an HTTP request is (a later
+    # version's extra fields accepted, uppercase hex and version ff refused).
+    if parse_traceparent(lines[0]) is None:
+        return context.Context(), f"traceparent is malformed or has an all-zero id ({len(lines[0])} characters)"
     found = propagate.extract(headers, getter=CARRIER, context=context.Context())
     if not trace.get_current_span(found).get_span_context().is_valid:
         return context.Context(), "traceparent is not a valid span context"
@@ -168,8 +167,3 @@ def messaging_system(source: Any) -> str:
         if isinstance(driver, str):
             return _WELL_KNOWN_SYSTEMS.get(driver, driver)
     return RABBITMQ
-
-
-def header_problem(headers: Any) -> str:
-    """Why ``headers`` carry no usable trace context, or "" when they do."""
-    return extract(headers)[1]

@@ -15,11 +15,12 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.trace import Status, StatusCode
 
 from tracing_app.conf import get_config
 from tracing_app.conf.keys import NEVER_ALLOWED_HEADERS
+from tracing_app.safety import guarded
 
 MAX_HEADER_VALUE = 256
 MAX_ARGS_REPR = 1000
@@ -85,3 +86,33 @@ def record_error(span: trace.Span, exc: BaseException, error_type: str = "", sta
         "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{qualified}",
     })
     span.set_status(Status(StatusCode.ERROR, status if status is not None else name))
+
+
+class ending:  # noqa: N801 (used like a function: ``with ending(span, token, "..."):``)
+    """``with ending(span, token, "what"):`` ends ``span`` when the block ends, however it ends.
+
+    An exception leaving the block (any ``BaseException``: KeyboardInterrupt, a cancelled
+    caller) is recorded on the span by ``record_error`` inside ``guarded(what)`` and goes on
+    unchanged; then ``token`` (from ``context.attach``, or None when nothing was attached) is
+    detached and the span ended. A class, like ``guarded``: it runs once per message."""
+
+    __slots__ = ("span", "token", "what")
+
+    def __init__(self, span: trace.Span, token: object, what: str) -> None:
+        self.span = span
+        self.token = token
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        try:
+            if exc is not None:
+                with guarded(self.what):
+                    record_error(self.span, exc)
+        finally:
+            if self.token is not None:
+                context.detach(self.token)  # type: ignore[arg-type]
+            self.span.end()
+        return False

@@ -1,4 +1,7 @@
-"""Work tracing_app does for itself (outbox polling, chord bookkeeping) runs untraced."""
+"""Work tracing_app does for itself (outbox polling, chord bookkeeping) and the
+``UNTRACED_COMMANDS`` run untraced: every integration of ours that starts a span on
+its own (a query, a cache call, a Celery or kombu publish, a gRPC call) asks
+``suppressed()`` first, as OpenTelemetry's instrumentations do."""
 
 from __future__ import annotations
 
@@ -18,3 +21,9 @@ def untraced() -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+def suppressed() -> bool:
+    """True inside ``untraced()`` or any other OpenTelemetry instrumentation suppression
+    (the standard key, set e.g. by an exporter sending spans): start no span then."""
+    return bool(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY))

@@ -51,6 +51,7 @@ from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy
+from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
@@ -228,7 +229,7 @@ def _start(operation: str, span_name: str, backend_attrs: dict[str, Any], args: 
 
 def _untraced_now() -> bool:
     return (not integration.installed or _running.get() is not None
-            or bool(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY))
+            or suppressed()
             or drops_child_of_current(get_tracer()))
 
 

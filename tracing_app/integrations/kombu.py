@@ -42,6 +42,7 @@ from opentelemetry.trace import SpanKind
 from tracing_app.context import privacy
 from tracing_app.context.carriers import CARRIER, RABBITMQ, extract, messaging_system
 from tracing_app.context.propagators import inject_context
+from tracing_app.context.suppression import suppressed
 from tracing_app.pipeline import provider
 from tracing_app.safety import guarded
 from tracing_app.semconv import (
@@ -79,11 +80,6 @@ def _name(exchange: Any) -> str:
     return str(getattr(exchange, "name", exchange) or "")
 
 
-def _record_error(span: trace.Span, exc: BaseException) -> None:
-    # The exception's message only with RECORD_EXCEPTION_MESSAGES (privacy.py).
-    privacy.record_error(span, exc)
-
-
 def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = "",
             headers: Mapping[str, Any] | None = None, message_id: str | None = None,
             parent: context.Context | None = None, links: list[trace.Link] | None = None,
@@ -97,6 +93,8 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
     if message_id:
         kwargs["message_id"] = message_id
     message_headers = dict(headers or {})
+    if suppressed():  # untraced(): no span, no context sent
+        return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
     # A failure of our own below: the message still goes, and a span already started still ends.
     span: trace.Span = trace.INVALID_SPAN
     token = None
@@ -115,16 +113,8 @@ def publish(producer: Any, body: Any, *, exchange: Any = "", routing_key: str = 
         token = context.attach(span_context)
         inject_context(message_headers, span_context, setter=CARRIER)
     # From here the span ends on every path, whatever the publish raises (KeyboardInterrupt included).
-    try:
+    with privacy.ending(span, token, "recording a failed kombu publish"):
         return producer.publish(body, exchange=exchange, routing_key=routing_key, headers=message_headers, **kwargs)
-    except BaseException as exc:
-        with guarded("recording a failed kombu publish"):
-            _record_error(span, exc)
-        raise
-    finally:
-        if token is not None:
-            context.detach(token)
-        span.end()
 
 
 @contextlib.contextmanager
@@ -156,13 +146,5 @@ def consuming(message: Any, name: str | None = None) -> Iterator[trace.Span]:
         )
         # Baggage from the headers travels on with the span.
         token = context.attach(trace.set_span_in_context(span, parent))
-    try:
+    with privacy.ending(span, token, "recording a failed kombu message handler"):
         yield span
-    except BaseException as exc:
-        with guarded("recording a failed kombu message handler"):
-            _record_error(span, exc)
-        raise
-    finally:
-        if token is not None:
-            context.detach(token)
-        span.end()

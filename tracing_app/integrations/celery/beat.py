@@ -44,16 +44,8 @@ def install() -> None:
                                                     attributes={CELERY_BEAT_ENTRY_NAME: name,
                                                                 CELERY_TASK_NAME: str(getattr(entry, "task", ""))})
             token = context.attach(trace.set_span_in_context(span, context.Context()))
-        try:
+        with privacy.ending(span, token, "recording a failed scheduled Celery send"):
             return original(self, entry, producer=producer, advance=advance, **kwargs)
-        except BaseException as exc:
-            with guarded("recording a failed scheduled Celery send"):
-                privacy.record_error(span, exc)
-            raise
-        finally:
-            if token is not None:
-                context.detach(token)
-            span.end()
 
     Scheduler.apply_async = apply_async
 

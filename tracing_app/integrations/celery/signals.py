@@ -49,6 +49,7 @@ from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
 from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
 from tracing_app.context.propagators import inject_context
+from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.celery import beat as celery_beat
 from tracing_app.integrations.celery import lifecycle as celery_lifecycle
@@ -183,7 +184,7 @@ class CeleryIntegration(Integration):
                 _pending_publish.set(None)
                 stale.span.set_status(Status(StatusCode.ERROR, "publish did not complete"))
                 stale.span.end()
-            if headers is None:
+            if headers is None or suppressed():  # untraced(): no span, no context sent
                 return
             tracer = provider.get_tracer()
             if drops_child_of_current(tracer):

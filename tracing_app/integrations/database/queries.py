@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
+from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.database.sqlcommenter import Commenter
 from tracing_app.integrations.database.statements import DEFAULT_MAX_LENGTH, StatementCache
@@ -98,7 +99,7 @@ class QueryTracer:
         tracer = get_tracer()
         if drops_child_of_current(tracer):  # first: no span object at all under an unsampled request
             return execute(sql, params, many, context)
-        if not isinstance(sql, str) or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
+        if not isinstance(sql, str) or suppressed():
             return execute(sql, params, many, context)
         span = None
         try:  # safety.swallow, not guarded: this runs for every query (see safety.swallow)

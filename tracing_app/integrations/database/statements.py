@@ -11,7 +11,8 @@
    statement shape has one text (which the repeated-query count relies on). Mixed
    output such as ``WHERE id = %s LIMIT ?`` was the two rules applied one after
    the other.
-2. Lists collapse: ``IN (?, ?, ?)`` becomes ``IN (? /*, ... */)`` with the number of
+2. Lists collapse: ``IN (?, ?, ?)`` becomes ``IN (? /*, ... */)`` (and PostgreSQL's
+   ``ARRAY[?, ?, ?]`` becomes ``ARRAY[? /*, ... */]``) with the number of
    values in ``tracing_app.db.query.in_list.size``, and the identical rows of a
    multi-row ``VALUES (?, ?), (?, ?)`` (``bulk_create``) become ``VALUES (?, ?) /*, ... */``
    with the number of rows in ``db.operation.batch.size`` (also for the
@@ -56,6 +57,8 @@ _ITEMS = rf"{_ITEM}(?:\s*,\s*{_ITEM})*"
 # "IN (...)" of two or more items; rows must repeat exactly.
 _IN_LIST = re.compile(rf"\bIN\s*\(\s*({_ITEM}|\({_ITEMS}\))((?:\s*,\s*(?:{_ITEM}|\({_ITEMS}\)))+)\s*\)",
                       re.IGNORECASE)
+# PostgreSQL's array constructor of two or more items: "= ANY(ARRAY[1, 2, ...])" is raw SQL's other long list.
+_ARRAY_LIST = re.compile(rf"\bARRAY\s*\[\s*{_ITEM}((?:\s*,\s*{_ITEM})+)\s*\]", re.IGNORECASE)
 # Two or more identical rows after VALUES (bulk_create writes each row the same).
 _VALUES_ROWS = re.compile(r"\bVALUES\s*(\((?:[^()']|\([^()']*\))*\))((?:\s*,\s*\1)+)", re.IGNORECASE)
 
@@ -112,12 +115,19 @@ def collapse(sql: str) -> tuple[str, int, int]:
             first = "?"
         return f"IN ({first}{MORE})"
 
+    def array_list(match: re.Match[str]) -> str:
+        nonlocal in_values
+        in_values += 1 + match.group(1).count(",")
+        return f"{match.group(0)[:5]}[?{MORE}]"  # the keyword as written
+
     def values_rows(match: re.Match[str]) -> str:
         nonlocal rows
         rows += 1 + match.group(2).count(match.group(1))
         return f"VALUES {match.group(1)}{MORE}"
 
     sql = _IN_LIST.sub(in_list, sql)
+    if "[" in sql:
+        sql = _ARRAY_LIST.sub(array_list, sql)
     if "VALUES" in sql or "values" in sql:  # a substring test is far cheaper than the regex's scan
         sql = _VALUES_ROWS.sub(values_rows, sql)
     return sql, in_values, rows

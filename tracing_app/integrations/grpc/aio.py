@@ -18,8 +18,8 @@ import grpc
 import grpc.aio
 from opentelemetry import context
 
-from tracing_app.integrations.grpc.client import ClientSpans
-from tracing_app.integrations.grpc.common import CallSpan, code_of, integration, method_text
+from tracing_app.integrations.grpc.client import ClientSpans, follow_to_end, not_started
+from tracing_app.integrations.grpc.common import CallSpan, integration, method_text
 from tracing_app.integrations.grpc.server import (
     end_server_span,
     start_server_span,
@@ -27,7 +27,6 @@ from tracing_app.integrations.grpc.server import (
     traced_stream_response,
     traced_unary_response,
 )
-from tracing_app.safety import guarded
 
 # -- client ----------------------------------------------------------------------
 
@@ -82,15 +81,10 @@ class _AioClientInterceptor:
         try:
             call = await continuation(details, request)
         except BaseException as exc:  # CancelledError too: the caller gave up before the call began
-            call_span.finish(code_of(exc), f"{type(exc).__name__}: {exc}", exc)
+            not_started(call_span, exc)
             raise
-        try:
-            # The callback is handed gRPC's internal call object for streams: use ours.
-            call.add_done_callback(lambda _: end_with_aio_call(call_span, call))
-        except Exception:
-            call_span.end_unfinished()
-            with guarded("following a gRPC call to its end"):
-                raise
+        # The callback is handed gRPC's internal call object for streams: use ours.
+        follow_to_end(call_span, call, lambda _: end_with_aio_call(call_span, call))
         return call
 
 

@@ -11,6 +11,7 @@ import grpc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.grpc.common import (
     CallSpan,
     code_of,
@@ -50,6 +51,8 @@ class ClientSpans:
         call_span = None
         try:
             with guarded("starting a gRPC client span"):
+                if suppressed():  # untraced(): no span, no context sent
+                    return None, details
                 tracer = get_tracer()
                 if drops_child_of_current(tracer):
                     return None, self._with_metadata(details, context_metadata(self._target, None))
@@ -80,6 +83,22 @@ def end_with_call(call_span: CallSpan, call: Any) -> None:
     except Exception:
         code, details = None, None  # recorded as UNKNOWN
     call_span.finish(code, details)
+
+
+def not_started(call_span: CallSpan, exc: BaseException) -> None:
+    """End ``call_span`` for a call whose start raised ``exc`` (no call object to follow)."""
+    call_span.finish(code_of(exc), f"{type(exc).__name__}: {exc}", exc)
+
+
+def follow_to_end(call_span: CallSpan, call: Any, on_done: Callable[[Any], None]) -> None:
+    """``call.add_done_callback(on_done)``; should that fail, the span ends as UNKNOWN at
+    once and our failure is reported (``guarded``), the call going on untraced."""
+    try:
+        call.add_done_callback(on_done)
+    except Exception:
+        call_span.end_unfinished()
+        with guarded("following a gRPC call to its end"):
+            raise
 
 
 class TracingClientInterceptor(
@@ -120,14 +139,9 @@ class TracingClientInterceptor(
         try:
             outcome = continuation(details, request)
         except BaseException as exc:
-            call_span.finish(code_of(exc), f"{type(exc).__name__}: {exc}", exc)
+            not_started(call_span, exc)
             raise
-        try:
-            # Called at once for a call already done (a blocking unary call); else when
-            # the RPC terminates, whatever ends it.
-            outcome.add_done_callback(lambda call: end_with_call(call_span, call))
-        except Exception:
-            call_span.end_unfinished()
-            with guarded("following a gRPC call to its end"):
-                raise
+        # Called at once for a call already done (a blocking unary call); else when
+        # the RPC terminates, whatever ends it.
+        follow_to_end(call_span, outcome, lambda call: end_with_call(call_span, call))
         return outcome

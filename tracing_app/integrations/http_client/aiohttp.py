@@ -10,6 +10,7 @@ from typing import Any
 
 from tracing_app.integrations.http_client.instrumentor import (
     InstrumentorIntegration,
+    drop_context_unless_allowed,
     set_protocol_version,
     telemetry_hook,
     withhold_unless_allowed,
@@ -29,7 +30,16 @@ def _response_hook(span: Any, params: Any) -> None:
         set_protocol_version(span, tuple(response.version))
 
 
+def _guard_hop(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    # ClientRequest.update_headers builds each hop's headers (a redirect's from the
+    # previous hop's); the request's URL is already set.
+    result = wrapped(*args, **kwargs)
+    drop_context_unless_allowed(instance.url, instance.headers)
+    return result
+
+
 integration = InstrumentorIntegration(
     "aiohttp", "opentelemetry.instrumentation.aiohttp_client:AioHttpClientInstrumentor",
     request_hook=_request_hook, response_hook=_response_hook,
+    redirect_guard=("aiohttp.client_reqrep", "ClientRequest.update_headers", _guard_hop),
 )

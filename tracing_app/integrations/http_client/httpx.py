@@ -14,7 +14,9 @@ from tracing_app.integrations.http_client.instrumentor import (
 
 @telemetry_hook
 def _request_hook(span: Any, request: Any) -> None:
-    withhold_unless_allowed(span, request.url)  # request: the instrumentation's RequestInfo
+    # request: the instrumentation's RequestInfo, one per hop; its headers are the request's
+    # own, copied from the previous hop's on a redirect, and copied again to inject.
+    withhold_unless_allowed(span, request.url, request.headers)
 
 
 async def _async_request_hook(span: Any, request: Any) -> None:

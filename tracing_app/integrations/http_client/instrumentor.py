@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import wrapt
+from opentelemetry import propagate
 from opentelemetry.trace import Span, get_current_span
 
 from tracing_app.conf import TracingConfig
@@ -38,17 +39,50 @@ def telemetry_hook(function: Callable[..., None]) -> Callable[..., None]:
     return hook
 
 
-def withhold_unless_allowed(span: Span, url: object) -> None:
-    """For a request hook: when ``url``'s host is outside ``PROPAGATE_TO``, the request
-    leaves without ``traceparent``, ``tracestate`` or ``baggage`` (``withhold``). Fails
-    closed: a URL that cannot be read counts as not allowed."""
+def _allowed(url: object) -> bool:
     try:
-        allowed = should_propagate(str(url))
+        return should_propagate(str(url))
     except Exception:  # str() of a foreign URL object: never send context on a guess
-        allowed = False
-    if not allowed:
+        return False
+
+
+def withhold_unless_allowed(span: Span, url: object, headers: Any = None) -> None:
+    """For a request hook: when ``url``'s host is outside ``PROPAGATE_TO``, the request
+    leaves without ``traceparent``, ``tracestate`` or ``baggage`` (``withhold``), and
+    those fields already in ``headers`` (the request's own, when given) are removed.
+    Fails closed: a URL that cannot be read counts as not allowed."""
+    if not _allowed(url):
         with guarded("withholding trace context from an outgoing request"):
             withhold(span)
+            if headers is not None:
+                _drop_propagation_fields(headers)
+
+
+def drop_context_unless_allowed(url: object, headers: Any) -> None:
+    """For a redirect's next request: when ``url``'s host is outside ``PROPAGATE_TO``,
+    remove ``traceparent``, ``tracestate``, ``baggage`` (and the configured propagators'
+    other fields) from ``headers`` (a mapping with ``pop``, a multidict, or a
+    ``urllib.request.Request``). Clients build that request from a copy of the previous
+    hop's headers, context included, and requests and urllib send it under the first
+    hop's span without calling the instrumentation's hook again (aiohttp calls it once
+    per call), so without this a redirect from an allowed host would carry the context
+    to any host."""
+    if not _allowed(url):
+        with guarded("removing trace context from a redirected request"):
+            _drop_propagation_fields(headers)
+
+
+def _drop_propagation_fields(headers: Any) -> None:
+    fields = {"traceparent", "tracestate", "baggage", *propagate.get_global_textmap().fields}
+    if hasattr(headers, "remove_header"):  # urllib.request.Request: keys stored capitalize()d
+        for name in fields:
+            headers.remove_header(name.capitalize())
+        return
+    for name in fields:
+        if hasattr(headers, "popall"):  # multidict (aiohttp): every occurrence
+            headers.popall(name, None)
+        else:  # case-insensitive in requests' headers; a plain dict holds what was injected as is
+            headers.pop(name, None)
 
 
 # -- the attributes some instrumentations leave out (set from their hooks) ---------------
@@ -155,16 +189,20 @@ class InstrumentorIntegration(Integration):
     own code), theirs stays and ``uninstall()`` never undoes it."""
 
     def __init__(self, name: str, instrumentor: str, *, error_type_on: tuple[str, str] | None = None,
-                 **hooks: Any) -> None:
+                 redirect_guard: tuple[str, str, Callable[..., Any]] | None = None, **hooks: Any) -> None:
         """``error_type_on``: ``(module, "Class.method")``, the call the instrumentation
-        makes inside its span, to wrap with ``error_type_wrapper``."""
+        makes inside its span, to wrap with ``error_type_wrapper``. ``redirect_guard``:
+        ``(module, "Class.method", wrapper)``, the library's step that builds a redirect's
+        next request, wrapped so that ``PROPAGATE_TO`` holds for that hop too."""
         super().__init__()
         self.name = name
         self._instrumentor_path = instrumentor
-        self._error_type_on = error_type_on
+        self._wraps = ((*error_type_on, error_type_wrapper),) if error_type_on else ()
+        if redirect_guard is not None:
+            self._wraps += (redirect_guard,)
         self._hooks = hooks
         self._owned = False
-        self._wrapped = False
+        self._wrapped: list[tuple[str, str]] = []
 
     def instrumentor(self) -> Any:
         """The instrumentor (one per class: ``BaseInstrumentor`` is a singleton)."""
@@ -176,11 +214,11 @@ class InstrumentorIntegration(Integration):
         if instrumentor.is_instrumented_by_opentelemetry:
             logger.debug("tracing_app: %s is already instrumented; keeping that instrumentation", self.name)
             return
-        if self._error_type_on is not None:
+        for module, attribute, wrapper in self._wraps:
             # Wrapped first, so the instrumentation's own wrapper ends up outside ours and
             # its span is the current one when ours sees the exception.
-            wrapt.wrap_function_wrapper(*self._error_type_on, error_type_wrapper)
-            self._wrapped = True
+            wrapt.wrap_function_wrapper(module, attribute, wrapper)
+            self._wrapped.append((module, attribute))
         with stable_http_semconv():
             # raise_exception_on_conflict: a library version the instrumentation does not
             # support fails this install (reported, the others unaffected) instead of
@@ -193,13 +231,12 @@ class InstrumentorIntegration(Integration):
         if self._owned:
             self.instrumentor().uninstrument()
             self._owned = False
-        if self._wrapped:
-            from opentelemetry.instrumentation.utils import unwrap
+        from opentelemetry.instrumentation.utils import unwrap
 
-            module, attribute = self._error_type_on
+        while self._wrapped:
+            module, attribute = self._wrapped.pop()
             owner_name, _, method = attribute.rpartition(".")
             owner = importlib.import_module(module)
             for part in owner_name.split("."):
                 owner = getattr(owner, part)
             unwrap(owner, method)
-            self._wrapped = False

@@ -11,6 +11,7 @@ from typing import Any
 
 from tracing_app.integrations.http_client.instrumentor import (
     InstrumentorIntegration,
+    drop_context_unless_allowed,
     set_error_status_code,
     set_protocol_version,
     set_server,
@@ -33,7 +34,16 @@ def _response_hook(span: Any, request: Any, response: Any) -> None:
         set_error_status_code(span, getattr(response, "code", None))
 
 
+def _guard_redirect(wrapped: Any, instance: Any, args: tuple, kwargs: dict) -> Any:
+    # HTTPRedirectHandler.redirect_request returns the next hop's Request (None: no redirect).
+    following = wrapped(*args, **kwargs)
+    if following is not None:
+        drop_context_unless_allowed(following.full_url, following)
+    return following
+
+
 integration = InstrumentorIntegration(
     "urllib", "opentelemetry.instrumentation.urllib:URLLibInstrumentor",
     request_hook=_request_hook, response_hook=_response_hook,
+    redirect_guard=("urllib.request", "HTTPRedirectHandler.redirect_request", _guard_redirect),
 )
