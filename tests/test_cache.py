@@ -229,6 +229,26 @@ def test_keys_are_recorded_only_when_allowlisted():
 
 
 @pytest.mark.django_db
+def test_keys_of_async_forms_and_failed_operations_follow_the_allowlist():
+    with override_settings(CACHES={"default": {"BACKEND": BACKENDS["locmem"][0], "LOCATION": "tests-keys-async"}}):
+        with tracing_settings(RECORD_CACHE_KEYS=["product-price:*"]) as spans:
+            async def calls():
+                await cache.aset("product-price:1", 1)
+                await cache.aincr("product-price:1")
+                await cache.aget_or_set("product-price:2", 3)
+                await cache.aadd("user:secret-bob", 1)
+            async_to_sync(calls)()
+            for failing in (cache.incr, async_to_sync(cache.aincr)):  # "Key 'user:...' not found"
+                with pytest.raises(ValueError):
+                    failing("user:secret-alice")
+    recorded = [(s.name, s.attributes.get("tracing_app.cache.key"), s.error) for s in _cache_spans(spans)]
+    assert recorded == [("aset default", "product-price:1", False), ("aincr default", "product-price:1", False),
+                        ("aget_or_set default", "product-price:2", False), ("aadd default", None, False),
+                        ("incr default", None, True), ("aincr default", None, True)]
+    assert b"secret" not in spans.otlp_bytes()  # nor in the exception events or status of the failures
+
+
+@pytest.mark.django_db
 def test_the_switch_off_installs_nothing_and_uninstall_restores_the_backends():
     locmem = {"default": {"BACKEND": BACKENDS["locmem"][0], "LOCATION": "tests-off"}}
     with override_settings(CACHES=locmem):

@@ -358,6 +358,54 @@ def test_aio_caller_cancelling_mid_stream_ends_both_spans_cancelled(captured_spa
     assert_status(captured_spans.records(), CANCELLED)
 
 
+async def _call_to_the_end(channel, method: str, first: bytes) -> None:
+    """Make one call of ``method``'s kind and read all of its answer."""
+    if method == SAY:
+        await channel.unary_unary(SAY)(first, timeout=30)
+    elif method == COUNT:
+        [r async for r in channel.unary_stream(COUNT)(first, timeout=30)]
+    elif method == SUM:
+        await channel.stream_unary(SUM)(_requests(first), timeout=30)
+    else:
+        [r async for r in channel.stream_stream(ECHO)(_requests(first), timeout=30)]
+
+
+@pytest.mark.parametrize("method", [SAY, COUNT, SUM, ECHO])
+def test_aio_caller_task_cancelled_mid_call_ends_both_spans_cancelled(captured_spans, method):
+    """The asyncio way to give up on a call (a timeout around it, a cancelled request
+    handler): the task awaiting it is cancelled, for every kind of call."""
+    async def scenario(servicer, channel):
+        task = asyncio.ensure_future(_call_to_the_end(channel, method, b"slow"))
+        await asyncio.wait_for(servicer.streaming.wait(), 20)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(wait_for, captured_spans, both_ended, "both spans after the cancellation")
+
+    run_aio(scenario)
+    assert_status(captured_spans.records(), CANCELLED)
+
+
+@pytest.mark.parametrize("method", [COUNT, ECHO])
+def test_aio_stream_left_unread_then_its_channel_closed_ends_both_spans_cancelled(captured_spans, method):
+    """A caller that stops reading (``break``) leaves the RPC running (grpc.aio cancels
+    nothing then, with or without interceptors); closing the channel cancels it, and
+    both spans end with that."""
+    async def scenario(servicer, channel):
+        if method == COUNT:
+            call = channel.unary_stream(COUNT)(b"slow", timeout=30)
+        else:
+            call = channel.stream_stream(ECHO)(_requests(b"slow"), timeout=30)
+        async for _ in call:
+            break
+        await asyncio.wait_for(servicer.streaming.wait(), 20)
+        await channel.close()
+        await asyncio.to_thread(wait_for, captured_spans, both_ended, "both spans after the channel closed")
+
+    run_aio(scenario)
+    assert_status(captured_spans.records(), CANCELLED)
+
+
 @pytest.mark.parametrize("method", [SAY, COUNT])
 def test_aio_deadline_ends_both_spans_deadline_exceeded(captured_spans, method):
     async def scenario(servicer, channel):

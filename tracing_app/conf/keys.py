@@ -393,8 +393,9 @@ KEYS: tuple[Key, ...] = (
     # -- export pipeline and process lifecycle --
     # -- management commands --
     Key("UNTRACED_COMMANDS", UNTRACED_COMMANDS, as_names,
-        "manage.py commands (shell patterns allowed) run with tracing suppressed: no command or database "
-        "spans, none from OpenTelemetry instrumentations. Default: development housekeeping that reads code "
+        "manage.py commands (shell patterns allowed) run with tracing suppressed: no command span, no spans "
+        "from tracing_app's integrations (queries, cache, publishes, gRPC calls) nor OpenTelemetry's "
+        "instrumentations. Default: development housekeeping that reads code "
         "or settings and whose queries say nothing (checks, migration files, shells, static files, translations)."),
     Key("COMMANDS_WITHOUT_SPAN", COMMANDS_WITHOUT_SPAN, as_names,
         "manage.py commands traced without a command span: servers and consumers, whose requests or "
