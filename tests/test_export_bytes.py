@@ -405,3 +405,90 @@ def test_spans_of_another_make_are_queued_and_sent(receiver, monkeypatch):
     assert processor.snapshot().ended == 2
     assert processor.force_flush()
     assert sorted(s.name for s in receiver.spans) == ["odd", "plain"]
+
+
+# -- mixed scenarios: several reasons in one process, the identity checked while spans are pending --
+
+def _watch(processor, stop):
+    """Snapshots taken from another thread while the processor works; each must balance with pending."""
+    import threading
+
+    seen = []
+
+    def poll():
+        while not stop.is_set():
+            seen.append(processor.snapshot())
+            stop.wait(0.005)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    return seen, thread
+
+
+@pytest.mark.parametrize("scenario", ["413_then_partial", "queue_full_while_slow", "shutdown_while_stalled"])
+def test_mixed_reasons_balance_at_every_instant_and_at_the_end(receiver, scenario, caplog):
+    import threading
+
+    stop = threading.Event()
+    with caplog.at_level(logging.CRITICAL, logger="tracing_app"):
+        if scenario == "413_then_partial":
+            # Long statements over the receiver's body limit (split), a span too large even alone
+            # (413 by itself: rejected), and every accepted request losing its last span.
+            receiver.max_body_bytes = 64 * KIB
+            receiver.fault = Fault(rejected_spans=1)
+            processor, tracer = make(receiver.endpoint, sleep=RecordedSleeps())
+            seen, watcher = _watch(processor, stop)
+            end_long_spans(tracer, 30, 9 * KIB)
+            end_long_spans(tracer, 1, 100 * KIB, prefix="huge")
+            end_spans(tracer, 10)
+            processor.force_flush(30_000)
+        elif scenario == "queue_full_while_slow":
+            # A slow collector: spans pile up past a queue capped in bytes while a batch is in flight.
+            receiver.fault = Fault(delay=0.5, times=1)
+            processor, tracer = make(receiver.endpoint, max_queue_bytes=64 * KIB, max_export_batch_size=4,
+                                     schedule_delay=0.01)
+            seen, watcher = _watch(processor, stop)
+            end_long_spans(tracer, 4, 4 * KIB)
+            end_long_spans(tracer, 40, 4 * KIB, prefix="more")
+            processor.force_flush(30_000)
+        else:
+            # Shutdown while a request is in flight to a collector that stalls and more spans wait.
+            receiver.fault = Fault(delay=20.0)
+            processor, tracer = make(receiver.endpoint, shutdown_timeout=0.3, request_timeout=30.0)
+            seen, watcher = _watch(processor, stop)
+            end_long_spans(tracer, 20, 6 * KIB)
+            processor.force_flush(0)
+        stats = assert_accounted(processor)
+    stop.set()
+    watcher.join(timeout=30)
+    assert seen and all(s.ended == s.exported + s.dropped + s.pending for s in seen), seen
+    reasons = {reason for reason, count in stats.dropped_by_reason.items() if count}
+    if scenario == "413_then_partial":
+        assert stats.ended == 41 and max(receiver.body_sizes) > 64 * KIB  # a 413 came back at least once
+        # The huge span comes back 413 on its own: dropped as too large, the rest sent in halves.
+        assert reasons == {"partially_rejected", "too_large"} and stats.dropped_too_large == 1, stats
+        assert stats.exported == len(receiver.spans)  # the receiver keeps only the spans it accepted
+    elif scenario == "queue_full_while_slow":
+        assert stats.ended == 44 and "queue_full" in reasons and stats.exported == len(receiver.spans), stats
+        assert any(s.pending for s in seen)
+    else:
+        assert stats.ended == 20 and "shutdown" in reasons, stats
+
+
+def test_a_request_that_fails_after_shutdown_logs_nothing_more(caplog):
+    # Shutdown counted the stalled request's spans and said so; when that request fails later
+    # (the collector goes away), the thread left behind must not report an outage of a
+    # processor that is gone, nor promise retries.
+    receiver = OTLPReceiver().start()
+    receiver.fault = Fault(delay=60.0)
+    processor, tracer = make(receiver.endpoint, shutdown_timeout=0.3, request_timeout=120.0)
+    end_spans(tracer, 3)
+    processor.force_flush(0)
+    with caplog.at_level(logging.DEBUG, logger="tracing_app"):
+        processor.shutdown()
+        said_at_shutdown = len(caplog.records)
+        receiver.stop()  # the stalled request now fails
+        processor._thread.join(timeout=120)
+    assert not processor._thread.is_alive()
+    assert [r.getMessage() for r in caplog.records[said_at_shutdown:] if r.levelno >= logging.INFO] == []
+    assert processor.snapshot().dropped_shutdown == 3

@@ -84,6 +84,15 @@ def make_spans(tracer, attributes):
                                context=set_span_in_context(NonRecordingSpan(remote)),
                                links=[Link(remote, {"link": 1})], start_time=1_000)
     parent.set_attribute("http.response.status_code", 500)
+    # after the start: plain values (taken as they are), long ones, an overwrite, and values
+    # and keys the SDK cleans or drops
+    parent.set_attributes({"url.path": "/orders/42", "http.route": "orders/<int:id>/", "n": 7, "ok": True,
+                           "ratio": 0.25})
+    parent.set_attributes({"str": "yz", "headers": ("a", "bc"), "none": None, "": "empty key"})
+    parent.set_attribute("long", "a long value")
+    parent.set_attribute("listed", ["x", "yz"])
+    parent.set_attribute("", "empty key")
+    parent.set_attribute("n", 8)
     parent.add_event("an event", {"n": 1}, timestamp=1_500)
     parent.set_status(StatusCode.ERROR, "boom")
     child = tracer.start_span("SELECT t", kind=SpanKind.CLIENT, context=set_span_in_context(parent),
@@ -109,6 +118,32 @@ def test_exports_the_same_otlp_as_the_sdk(limits, caplog):
     assert encode_spans(fast_spans) == encode_spans(sdk_exported.get_finished_spans())
     assert dict(fast_spans[1].attributes).get("list", ("a", "b")) == ("a", "b")
     assert "none" not in fast_spans[1].attributes and "dict" not in fast_spans[1].attributes
+
+
+@ours
+def test_plain_attributes_set_after_the_start_skip_the_sdks_cleaning(monkeypatch):
+    from opentelemetry import attributes as sdk_attributes
+
+    cleaned = []
+    clean = sdk_attributes._clean_attribute_value
+    monkeypatch.setattr(sdk_attributes, "_clean_attribute_value", lambda *args: cleaned.append(args) or clean(*args))
+    for limits in (SpanLimits(), SpanLimits(max_span_attributes=2, max_attribute_length=3)):
+        provider, exported = provider_for(limits)
+        span = fast_tracer(provider.get_tracer("tracing_app")).start_span("op")
+        cleaned.clear()  # (the resource's attributes, made with the provider)
+        span.set_attributes({"http.response.status_code": 200, "http.route": "orders/<int:id>/", "ok": True})
+        span.set_attribute("ratio", 0.5)
+        assert cleaned == []
+        span.set_attribute("headers", ("a",))  # a sequence: the SDK's cleaning, as before
+        assert cleaned
+        cleaned.clear()
+        span.end()
+        recorded = exported.get_finished_spans()[0]
+        if limits.max_span_attributes == 2:  # the oldest dropped, the string cut, as the SDK does
+            assert dict(recorded.attributes) == {"ratio": 0.5, "headers": ("a",)} and recorded.dropped_attributes == 3
+        else:
+            assert dict(recorded.attributes) == {"http.response.status_code": 200, "http.route": "orders/<int:id>/",
+                                                 "ok": True, "ratio": 0.5, "headers": ("a",)}
 
 
 @ours

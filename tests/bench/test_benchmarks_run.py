@@ -73,9 +73,9 @@ def test_span_pipeline_runs_and_counts_drops(tmp_path):
 
 
 def test_profile_request_counts_tracing_calls_per_request():
-    def calls(mode):
-        done = subprocess.run([sys.executable, "-m", "bench.profile_request", mode, "--calls", "--requests", "3"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    def calls(mode, *extra):
+        done = subprocess.run([sys.executable, "-m", "bench.profile_request", mode, "--calls", "--requests", "3",
+                               *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -83,3 +83,8 @@ def test_profile_request_counts_tracing_calls_per_request():
     untraced, traced = calls("untraced"), calls("sampled0%")
     assert "write_event" in untraced and "TracingMiddleware" not in untraced and "QueryTracer" not in untraced
     assert "TracingMiddleware.__call__" in traced and "QueryTracer.__call__" in traced
+    # the cached price GET is in the mix, and --asgi goes through the async handler, whose
+    # sync views run in other threads (counted too: the database and cache wrappers)
+    assert "cache.py:_traced" in traced
+    asgi = calls("sampled100%", "--asgi")
+    assert "TracingMiddleware.__acall__" in asgi and "QueryTracer.__call__" in asgi and "cache.py:_traced" in asgi

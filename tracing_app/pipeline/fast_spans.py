@@ -191,15 +191,48 @@ class QuietAttributes(BoundedAttributes):
     The SDK cuts them too, but logs a WARNING for every value it cuts: with
     ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`` set, a warning per long statement or
     header, for a limit the user chose. Cut first, the SDK finds nothing to cut.
+
+    Attributes set after the start (``set_attribute``, ``set_attributes``: the request
+    span's server attributes and its response, a query's row count) take the same
+    shortcut as those given at the start: a plain ``str``/``int``/``float``/``bool``
+    under a non-empty ``str`` key is what the SDK's cleaning would return unchanged,
+    so it is stored directly, with the SDK's own count limit (``_setitem_locked``).
+    Anything else goes through the SDK's cleaning.
     """
 
     def __setitem__(self, key: str, value: Any) -> None:
-        if self.max_value_len is not None:
-            value = _cut(value, self.max_value_len)
+        limit = self.max_value_len
+        if type(value) in _PLAIN and type(key) is str and key and not self._immutable and self.maxlen != 0:
+            if limit is not None and type(value) is str and len(value) > limit:
+                value = value[:limit]
+            with self._lock:
+                self._setitem_locked(key, value)
+            return
+        if limit is not None:
+            value = _cut(value, limit)
         super().__setitem__(key, value)
 
     def _set_items(self, attributes: Mapping[str, Any]) -> None:
         limit = self.max_value_len
+        plain = not self._immutable and self.maxlen != 0
+        if plain:
+            for key, value in attributes.items():
+                if type(value) not in _PLAIN or type(key) is not str or not key:
+                    plain = False
+                    break
+        if plain:
+            recorded, maxlen = self._dict, self.maxlen
+            with self._lock:
+                for key, value in attributes.items():
+                    if limit is not None and type(value) is str and len(value) > limit:
+                        value = value[:limit]
+                    if key in recorded:
+                        del recorded[key]
+                    if maxlen is not None and len(recorded) >= maxlen:
+                        self._setitem_locked(key, value)  # the SDK's drop of the oldest, and its warning
+                    else:
+                        recorded[key] = value
+            return
         if limit is not None:
             attributes = {key: _cut(value, limit) for key, value in attributes.items()}
         super()._set_items(attributes)
