@@ -473,3 +473,22 @@ def test_mixed_reasons_balance_at_every_instant_and_at_the_end(receiver, scenari
         assert any(s.pending for s in seen)
     else:
         assert stats.ended == 20 and "shutdown" in reasons, stats
+
+
+def test_a_request_that_fails_after_shutdown_logs_nothing_more(caplog):
+    # Shutdown counted the stalled request's spans and said so; when that request fails later
+    # (the collector goes away), the thread left behind must not report an outage of a
+    # processor that is gone, nor promise retries.
+    receiver = OTLPReceiver().start()
+    receiver.fault = Fault(delay=60.0)
+    processor, tracer = make(receiver.endpoint, shutdown_timeout=0.3, request_timeout=120.0)
+    end_spans(tracer, 3)
+    processor.force_flush(0)
+    with caplog.at_level(logging.DEBUG, logger="tracing_app"):
+        processor.shutdown()
+        said_at_shutdown = len(caplog.records)
+        receiver.stop()  # the stalled request now fails
+        processor._thread.join(timeout=120)
+    assert not processor._thread.is_alive()
+    assert [r.getMessage() for r in caplog.records[said_at_shutdown:] if r.levelno >= logging.INFO] == []
+    assert processor.snapshot().dropped_shutdown == 3

@@ -5,6 +5,7 @@ library never stops the other integrations from installing."""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import pathlib
 import re
@@ -24,6 +25,16 @@ def without(monkeypatch, *modules):
     """Make ``modules`` look not installed (as in a virtualenv without that extra)."""
     real = requirements.importable
     monkeypatch.setattr(requirements, "importable", lambda module: module not in modules and real(module))
+
+
+@pytest.fixture(autouse=True)
+def watched_modules_imported():
+    """As in a process that has imported every client library by start-up: these tests
+    are about which integrations start-up installs; the ones it leaves pending until an
+    import are in tests/test_on_import.py."""
+    for entry in REGISTRY.values():
+        if entry.on_import is not None:
+            importlib.import_module(entry.on_import)
 
 
 @pytest.fixture

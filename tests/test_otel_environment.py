@@ -379,6 +379,11 @@ def test_insecure_that_is_not_a_boolean_reads_as_false_with_a_warning():
 @pytest.mark.parametrize(("environ", "endpoint"), [
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, "http://c:4318/v1/traces"),
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/base/"}, "http://c:4318/base/v1/traces"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/base"}, "http://c:4318/base/v1/traces"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/v1/traces"}, "http://c:4318/v1/traces"),  # documented leniency
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318"}, "http://c:4318"),  # as given (no path: "/")
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": " ", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4318"},
+     "http://g:4318/v1/traces"),  # empty is unset
     ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/custom", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://g:4318"},
      "http://c:4318/custom"),
 ])

@@ -16,6 +16,12 @@ is installed when its library imports and skipped otherwise with one debug line,
 so a project without that library still passes ``manage.py check``. Switched on
 explicitly in ``TRACING["INTEGRATIONS"]``, a missing library is the system check
 ``tracing_app.E006``, as it is for a library that is not optional.
+
+An integration with ``Entry(on_import=module)`` (the HTTP clients, gRPC) whose module
+the process has not imported by start-up is *pending* (``pending_integrations()``):
+it is installed when the process first imports that module (``on_import``), so a
+process that never uses a client library does not load it or its instrumentation.
+``uninstall_all()`` (``lifecycle.stop()``) drops pending installs too.
 """
 
 from __future__ import annotations
@@ -27,12 +33,13 @@ import sys
 
 from tracing_app.conf import TracingConfig
 from tracing_app.conf.requirements import Requirement, unmet
+from tracing_app.integrations import on_import
 from tracing_app.integrations.base import Integration
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["REGISTRY", "Entry", "Requirement", "get_integration", "install_enabled", "installed_integrations",
-           "uninstall_all", "unmet_requirement", "wanted_but_unmet"]
+           "pending_integrations", "uninstall_all", "unmet_requirement", "wanted_but_unmet"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +49,10 @@ class Entry:
     # The library is an extra of the package: without it, the integration is skipped
     # unless the user switched it on explicitly (then E006).
     optional: bool = False
+    # The module whose first import installs the integration when the process has not
+    # imported it by start-up (the integration is pending until then); None: installed
+    # at start-up.
+    on_import: str | None = None
 
 
 _DJANGO = Requirement("django", "Django", "5.2")
@@ -56,7 +67,7 @@ def _http_client(module: str, distribution: str | None, minimum: str, instrument
         *library,
         Requirement(f"opentelemetry.instrumentation.{instrumentation}", f"opentelemetry-instrumentation-{dashed}",
                     "0.51b0"),
-    ), optional=True)
+    ), optional=True, on_import="urllib.request" if module == "urllib" else module)
 
 
 REGISTRY: dict[str, Entry] = {
@@ -67,8 +78,11 @@ REGISTRY: dict[str, Entry] = {
     "management": Entry("tracing_app.integrations.django.commands:integration", (_DJANGO,)),
     "cache": Entry("tracing_app.integrations.cache:integration", (_DJANGO,)),
     "logging": Entry("tracing_app.integrations.logs:integration"),
-    "grpc": Entry("tracing_app.integrations.grpc:integration", (Requirement("grpc", "grpcio", "1.60"),),
-                  optional=True),
+    # gRPC is traced only by our interceptors, and the module they share imports grpc: that
+    # module is the one watched (a hook on grpc itself would fire while it is half-run), and
+    # the target names it, not its package, which is still half-run when the hook fires.
+    "grpc": Entry("tracing_app.integrations.grpc.common:integration", (Requirement("grpc", "grpcio", "1.60"),),
+                  optional=True, on_import="tracing_app.integrations.grpc.common"),
     # Outgoing HTTP, one switch per client library ("http_client" is requests: the name it
     # had before the others came). Each needs its library and its OpenTelemetry instrumentation.
     "http_client": _http_client("requests", "requests", "2.0", "requests"),
@@ -105,9 +119,11 @@ def get_integration(name: str) -> Integration:
 def install_enabled(config: TracingConfig) -> list[str]:
     """Install every enabled integration whose libraries are here, each on its own:
     one that fails to install is logged, rolled back (``Integration.install``) and
-    skipped, and the others are still installed. Returns the names installed."""
+    skipped, and the others are still installed. An ``Entry(on_import=...)`` whose
+    module is not imported yet is left pending instead (``pending_integrations()``).
+    Returns the names installed now."""
     installed = []
-    for name in REGISTRY:
+    for name, entry in REGISTRY.items():
         if not config.integration_enabled(name):
             continue
         why = unmet_requirement(name)
@@ -116,14 +132,32 @@ def install_enabled(config: TracingConfig) -> list[str]:
             # either way the rest is still traced.
             logger.debug("tracing_app: the %s integration is skipped: %s", name, why)
             continue
-        try:
-            get_integration(name).install(config)
-        except Exception:
-            logger.exception("tracing_app: the %s integration could not be installed; it is skipped, "
-                             "the other integrations are unaffected", name)
+        if entry.on_import is not None and entry.on_import not in sys.modules:
+            logger.debug("tracing_app: the %s integration is pending: installed when %s is first imported",
+                         name, entry.on_import)
+            on_import.defer(name, entry.on_import, lambda name=name: _install_on_import(name, config))
             continue
-        installed.append(name)
+        if _install(name, config):
+            installed.append(name)
     return installed
+
+
+def _install(name: str, config: TracingConfig) -> bool:
+    try:
+        get_integration(name).install(config)
+    except Exception:
+        logger.exception("tracing_app: the %s integration could not be installed; it is skipped, "
+                         "the other integrations are unaffected", name)
+        return False
+    return True
+
+
+def _install_on_import(name: str, config: TracingConfig) -> None:
+    # Runs inside the application's `import`: it must not raise (_install logs instead), or
+    # that import would fail.
+    if _install(name, config):
+        logger.debug("tracing_app: the %s integration is installed now that %s is imported",
+                     name, REGISTRY[name].on_import)
 
 
 def installed_integrations() -> list[str]:
@@ -131,8 +165,17 @@ def installed_integrations() -> list[str]:
     return [name for name, module, attribute in _loaded() if getattr(module, attribute).installed]
 
 
+def pending_integrations() -> list[str]:
+    """Names of the enabled integrations waiting for their module's first import
+    (``Entry.on_import``): not installed yet, installed by that import."""
+    return [name for name in REGISTRY if name in on_import.pending()]
+
+
 def uninstall_all() -> None:
-    """Uninstall every installed integration, each on its own (one failing does not stop the others)."""
+    """Uninstall every installed integration and drop every pending install, each on its
+    own (one failing does not stop the others)."""
+    for name in REGISTRY:
+        on_import.cancel(name)
     for name, module, attribute in _loaded():
         try:
             getattr(module, attribute).uninstall()

@@ -5,7 +5,8 @@ Each integration uses the host's public extension points (Django middleware and
 ``connection.execute_wrappers``, Celery signals) and never half-installs: when its
 ``_install`` raises, ``_uninstall`` runs at once to take back whatever it had
 already connected, so ``_uninstall`` must accept a partial install. Every hook an
-integration leaves in the host checks ``installed`` when it runs.
+integration leaves in the host checks ``installed`` when it runs. ``uninstall()`` also
+drops an install pending on a module's first import (``on_import``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import threading
 
 from tracing_app.conf import TracingConfig
+from tracing_app.integrations import on_import
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class Integration:
             logger.debug("tracing_app: %s integration installed", self.name)
 
     def uninstall(self) -> None:
+        # Pending on a module's first import (on_import)? Then that import must not install it.
+        on_import.cancel(self.name)
         with self._lock:
             if not self.installed:
                 return

@@ -427,6 +427,10 @@ class ExportProcessor(SpanProcessor):
                 self._recovered()
                 return outcome, "exported"
             self.stats.failed_attempts += 1
+            if self._is_shut_down:
+                # A request shutdown left behind (a collector that did not answer in time): its
+                # spans are counted and reported as shutdown drops; no outage to report now.
+                return outcome, "shutdown"
             if outcome.too_large:
                 return outcome, self._too_large(outcome, chunk)
             self._failed(outcome)
