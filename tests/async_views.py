@@ -126,6 +126,15 @@ def download(request):
     return FileResponse(handle, filename="report.bin")
 
 
+def big_file(request):
+    """A ``FileResponse`` of a 32 MiB file on disk (unlinked: gone when closed): more than
+    a client that stops reading lets the server send."""
+    handle = tempfile.TemporaryFile()
+    handle.write(b"x" * (32 * 1024 * 1024))
+    handle.seek(0)
+    return FileResponse(handle, content_type="application/octet-stream")
+
+
 urlpatterns = [
     path("view/", async_view),
     path("gather/", gathered),
@@ -136,5 +145,6 @@ urlpatterns = [
     path("events/", events),
     path("events/sync/", sync_events),
     path("file/", this_file),
+    path("file/big/", big_file),
     path("download/", download),
 ]

@@ -130,3 +130,14 @@ def test_uninstall_puts_back_djangos_method():
     ("/usr/lib/python3/site-packages/django/__main__.py", "python -m django")])
 def test_the_span_is_named_as_the_user_typed_the_program(argv0, program):
     assert commands.program_name(argv0) == program
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("option", ["--help", "-h", "--version"])
+def test_a_run_that_only_prints_help_or_version_makes_no_span(option, capsys):
+    """`manage.py migrate --help` exported a lone command span (and, with no collector,
+    printed the 'nothing listens' line) for a run that did nothing."""
+    with capture_spans() as spans:
+        assert run(["manage.py", "outer", option]) == 0
+    assert capsys.readouterr().out
+    assert spans.records() == []

@@ -13,6 +13,7 @@ from django.test import Client
 from apps.inventory.models import Stock
 from apps.orders.models import Order
 from tests.test_http_clients import Service
+from tests.test_privacy import charge_card
 from tests.tracing_settings import tracing_settings
 from tracing_app import get_tracer
 from tracing_app.conf import get_config
@@ -136,6 +137,7 @@ def _long_values(service_url: str):
         work.set_attribute("note", "z" * 100)
         work.add_event("note", {"text": "w" * 100})
         work.record_exception(ValueError("m" * 300))
+    charge_card.apply(args=["c" * 200])  # task arguments, recorded for this task
 
 
 @pytest.mark.django_db
@@ -147,20 +149,22 @@ def test_attribute_length_limits_apply_to_every_span_without_a_warning(monkeypat
     caplog.set_level(logging.WARNING)
     service = Service()
     try:
-        with capture_spans() as spans:  # the provider takes the limits from the configuration when built
+        # The provider takes the limits from the configuration when built.
+        with tracing_settings(RECORD_TASK_ARGS=[r"^tests\.charge_card$"]) as spans:
             for _ in range(60):  # a few hundred spans: a log line per span would show as hundreds
                 _long_values(service.url(""))
     finally:
         monkeypatch.undo()
         get_config.cache_clear()
         service.stop()
-    assert len(spans.records()) == 60 * 5
+    assert len(spans.records()) == 60 * 6
     by_name = {span.name: span for span in spans.records()}
     assert by_name["GET"].attributes["url.full"] == f"http://127.0.0.1:{service.port}/" + "p" * (40 - 23)
     events = dict(by_name["work"].events)
     assert by_name["SELECT inventory_stock"].attributes["db.query.text"] == 'SELECT "inventory_stock"."id", "inventor'
     assert by_name["GET ok/"].attributes["user_agent.original"] == "agent/" + "y" * 34
     assert by_name["work"].attributes["note"] == "z" * 40
+    assert by_name["process tests.charge_card"].attributes["celery.task.args"] == "('" + "c" * 38
     if variable == "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT":  # the span-only variable leaves events alone
         assert by_name["work"].events[0][1]["text"] == "w" * 40
         assert events["exception"]["exception.message"] == "m" * 40

@@ -3,7 +3,8 @@ Django can answer: a matched route of any shape, no route, a redirect, exception
 Django converts, failures and answers from other middleware, HEAD and OPTIONS."""
 
 import pytest
-from django.test import Client, override_settings
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient, Client, override_settings
 
 from tests.captured import only_span
 
@@ -177,3 +178,49 @@ def test_exception_propagated_by_django_is_recorded(captured_spans):
     assert span.error and span.attributes["error.type"] == "RuntimeError"
     assert [name for name, _ in span.events] == ["exception"], "recorded once (signal, then the raise)"
     assert "http.response.status_code" not in span.attributes
+
+
+ANSWERS = [  # (how Django answers, method, path, headers, middleware, status, route, error.type)
+    ("resolved route", "get", "/shop/items/42/", {}, None, 200, "shop/items/<int:pk>/", None),
+    ("no route", "get", "/no/such/page/", {}, None, 404, None, None),
+    ("APPEND_SLASH redirect", "get", "/ok", {}, None, 301, None, None),
+    ("Http404", "get", "/missing/shoe/", {}, None, 404, "missing/<slug:name>/", None),
+    ("PermissionDenied", "get", "/forbidden/", {}, None, 403, "forbidden/", None),
+    ("SuspiciousOperation", "get", "/suspicious/", {}, None, 400, "suspicious/", None),
+    ("BadRequest", "get", "/bad/", {}, None, 400, "bad/", None),
+    ("later middleware raises", "get", "/shop/items/3/", {"X-Fail": "request"},
+     "tests.http_middleware.FailingMiddleware", 500, "shop/items/<int:pk>/", "LookupError"),
+    ("another middleware answers", "get", "/shop/items/3/", {"X-Answer": "429"},
+     "tests.http_middleware.AnswerEarlyMiddleware", 429, "shop/items/<int:pk>/", None),
+    ("HEAD", "head", "/shop/items/3/", {}, None, 200, "shop/items/<int:pk>/", None),
+    ("OPTIONS", "options", "/resource/", {}, None, 200, "resource/", None),
+    ("view raises", "get", "/boom/", {}, None, 500, "boom/", "RuntimeError"),
+    ("view answers 503", "get", "/unavailable/", {}, None, 503, "unavailable/", "503"),
+]
+
+
+@pytest.mark.parametrize("handler", ["wsgi", "asgi"])
+@pytest.mark.parametrize(("method", "path", "headers", "middleware", "status", "route", "error_type"),
+                         [answer[1:] for answer in ANSWERS], ids=[answer[0] for answer in ANSWERS])
+def test_every_answer_has_the_same_server_attributes_under_wsgi_and_asgi(
+        captured_spans, handler, method, path, headers, middleware, status, route, error_type):
+    """The whole attribute set of the stable HTTP server span conventions, each way Django answers."""
+    headers = {**headers, "User-Agent": "semconv-check/1.0"}
+    with override_settings(MIDDLEWARE=[OUR_MIDDLEWARE, *([middleware] if middleware else []), COMMON]):
+        if handler == "wsgi":
+            response = getattr(Client(raise_request_exception=False), method)(f"{path}?page=2", headers=headers)
+        else:
+            client = AsyncClient(raise_request_exception=False)
+            response = async_to_sync(getattr(client, method))(f"{path}?page=2", headers=headers)
+    assert response.status_code == status
+    span = only_span(captured_spans)
+    expected = {
+        "http.request.method": method.upper(), "url.path": path, "url.scheme": "http",
+        "server.address": "testserver", "client.address": "127.0.0.1", "user_agent.original": "semconv-check/1.0",
+        "network.protocol.version": "1.1", "http.response.status_code": status,
+        **({"http.route": route} if route else {}), **({"error.type": error_type} if error_type else {}),
+    }
+    assert dict(span.attributes) == expected, "url.query only with RECORD_QUERY_PARAMS (privacy)"
+    assert span.name == (f"{method.upper()} {route}" if route else method.upper())
+    assert span.error is (error_type is not None)
+    assert [name for name, _ in span.events] == (["exception"] if error_type and not error_type.isdigit() else [])

@@ -1,6 +1,7 @@
 """manage.py tracing_check: the configuration with sources, a test span, and each failure kind."""
 
 import socket
+import sys
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -100,3 +101,11 @@ def test_grpc_success_and_refused():
         assert "ok" in output and received.wait_for(lambda spans: spans, timeout=5)
     with pytest.raises(CommandError, match=r"\[refused\]"):
         check(dead_endpoint(), protocol="grpc")
+
+
+@pytest.mark.parametrize("missing", ["celery", "kombu"])
+def test_worker_check_without_celery_installed_is_a_command_error(receiver, monkeypatch, missing):
+    """Installed without the celery extra: advice, not a ModuleNotFoundError traceback."""
+    monkeypatch.setitem(sys.modules, missing, None)  # `import celery` raises ImportError
+    with pytest.raises(CommandError, match=r"--worker needs Celery.*django-tracing-app\[celery\]"):
+        check(receiver.endpoint, "--worker", "--timeout", "1")

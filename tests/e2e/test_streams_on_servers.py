@@ -89,3 +89,24 @@ def test_every_kind_of_stream_is_timed_to_its_end_with_its_queries_as_children(s
         server_span = by_name[expect.name]
         assert server_span.end_ns >= max(s.end_ns for s in traces[expect.name] if s is not server_span)
     assert by_name[cut.name].status_message == "client disconnected"
+
+
+def read_some_then_disconnect(url: str) -> bytes:
+    """GET ``url``, read the first bytes of the answer, then hang up."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as connection:
+        connection.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        received = connection.recv(65536)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    return received
+
+
+@pytest.mark.parametrize("server", ["uvicorn", "gunicorn-wsgi"])
+def test_a_file_download_cut_by_the_client_still_ends_its_span(stack, otlp, server):
+    """Under ASGI Django closes no response whose client went away, so a span ended only by
+    the response's close() would never end; under WSGI the server closes it."""
+    web = start(stack, server)
+    assert read_some_then_disconnect(web.url + "/async/file/big/").startswith(b"HTTP/1.1 200")
+    spans = otlp.wait_for(lambda spans: any(s.name == "GET async/file/big/" for s in spans))
+    [span] = [s for s in spans if s.name == "GET async/file/big/"]
+    assert span.kind == "SERVER" and span.attributes["http.response.status_code"] == 200

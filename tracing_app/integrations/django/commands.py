@@ -12,6 +12,7 @@ given on the command line, never their values; ``process.executable.name``,
 ``process.pid``, ``process.exit.code``, and ``error.type`` (the exception's class, or
 the exit code) when the command failed.
 
+A run that only prints its help or version (``--help``, ``-h``, ``--version``) makes no span.
 ``TRACING["UNTRACED_COMMANDS"]`` run with instrumentation suppressed (OpenTelemetry's
 suppression key: no database spans, nor spans from OpenTelemetry's own
 instrumentations): development housekeeping whose queries say nothing.
@@ -59,6 +60,9 @@ from tracing_app.semconv import (
 )
 
 RELOADING_COMMANDS = frozenset({"runserver"})
+# argparse prints and exits on these before the command runs: nothing to trace (and, with
+# no collector, nothing to warn about).
+INFORMATION_OPTIONS = frozenset({"-h", "--help", "--version"})
 _running: contextvars.ContextVar[bool] = contextvars.ContextVar("tracing_app_command_running", default=False)
 
 
@@ -152,7 +156,7 @@ class ManagementIntegration(Integration):
         name = argv[1]
         with guarded("naming the process of a management command"):
             set_process_role(role_of_command(name))
-        if _matches(name, self.untraced_commands) or (
+        if _matches(name, self.untraced_commands) or INFORMATION_OPTIONS.intersection(argv[2:]) or (
                 name in RELOADING_COMMANDS and os.environ.get(DJANGO_AUTORELOAD_ENV) != "true"
                 and "--noreload" not in argv):
             # The autoreloader's parent only restarts the child that serves: nothing to trace.

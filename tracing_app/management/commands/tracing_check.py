@@ -113,8 +113,12 @@ class Command(BaseCommand):
             transport.close()
 
     def check_worker(self, queue: str | None, timeout: float) -> None:
-        from celery import current_app
-        from kombu import Exchange, Queue
+        try:
+            from celery import current_app
+            from kombu import Exchange, Queue
+        except ImportError as exc:  # installed without the celery extra
+            raise CommandError(f"--worker needs Celery, which cannot be imported ({exc}); install it with "
+                               "pip install 'django-tracing-app[celery]'") from None
 
         from tracing_app.tasks import CANARY_TASK
 
