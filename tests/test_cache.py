@@ -265,50 +265,6 @@ def test_the_switch_off_installs_nothing_and_uninstall_restores_the_backends():
     assert get_config().integration_enabled("cache")
 
 
-@pytest.mark.django_db
-def test_each_new_cache_object_is_traced_without_asking_inspect_again(monkeypatch):
-    # Under ASGI Django makes a cache object per request (caches is context-local): wrapping
-    # one must not inspect its 24 methods every time, and must trace it all the same.
-    asked = []
-    iscoroutinefunction = traced_cache.inspect.iscoroutinefunction
-    monkeypatch.setattr(traced_cache.inspect, "iscoroutinefunction",
-                        lambda f: asked.append(f) or iscoroutinefunction(f))
-    for alias in ("default", "other"):
-        locations = {name: {"BACKEND": BACKENDS["locmem"][0], "LOCATION": f"tests-plan-{name}"}
-                     for name in ("default", "other")}
-        with override_settings(CACHES=locations), tracing_settings() as spans:
-            first = caches.create_connection(alias)
-            asked_for_first = len(asked)
-            second = caches.create_connection(alias)
-            assert len(asked) == asked_for_first  # the second object of the class and alias: no inspect
-            second.set("k", 1)
-            assert second.get("k") == 1 and _await(lambda cache=second: cache.aget("k")) == 1
-            assert second.__dict__[traced_cache.ORIGINALS_ATTRIBUTE].keys() == \
-                first.__dict__[traced_cache.ORIGINALS_ATTRIBUTE].keys()
-            names = [s.name for s in _cache_spans(spans)]
-            assert names == [f"set {alias}", f"get {alias}", f"aget {alias}"]
-            kinds = {s.attributes["db.system.name"] for s in _cache_spans(spans)}
-            assert kinds == {"django.locmem"}
-
-
-@pytest.mark.django_db
-def test_a_cache_object_with_operations_of_its_own_is_inspected_and_traced():
-    from django.core.cache.backends.locmem import LocMemCache
-
-    locmem = {"default": {"BACKEND": BACKENDS["locmem"][0], "LOCATION": "tests-own"}}
-    with override_settings(CACHES=locmem), tracing_settings() as spans:
-        caches.create_connection("default")  # the plan for LocMemCache/default is remembered
-        backend = LocMemCache("tests-own-2", {})
-
-        async def get(key, default=None, version=None):
-            return "own"
-
-        backend.__dict__["get"] = get  # an instance attribute, async where the class's is sync
-        traced_cache.integration.wrap(backend, "default")
-        assert _await(lambda: backend.get("k")) == "own"
-        assert [s.name for s in _cache_spans(spans)] == ["get default"]
-
-
 @pytest.mark.parametrize("required, outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
 def test_missing_memcached_fails_under_ci_and_skips_otherwise(monkeypatch, required, outcome):
     monkeypatch.setattr(shutil, "which", lambda name: None)

@@ -206,3 +206,22 @@ def test_manage_py_check_fails_on_an_endpoint_without_scheme():
     with override_settings(TRACING={"OTLP_ENDPOINT": "127.0.0.1:4318"}):
         with pytest.raises(SystemCheckError, match="tracing_app.E008"):
             call_command("check")
+
+
+@pytest.mark.parametrize(("endpoint", "right", "why"), [
+    ("localhost:14268", "'http://localhost:4318'", "Thrift"),
+    ("jaeger:16686", "'http://jaeger:4318'", "Jaeger UI"),
+    ("otel-collector:4317", "'http://otel-collector:4318'", "grpc port"),
+    ("localhost:6831/api", "'http://localhost:4318'", "UDP"),
+    ("[::1]:9411", "'http://[::1]:4318'", "Zipkin"),
+])
+def test_no_scheme_hint_also_puts_the_otlp_port_right(endpoint, right, why):
+    """The URL E008 suggests passes the port checks too: following it does not lead to E010 or E011."""
+    [message] = endpoint_messages({"OTLP_ENDPOINT": endpoint})
+    assert message.id == "tracing_app.E008" and right in message.hint and why in message.hint
+    assert endpoint_messages({"OTLP_ENDPOINT": right.strip("'")}) == []
+
+
+def test_no_scheme_hint_keeps_a_port_that_may_be_a_collectors():
+    [message] = endpoint_messages({"OTLP_ENDPOINT": "collector:8080"})
+    assert "'http://collector:8080'" in message.hint

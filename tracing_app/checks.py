@@ -97,6 +97,26 @@ NOT_OTLP_PORTS = {
 OTLP_PORTS = {"http/protobuf": 4318, "grpc": 4317}
 
 
+def _url_to_write(endpoint: str, protocol: str) -> str:
+    """E008's hint: the endpoint with a scheme, and with the protocol's OTLP port when the
+    port given is one E010 or E011 would refuse (``localhost:14268`` → ``http://localhost:4318``),
+    so that the URL suggested passes the other checks too. Any other port is kept: a collector
+    may listen anywhere."""
+    address = endpoint.strip("/")
+    try:
+        given_port = urllib.parse.urlsplit(f"//{address}").port
+    except ValueError:
+        given_port = None
+    port = OTLP_PORTS[protocol]
+    other = {OTLP_PORTS[name]: f"the {name} port" for name in OTLP_PORTS if name != protocol}
+    what = NOT_OTLP_PORTS.get(given_port) or other.get(given_port)  # type: ignore[arg-type]
+    if what is None:
+        return f"Write it as a URL: 'http://{address}' (or https:// when the collector uses TLS)."
+    host = address.split("/", 1)[0].rsplit(":", 1)[0]
+    return (f"Write it as a URL with the {protocol} port: 'http://{host}:{port}' (or https:// when the "
+            f"collector uses TLS); port {given_port} is {what}.")
+
+
 @checks.register("tracing_app")
 def check_otlp_endpoint(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The OTLP endpoint is a URL the exporter can use (OpenTelemetry's exporter specification:
@@ -115,7 +135,7 @@ def check_otlp_endpoint(app_configs: Any = None, **kwargs: Any) -> list[checks.C
             return []  # a gRPC target may go without a scheme; OTLP_INSECURE then says whether TLS is used
         return [checks.Error(
             f"The OTLP endpoint {endpoint!r} ({where}) has no scheme, so no span can be sent.",
-            hint=f"Write it as a URL: 'http://{endpoint.strip('/')}' (or https:// when the collector uses TLS).",
+            hint=_url_to_write(endpoint, protocol),
             id="tracing_app.E008",
         )]
     parts = urllib.parse.urlsplit(endpoint)

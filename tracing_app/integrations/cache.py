@@ -77,7 +77,6 @@ MANY_KEYS = ("get_many", "set_many", "delete_many")
 OPERATIONS = (*SINGLE_KEY, *MANY_KEYS, "clear")
 TRACED = (*OPERATIONS, *(f"a{name}" for name in OPERATIONS))
 ORIGINALS_ATTRIBUTE = "_tracing_app_cache_originals"
-MAX_PLANS = 256  # (backend class, alias) pairs whose operations are remembered (CacheIntegration._plan)
 
 # Backend class (module.Class) -> db.system.name, for the backends that are not a database.
 SYSTEMS = {
@@ -149,7 +148,6 @@ class CacheIntegration(Integration):
         self.record_keys: tuple[str, ...] = ()
         self._handler: Any = None
         self._patched: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._plans: dict[tuple[type, str], tuple[tuple[str, bool, str], ...]] = {}
 
     def _install(self, config: TracingConfig) -> None:
         from django.core.cache import caches
@@ -181,7 +179,6 @@ class CacheIntegration(Integration):
             for name in backend.__dict__.pop(ORIGINALS_ATTRIBUTE, {}):
                 backend.__dict__.pop(name, None)
         self._patched = weakref.WeakSet()
-        self._plans = {}
 
     def wrap(self, backend: Any, alias: str) -> None:
         """Give ``backend`` (a cache object) traced operations; keep its own in ``ORIGINALS_ATTRIBUTE``."""
@@ -189,34 +186,14 @@ class CacheIntegration(Integration):
             return
         attributes = backend_attributes(backend, alias)
         originals = {}
-        for name, is_async, span_name in self._plan(backend, alias):
-            method = getattr(backend, name)
-            originals[name] = method
-            traced = _traced_async if is_async else _traced
-            backend.__dict__[name] = traced(method, name, span_name, attributes)
+        for name in TRACED:
+            method = getattr(backend, name, None)
+            if callable(method):
+                originals[name] = method
+                traced = _traced_async if inspect.iscoroutinefunction(method) else _traced
+                backend.__dict__[name] = traced(method, name, f"{name} {alias}", attributes)
         backend.__dict__[ORIGINALS_ATTRIBUTE] = originals
         self._patched.add(backend)
-
-    def _plan(self, backend: Any, alias: str) -> tuple[tuple[str, bool, str], ...]:
-        """(operation, async?, span name) of each operation ``backend`` has.
-
-        Django makes a cache object per alias and thread, and under ASGI per request
-        (``caches`` is context-local): asking ``inspect`` about 24 methods each time was
-        most of a request's cost of a cache call. So it is asked once per backend class
-        and alias; an object with operations of its own (instance attributes) is
-        always asked."""
-        cls = type(backend)
-        own = any(name in backend.__dict__ for name in TRACED)
-        plan = None if own else self._plans.get((cls, alias))
-        if plan is None:
-            plan = tuple(
-                (name, inspect.iscoroutinefunction(method), f"{name} {alias}")
-                for name in TRACED
-                if callable(method := getattr(backend, name, None))
-            )
-            if not own and len(self._plans) < MAX_PLANS:
-                self._plans[(cls, alias)] = plan
-        return plan
 
     def key_attribute(self, key: Any) -> str | None:
         if self.record_keys and isinstance(key, str) and any(fnmatch.fnmatchcase(key, p) for p in self.record_keys):
