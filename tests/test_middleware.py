@@ -121,6 +121,7 @@ def test_a_recorded_request_span_has_every_server_attribute(captured_spans):
         "http.request.method": "GET",
         "url.path": "/shop/items/42/",
         "url.scheme": "http",
+        "url.query": "page=REDACTED",
         "server.address": "shop.example",
         "server.port": 8443,
         "client.address": "127.0.0.1",

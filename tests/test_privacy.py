@@ -20,14 +20,21 @@ def server_span(spans):
     return next(span for span in spans.records() if span.kind == "SERVER")
 
 
-def test_query_strings_are_not_recorded_unless_allowed_key_by_key(client):
+def test_query_values_are_redacted_unless_allowed_key_by_key(client):
     with tracing_settings() as default:
-        client.get("/api/whoami/?token=SECRET-Q&page=2")
-    assert b"SECRET-Q" not in default.otlp_bytes() and "url.query" not in server_span(default).attributes
+        client.get("/api/whoami/?token=SECRET-Q&page=2&flag")
+    assert b"SECRET-Q" not in default.otlp_bytes()
+    assert server_span(default).attributes["url.query"] == "token=REDACTED&page=REDACTED&flag"
     with tracing_settings(RECORD_QUERY_PARAMS=["page"]) as allowed:
         client.get("/api/whoami/?token=SECRET-Q&page=2")
-    assert server_span(allowed).attributes["url.query"] == "page=2"
+    assert server_span(allowed).attributes["url.query"] == "token=REDACTED&page=2"
     assert b"SECRET-Q" not in allowed.otlp_bytes()
+
+
+def test_a_request_without_a_query_string_has_no_url_query(client):
+    with tracing_settings() as default:
+        client.get("/api/whoami/")
+    assert "url.query" not in server_span(default).attributes
 
 
 def test_headers_are_not_recorded_unless_allowed_and_never_credentials(client):

@@ -14,7 +14,8 @@ logger = logging.getLogger("tracing_app")
 def start(config: TracingConfig | None = None) -> list[str]:
     """Build the provider and install the enabled integrations. Idempotent.
 
-    Returns the names of the integrations that are installed. Never raises for
+    Returns the names of the integrations installed now; one waiting for its library's
+    first import is not among them (``integrations.pending_integrations()``). Never raises for
     bad settings: those are reported by ``manage.py check`` and fall back to
     their defaults here, so a typo cannot take the host app down.
     """
@@ -36,6 +37,7 @@ def start(config: TracingConfig | None = None) -> list[str]:
 
 
 def stop() -> None:
-    """Uninstall every integration and flush; the provider stays registered."""
+    """Uninstall every integration, drop the installs still waiting for an import, and
+    flush; the provider stays registered."""
     uninstall_all()
     provider.force_flush()

@@ -354,7 +354,8 @@ KEYS: tuple[Key, ...] = (
     # -- log correlation --
     Key("LOG_ERRORS_AS_EVENTS", False, as_bool, "Add ERROR and CRITICAL log records to the current span as events."),
     # -- privacy --
-    Key("RECORD_QUERY_PARAMS", (), as_names, "Query string keys recorded in `url.query`; others never are."),
+    Key("RECORD_QUERY_PARAMS", (), as_names,
+        "Query string keys whose values are recorded in `url.query`; other values are `REDACTED`."),
     Key("RECORD_REQUEST_HEADERS", (), _headers,
         "Request headers recorded as `http.request.header.*` (never Authorization, Cookie)."),
     Key("RECORD_RESPONSE_HEADERS", (), _headers,

@@ -26,13 +26,20 @@ MAX_HEADER_VALUE = 256
 MAX_ARGS_REPR = 1000
 
 
-def allowed_query(query: str, allowed: frozenset[str]) -> str:
-    """The ``key=value`` pairs of ``query`` whose key is in ``allowed``, in their order."""
+REDACTED = "REDACTED"  # the HTTP semantic conventions' marker for a value left out
+
+
+def redacted_query(query: str, allowed: frozenset[str]) -> str:
+    """``query`` with the value of every key not in ``allowed`` replaced by ``REDACTED``,
+    as the HTTP semantic conventions ask of ``url.query`` (the keys stay, so the span
+    still shows which parameters came). At most 64 pairs, each cut to 256 characters."""
     kept = []
     for pair in query.split("&", 64)[:64]:
-        key = pair.split("=", 1)[0]
-        if key in allowed:
+        key, has_value, _ = pair.partition("=")
+        if key in allowed or not has_value:
             kept.append(pair[:MAX_HEADER_VALUE])
+        else:
+            kept.append(f"{key[:MAX_HEADER_VALUE]}={REDACTED}")
     return "&".join(kept)
 
 

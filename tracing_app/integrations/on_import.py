@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable
 from types import ModuleType
 
-import wrapt
-
 _lock = threading.Lock()
 _pending: dict[str, tuple[str, Callable[[], None]]] = {}  # integration name -> (module, install)
 _watched: set[str] = set()  # modules with a wrapt hook that has not fired yet
@@ -38,6 +36,8 @@ def defer(name: str, module: str, install: Callable[[], None]) -> None:
         if module in _watched:
             return
         _watched.add(module)
+    import wrapt  # here: a process that defers nothing (tracing disabled) does not load it
+
     wrapt.register_post_import_hook(_imported, module)
 
 

@@ -69,10 +69,8 @@ def server_attributes(request: HttpRequest, method: str, query_params: frozenset
     meta = request.META
     attributes: dict[str, Any] = {URL_SCHEME: request.scheme or "http"}
     query = meta.get("QUERY_STRING")
-    if query and query_params:
-        kept = privacy.allowed_query(query, query_params)
-        if kept:
-            attributes[URL_QUERY] = kept
+    if query:  # Conditionally Required when a query was received; values redacted unless allowed
+        attributes[URL_QUERY] = privacy.redacted_query(query, query_params)
     for meta_key, attribute in request_headers:
         value = meta.get(meta_key)
         if isinstance(value, str):
