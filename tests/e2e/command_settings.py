@@ -1,4 +1,4 @@
-"""The demo's settings with UNTRACED_COMMANDS replaced (tests/e2e/test_command_traces.py)."""
+"""The demo's settings with UNTRACED_COMMANDS replaced, for e2e tests whose commands must be traced."""
 
 from project.settings import *  # noqa: F403
 from project.settings import TRACING

@@ -119,9 +119,10 @@ def test_incoming_traceparent_is_continued_and_health_check_untraced(stack, otlp
 def test_failing_task_marks_its_span_as_error(stack, otlp):
     """The worker runs an order whose row is gone: the task raises, its span is an error."""
     stack.start_worker("-P", "solo")
+    # `shell` is housekeeping, untraced by default (UNTRACED_COMMANDS): these settings trace it.
     result = stack.manage("shell", "-c", (
         "from celery import current_app; current_app.send_task('inventory.reserve_stock', args=[424242])"
-    ))
+    ), DJANGO_SETTINGS_MODULE="tests.e2e.command_settings")
     assert result.returncode == 0, result.stderr
     spans = otlp.wait_for(lambda spans: any(s.kind == "CONSUMER" for s in spans))
     consumer = next(s for s in spans if s.kind == "CONSUMER")
