@@ -358,25 +358,36 @@ def test_aio_caller_cancelling_mid_stream_ends_both_spans_cancelled(captured_spa
     assert_status(captured_spans.records(), CANCELLED)
 
 
-async def _call_to_the_end(channel, method: str, first: bytes) -> None:
-    """Make one call of ``method``'s kind and read all of its answer."""
+async def _call_to_the_end(channel, method: str, first: bytes, answered: asyncio.Event) -> None:
+    """Make one call of ``method``'s kind and read all of its answer; ``answered`` is set
+    once the first message of a streamed answer has arrived."""
     if method == SAY:
         await channel.unary_unary(SAY)(first, timeout=30)
-    elif method == COUNT:
-        [r async for r in channel.unary_stream(COUNT)(first, timeout=30)]
     elif method == SUM:
         await channel.stream_unary(SUM)(_requests(first), timeout=30)
     else:
-        [r async for r in channel.stream_stream(ECHO)(_requests(first), timeout=30)]
+        call = (channel.unary_stream(COUNT)(first, timeout=30) if method == COUNT
+                else channel.stream_stream(ECHO)(_requests(first), timeout=30))
+        async for _ in call:
+            answered.set()
 
 
 @pytest.mark.parametrize("method", [SAY, COUNT, SUM, ECHO])
 def test_aio_caller_task_cancelled_mid_call_ends_both_spans_cancelled(captured_spans, method):
     """The asyncio way to give up on a call (a timeout around it, a cancelled request
-    handler): the task awaiting it is cancelled, for every kind of call."""
+    handler): the task awaiting it is cancelled, for every kind of call.
+
+    A streamed answer is cancelled once its first message is in: grpc.aio (1.85, with or
+    without interceptors) leaves the RPC running when the task is cancelled in the step
+    between the call's start finishing and the task resuming (``_read`` awaits its
+    ``_preparation`` task outside its cancellation handling), so no RPC ends, and no span
+    can. A caller that is reading is past that step."""
     async def scenario(servicer, channel):
-        task = asyncio.ensure_future(_call_to_the_end(channel, method, b"slow"))
+        answered = asyncio.Event()
+        task = asyncio.ensure_future(_call_to_the_end(channel, method, b"slow", answered))
         await asyncio.wait_for(servicer.streaming.wait(), 20)
+        if method in (COUNT, ECHO):
+            await asyncio.wait_for(answered.wait(), 20)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
