@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.management import call_command
 from django.test import override_settings
 
@@ -253,16 +254,49 @@ def test_the_switch_off_installs_nothing_and_uninstall_restores_the_backends():
     locmem = {"default": {"BACKEND": BACKENDS["locmem"][0], "LOCATION": "tests-off"}}
     with override_settings(CACHES=locmem):
         traced = caches["default"]
-        assert traced_cache.ORIGINALS_ATTRIBUTE in traced.__dict__ and "get" in traced.__dict__
+        backend_class = type(traced)
+        own_get = backend_class.__dict__[traced_cache.ORIGINALS_ATTRIBUTE]["get"]
+        assert traced_cache.TARGET_ATTRIBUTE in traced.__dict__ and backend_class.get is not own_get
         with tracing_settings(INTEGRATIONS={"cache": False}) as spans:
-            assert "get" not in traced.__dict__ and traced_cache.ORIGINALS_ATTRIBUTE not in traced.__dict__
+            assert backend_class.__dict__["get"] is own_get
+            assert traced_cache.ORIGINALS_ATTRIBUTE not in backend_class.__dict__
             assert "create_connection" not in caches.__dict__
             with override_settings(CACHES={"default": {**locmem["default"], "LOCATION": "tests-off-2"}}):
                 fresh = caches["default"]
                 fresh.set("k", 1)
-                assert fresh.get("k") == 1 and "get" not in fresh.__dict__
+                assert fresh.get("k") == 1 and traced_cache.TARGET_ATTRIBUTE not in fresh.__dict__
         assert spans.records() == []
     assert get_config().integration_enabled("cache")
+
+
+class _SubclassedCache(LocMemCache):
+    """A user's backend: overrides ``get`` and calls the base class's."""
+
+    def get(self, key, default=None, version=None):
+        return super().get(key, default, version)
+
+
+_OWN_GET = _SubclassedCache.__dict__["get"]
+
+
+@pytest.mark.django_db
+def test_a_subclass_and_its_base_class_are_each_traced_once_and_restored():
+    caches_settings = {"default": {"BACKEND": f"{__name__}._SubclassedCache", "LOCATION": "tests-sub"},
+                       "plain": {"BACKEND": BACKENDS["locmem"][0], "LOCATION": "tests-sub-2"}}
+    with override_settings(CACHES=caches_settings):
+        with tracing_settings() as spans:
+            sub, plain = caches["default"], caches["plain"]
+            sub.set("k", 1)
+            assert sub.get("k") == 1 and sub.get_or_set("k", 2) == 1 and plain.get("k") is None
+            # An object the caches handler did not make is not traced.
+            assert LocMemCache("tests-sub-3", {}).get("k") is None
+            assert _SubclassedCache.get is not _OWN_GET
+        recorded = [(s.name, s.attributes.get("tracing_app.cache.hit")) for s in _cache_spans(spans)]
+        assert recorded == [("set default", None), ("get default", True), ("get_or_set default", True),
+                            ("get plain", False)]
+        with tracing_settings(INTEGRATIONS={"cache": False}):
+            assert _SubclassedCache.__dict__["get"] is _OWN_GET and "get_or_set" not in _SubclassedCache.__dict__
+            assert traced_cache.ORIGINALS_ATTRIBUTE not in LocMemCache.__dict__
 
 
 @pytest.mark.parametrize("required, outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
