@@ -241,14 +241,13 @@ class CacheIntegration(Integration):
 integration = CacheIntegration()
 
 
-def _base(operation: str) -> str:
-    """The synchronous operation of an async one: ``aget`` -> ``get`` (``add`` stays ``add``)."""
-    return operation[1:] if operation.startswith("a") and operation[1:] in OPERATIONS else operation
+# Each traced operation -> its synchronous form: ``aget`` -> ``get`` (``add`` stays ``add``).
+BASE = {**{name: name for name in OPERATIONS}, **{f"a{name}": name for name in OPERATIONS}}
 
 
 def _start(operation: str, span_name: str, backend_attrs: dict[str, Any], args: tuple, kwargs: dict) -> trace.Span:
     attributes = {**backend_attrs, DB_OPERATION_NAME: operation}
-    base = _base(operation)
+    base = BASE[operation]
     first = args[0] if args else kwargs.get("key", kwargs.get("keys", kwargs.get("data")))
     if base in SINGLE_KEY:
         key = integration.key_attribute(first)
@@ -308,8 +307,8 @@ class _Call:
     def succeeded(self, result: Any) -> Any:
         """Record what ``result`` says (hit or miss) and return what the caller gets."""
         value = result if result is not _MISS else self.default
-        with guarded("recording a cache hit"):
-            base, running, span = _base(self.operation), self.running, self.span
+        try:
+            base, running, span = BASE[self.operation], self.running, self.span
             if base == "get":
                 running.hit = result is not _MISS
             elif base == "has_key":
@@ -318,13 +317,17 @@ class _Call:
                 span.set_attribute(TRACING_APP_CACHE_HITS, len(result))
             elif running.hit is not None and base in ("get", "get_or_set", "has_key"):
                 span.set_attribute(TRACING_APP_CACHE_HIT, running.hit)
+        except Exception as exc:  # a bare try costs nothing here, unlike ``with guarded()``
+            swallow("recording a cache hit", exc)
         return value
 
     def end(self) -> None:
         otel_context.detach(self.tokens[1])
         _running.reset(self.tokens[0])
-        with guarded("ending a cache span"):
+        try:
             self.span.end()
+        except Exception as exc:
+            swallow("ending a cache span", exc)
 
 
 def _nested(operation: str, args: tuple, kwargs: dict, result: Any) -> None:
@@ -342,8 +345,10 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
         if target is None or _untraced_now():
             result = function(backend, *args, **kwargs)
             if target is not None:
-                with guarded("recording a cache hit"):
+                try:
                     _nested(operation, args, kwargs, result)
+                except Exception as exc:
+                    swallow("recording a cache hit", exc)
             return result
         call = _Call.begin(operation, target, args, kwargs)
         if call is None:
@@ -367,8 +372,10 @@ def _traced_async(function: Callable[..., Any], operation: str) -> Callable[...,
         if target is None or _untraced_now():
             result = await function(backend, *args, **kwargs)
             if target is not None:
-                with guarded("recording a cache hit"):
+                try:
                     _nested(operation, args, kwargs, result)
+                except Exception as exc:
+                    swallow("recording a cache hit", exc)
             return result
         call = _Call.begin(operation, target, args, kwargs)
         if call is None:
