@@ -1,5 +1,5 @@
 """gRPC streaming RPCs and grpc.aio, against real servers on loopback: one span per call
-on each side covering the whole stream, and every span ends on every path (issue 14):
+on each side covering the whole stream, and every span ends on every path:
 the stream's end, the caller's cancellation, the deadline, a server abort, a handler
 crash, and our own code failing."""
 

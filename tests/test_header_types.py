@@ -1,5 +1,5 @@
-"""Trace headers in every AMQP field type a publisher in another language sends
-(issue 14): text, byte arrays, a list of lines. Read by the kombu carrier and by
+"""Trace headers in every AMQP field type a publisher in another language sends:
+text, byte arrays, a list of lines. Read by the kombu carrier and by
 Celery's task-request getter; other types are not read, and no message quotes a value.
 Real RabbitMQ with pika as the publisher: tests/e2e/test_header_types_rabbitmq.py."""
 

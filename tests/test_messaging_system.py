@@ -1,5 +1,5 @@
 """``messaging.system`` (and the RabbitMQ-only routing key attribute) follow the
-transport a message really goes through (issue 16): Celery and raw kombu over
+transport a message really goes through: Celery and raw kombu over
 RabbitMQ, Redis and kombu's memory transport. Redis is the real server, in a
 database number and key prefix of this test's own."""
 

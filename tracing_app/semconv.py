@@ -39,12 +39,19 @@ DJANGO_DB_SYSTEMS = {"postgresql": "postgresql", "sqlite": "sqlite", "mysql": "m
 
 ERROR_TYPE = "error.type"
 
+# The "exception" span event (semantic conventions: exceptions).
+EXCEPTION_MESSAGE = "exception.message"
+EXCEPTION_STACKTRACE = "exception.stacktrace"
+EXCEPTION_TYPE = "exception.type"
+
 HTTP_REQUEST_METHOD = "http.request.method"
 HTTP_REQUEST_METHOD_ORIGINAL = "http.request.method_original"
 HTTP_RESPONSE_STATUS_CODE = "http.response.status_code"
 HTTP_ROUTE = "http.route"
 
 MESSAGING_DESTINATION_NAME = "messaging.destination.name"
+# On a span link: why the linked span is linked (ours: "previous_attempt", "chord_header", "outbox.write").
+MESSAGING_LINK_SOURCE = "messaging.link.source"
 MESSAGING_MESSAGE_BODY_SIZE = "messaging.message.body.size"
 MESSAGING_MESSAGE_ID = "messaging.message.id"
 MESSAGING_OPERATION_NAME = "messaging.operation.name"

@@ -1,4 +1,4 @@
-"""celery beat as its own process (issue 16): each scheduled send is the root of a trace
+"""celery beat as its own process: each scheduled send is the root of a trace
 of its own named after its schedule entry, beat is named by its role, and the worker's
 run joins the trace. Real beat and worker processes, the demo's schedule and task."""
 

@@ -1,6 +1,6 @@
 """Trace headers published by another AMQP client (pika, which sends ``bytes`` as
 byte-array fields the way the Java, .NET and Go clients send ``byte[]``), through
-the real RabbitMQ, to a raw kombu consumer and to a real Celery worker (issue 14)."""
+the real RabbitMQ, to a raw kombu consumer and to a real Celery worker."""
 
 from __future__ import annotations
 

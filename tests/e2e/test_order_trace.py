@@ -84,7 +84,7 @@ def test_order_is_one_trace_across_web_worker_pricing_relay_consumer_and_databas
     assert "?" in insert.attributes["db.query.text"] and "widget" not in insert.attributes["db.query.text"]
     relay_send = next(s for s in spans if s.name == "send order.created")
     assert relay_send.links == ((trace_id, server.span_id),), "the relay links to the span that wrote the event"
-    # Each message span names the transport the message really went through (issue 16).
+    # Each message span names the transport the message really went through.
     system = stack.broker.url.partition("://")[0].replace("amqp", "rabbitmq")
     messaging = [s for s in spans if s.kind in ("PRODUCER", "CONSUMER")]
     assert {s.attributes["messaging.system"] for s in messaging} == {system}

@@ -1,4 +1,4 @@
-"""Redis as Celery's broker and result backend at once (issue 16): a real worker stores
+"""Redis as Celery's broker and result backend at once: a real worker stores
 the result in Redis, the publisher reads it back, and the trace is the publish and the
 run, nothing more (storing a result in Redis makes no span; in the database it would)."""
 

@@ -1,4 +1,4 @@
-"""Repeated queries flagged in a task run by a real worker process (issue 16): the task's
+"""Repeated queries flagged in a task run by a real worker process: the task's
 CONSUMER span carries the count and one event per repeated shape, one log line in the
 worker's output; a loop of exactly REPEATED_QUERY_THRESHOLD (the default, 10) is not flagged."""
 

@@ -21,6 +21,7 @@ from opentelemetry.trace import Status, StatusCode
 from tracing_app.conf import get_config
 from tracing_app.conf.keys import NEVER_ALLOWED_HEADERS
 from tracing_app.safety import guarded
+from tracing_app.semconv import ERROR_TYPE, EXCEPTION_STACKTRACE, EXCEPTION_TYPE
 
 MAX_HEADER_VALUE = 256
 MAX_ARGS_REPR = 1000
@@ -81,7 +82,7 @@ def record_error(span: trace.Span, exc: BaseException, error_type: str = "", sta
     values) and the status description is the type name. ``status`` replaces the
     status description."""
     name = type(exc).__name__
-    span.set_attribute("error.type", error_type or type(exc).__qualname__)
+    span.set_attribute(ERROR_TYPE, error_type or type(exc).__qualname__)
     if get_config().record_exception_messages:
         span.record_exception(exc)
         span.set_status(Status(StatusCode.ERROR, status if status is not None else f"{name}: {exc}"))
@@ -89,8 +90,8 @@ def record_error(span: trace.Span, exc: BaseException, error_type: str = "", sta
     frames = "".join(traceback.format_tb(exc.__traceback__)) if exc.__traceback__ else ""
     qualified = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
     span.add_event("exception", {
-        "exception.type": qualified,
-        "exception.stacktrace": f"Traceback (most recent call last):\n{frames}{qualified}",
+        EXCEPTION_TYPE: qualified,
+        EXCEPTION_STACKTRACE: f"Traceback (most recent call last):\n{frames}{qualified}",
     })
     span.set_status(Status(StatusCode.ERROR, status if status is not None else name))
 

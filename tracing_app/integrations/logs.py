@@ -29,6 +29,7 @@ from tracing_app.conf import TracingConfig
 from tracing_app.context.business import UNTRACED_TRACE_ID
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.resource import ROLES, process_role, service_name
+from tracing_app.semconv import EXCEPTION_TYPE
 
 FIELDS = ("trace_id", "span_id", "trace_flags", "service_name")
 MAX_EVENT_MESSAGE = 1000
@@ -90,7 +91,7 @@ def _add_event(span: trace.Span, record: logging.LogRecord) -> None:
     attributes = {"log.severity": record.levelname, "log.logger": record.name,
                   "log.message": message[:MAX_EVENT_MESSAGE]}
     if record.exc_info and record.exc_info[0] is not None:
-        attributes["exception.type"] = record.exc_info[0].__qualname__
+        attributes[EXCEPTION_TYPE] = record.exc_info[0].__qualname__
     span.add_event("log", attributes)
 
 

@@ -37,7 +37,7 @@ from tracing_app.context.propagators import inject_context
 from tracing_app.context.suppression import untraced
 from tracing_app.integrations.kombu import publish
 from tracing_app.models import OutboxEvent
-from tracing_app.semconv import TRACING_APP_OUTBOX_EVENT_ID, TRACING_APP_OUTBOX_WAIT_MS
+from tracing_app.semconv import MESSAGING_LINK_SOURCE, TRACING_APP_OUTBOX_EVENT_ID, TRACING_APP_OUTBOX_WAIT_MS
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def write_event(routing_key: str, payload: Any, *, exchange: str, headers: Mappi
 def _publish_event(producer: Any, event: OutboxEvent, exchange: Any) -> None:
     writer, _ = extract(event.trace_context or {})  # none or unusable: a new trace
     writer_span = trace.get_current_span(writer).get_span_context()
-    links = [trace.Link(writer_span, {"messaging.link.source": "outbox.write"})] if writer_span.is_valid else None
+    links = [trace.Link(writer_span, {MESSAGING_LINK_SOURCE: "outbox.write"})] if writer_span.is_valid else None
     waited = (timezone.now() - event.created_at).total_seconds() * 1000 if event.created_at else 0.0
     publish(
         producer, json.dumps(event.payload).encode(), exchange=exchange, routing_key=event.routing_key,

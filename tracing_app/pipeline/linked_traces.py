@@ -17,8 +17,9 @@ from typing import Any
 from opentelemetry import context, trace
 from opentelemetry.sdk.trace import sampling
 
+from tracing_app.semconv import MESSAGING_LINK_SOURCE
+
 INHERIT_SAMPLING = "tracing_app.link.inherit_sampling"
-LINK_SOURCE = "messaging.link.source"
 
 
 class LinkedTraceSampler(sampling.Sampler):
@@ -46,4 +47,4 @@ def new_trace_linked_to(span_context: trace.SpanContext, source: str) -> tuple[c
     """(an empty parent context, the link) for a span that starts a new trace on behalf of ``span_context``."""
     if not span_context.is_valid:
         return context.Context(), []
-    return context.Context(), [trace.Link(span_context, {INHERIT_SAMPLING: True, LINK_SOURCE: source})]
+    return context.Context(), [trace.Link(span_context, {INHERIT_SAMPLING: True, MESSAGING_LINK_SOURCE: source})]

@@ -55,6 +55,8 @@ from tracing_app.semconv import (
     CELERY_TASK_NAME,
     CELERY_TASK_STATE,
     ERROR_TYPE,
+    EXCEPTION_MESSAGE,
+    EXCEPTION_TYPE,
     MESSAGING_DESTINATION_NAME,
     MESSAGING_MESSAGE_ID,
     MESSAGING_OPERATION_NAME,
@@ -230,7 +232,7 @@ def record_killed_task(request: Any, error_type: str, message: str, duration: fl
     """End, in this (the main) process, the span the killed child could not end."""
     span, now_ns = _unrun_task_span(request, "FAILURE", app, duration)
     span.set_attribute(ERROR_TYPE, error_type)
-    span.add_event("exception", {"exception.type": error_type, "exception.message": message})
+    span.add_event("exception", {EXCEPTION_TYPE: error_type, EXCEPTION_MESSAGE: message})
     span.set_status(Status(StatusCode.ERROR, f"{error_type}: {message}"))
     span.end(end_time=now_ns)
 

@@ -67,7 +67,7 @@ from tracing_app.integrations.celery.timing import wait_attributes
 from tracing_app.integrations.celery.transport import system_of_app
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.fast_spans import drops_child_of_current
-from tracing_app.pipeline.linked_traces import LINK_SOURCE, new_trace_linked_to
+from tracing_app.pipeline.linked_traces import new_trace_linked_to
 from tracing_app.safety import guarded
 from tracing_app.semconv import (
     CELERY_TASK_ARGS,
@@ -77,6 +77,7 @@ from tracing_app.semconv import (
     CELERY_TASK_RETRIES,
     CELERY_TASK_STATE,
     MESSAGING_DESTINATION_NAME,
+    MESSAGING_LINK_SOURCE,
     MESSAGING_MESSAGE_ID,
     MESSAGING_OPERATION_NAME,
     MESSAGING_OPERATION_TYPE,
@@ -253,13 +254,13 @@ class CeleryIntegration(Integration):
         links = []
         previous = span_context_of(getattr(request, PREVIOUS_ATTEMPT_HEADER, None))
         if previous is not None:
-            links.append(trace.Link(previous, {LINK_SOURCE: "previous_attempt"}))
+            links.append(trace.Link(previous, {MESSAGING_LINK_SOURCE: "previous_attempt"}))
         chord_links = getattr(request, CHORD_LINKS_HEADER, None)
         if isinstance(chord_links, str):
             for traceparent in chord_links.split()[:MAX_CHORD_LINKS]:
                 header = span_context_of(traceparent)
                 if header is not None:
-                    links.append(trace.Link(header, {LINK_SOURCE: "chord_header"}))
+                    links.append(trace.Link(header, {MESSAGING_LINK_SOURCE: "chord_header"}))
         return links
 
     def _prerun(self, task_id: str | None = None, task: Any = None, args: Any = None, kwargs: Any = None,

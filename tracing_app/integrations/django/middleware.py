@@ -32,7 +32,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
-from tracing_app.context import business, privacy, work
+from tracing_app.context import business, privacy, w3c, work
 from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
 from tracing_app.context.propagators import with_baggage
 from tracing_app.integrations.base import Integration
@@ -133,9 +133,7 @@ def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **k
 
 def traceresponse_value(span_context: trace.SpanContext) -> str:
     """The W3C Trace Context Level 2 ``traceresponse`` header for a span."""
-    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
-
-
+    return w3c.format_traceparent(span_context)
 
 
 class TracingMiddleware:

@@ -12,9 +12,9 @@ UNAVAILABLE and DATA_LOSS are retried; RESOURCE_EXHAUSTED for a message over the
 server's limit (gRPC's default: 4 MiB) splits the request, otherwise (throttling)
 is retried; anything else is final.
 
-As over HTTP, and unlike the SDK's exporter: no compression, and TLS (``https://``)
-verifies the server with the system's root certificates only
-(``OTEL_EXPORTER_OTLP_CERTIFICATE`` and client certificates are not read).
+As over HTTP: ``gzip`` compression when configured, and TLS (``https://``) with the
+system's root certificates or the configured CA file, and client certificates for
+mutual TLS (``OTEL_EXPORTER_OTLP_CERTIFICATE``, ``..._CLIENT_KEY``, ``..._CLIENT_CERTIFICATE``).
 """
 
 from __future__ import annotations
