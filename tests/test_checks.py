@@ -62,6 +62,21 @@ def test_integration_with_a_too_old_library_is_e006(monkeypatch):
     assert "is older than 999.0" in message.msg and "celery>=999.0" in message.hint
 
 
+def test_integration_with_a_library_newer_than_its_tested_range_is_w005(monkeypatch):
+    import importlib.metadata
+
+    from tracing_app.conf import requirements
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(requirements.importlib.metadata, "version",
+                        lambda name: "6.2.0" if name == "Django" else real(name))
+    with override_settings(TRACING={}):
+        found = [m for m in checks.check_settings() if m.id == "tracing_app.W005"]
+    assert {m.msg.split()[1] for m in found} == {"django", "database", "management", "cache"}
+    assert all("Django 6.2.0 is newer than the tested releases (<6.2)" in m.msg and m.hint for m in found)
+    assert all(m.level == WARNING for m in found)
+
+
 def test_a_subclass_or_re_export_of_the_middleware_is_found_by_class():
     # The re-export at the package root, the defining module, and a subclass are all the middleware.
     for path in ("tracing_app.TracingMiddleware", "tracing_app.integrations.django.middleware.TracingMiddleware",

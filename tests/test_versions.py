@@ -63,6 +63,15 @@ def test_the_integrations_minimums_are_the_claimed_ones():
                     requirement, claim)
 
 
+def test_the_integrations_upper_bounds_are_the_claimed_ones():
+    for entry in REGISTRY.values():
+        for requirement in entry.requires:
+            claim = CLAIMED.get(requirement.distribution.lower())
+            uppers = [Version(s.version) for s in claim or () if s.operator == "<"]
+            expected = [Version(requirement.below)] if requirement.below else []
+            assert expected == uppers, (requirement, claim)
+
+
 def test_ci_runs_the_version_sets_after_the_main_suite():
     run = (ROOT / ".ci" / "run").read_text()
     assert run.index("make test") < run.index(".ci/versions.sh")

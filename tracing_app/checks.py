@@ -16,6 +16,7 @@
 | tracing_app.W003 | the base OTLP endpoint has a path (tracing_app adds /v1/traces itself) |
 | tracing_app.W001 | the django integration is enabled but TracingMiddleware is not in MIDDLEWARE |
 | tracing_app.W002 | TracingMiddleware is not the first middleware |
+| tracing_app.W005 | a library an enabled integration uses is newer than the releases it is tested with |
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from django.utils.module_loading import import_string
 
 from tracing_app.conf import get_config
 from tracing_app.conf.config import ENV_IGNORED
-from tracing_app.conf.requirements import OTLP_GRPC, install_hint, unmet
+from tracing_app.conf.requirements import OTLP_GRPC, install_hint, unmet, untested
 from tracing_app.integrations import REGISTRY, wanted_but_unmet
 from tracing_app.pipeline.provider import load_propagator
 
@@ -64,6 +65,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 hint=f"Install {install_hint(entry.requires)}, or set TRACING['INTEGRATIONS'] = {{{name!r}: False}}.",
                 id="tracing_app.E006",
             ))
+        elif config.integration_enabled(name) and unmet(entry.requires) is None:
+            newer = untested(entry.requires)
+            if newer is not None:
+                messages.append(checks.Warning(
+                    f"The {name} integration is enabled and {newer}: it may trace wrongly or fail to install.",
+                    hint="Use a tested release (README: Tested versions), or look for a newer tracing_app.",
+                    id="tracing_app.W005",
+                ))
     messages.extend(_check_exporter_libraries(config))
     return messages
 

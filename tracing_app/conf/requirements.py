@@ -19,11 +19,14 @@ import re
 @dataclasses.dataclass(frozen=True)
 class Requirement:
     """A library a feature needs: the module it imports, the distribution that
-    provides it, and the oldest release we support (``>= minimum``)."""
+    provides it, and the releases we test it with: ``>= minimum`` and ``< below``
+    (``""``: no upper bound). The same range as the package's metadata (pyproject.toml);
+    older is unsupported (``unmet``), newer untested (``untested``)."""
 
     module: str
     distribution: str
     minimum: str
+    below: str = ""
 
 
 # OTLP_PROTOCOL="grpc": our gRPC transport (pipeline/export/otlp_grpc.py) needs grpcio (the
@@ -56,6 +59,21 @@ def unmet(requirements: tuple[Requirement, ...]) -> str | None:
             continue  # importable but not installed as a distribution (vendored, a source tree): trust it
         if release(version) < release(requirement.minimum):
             return f"{requirement.distribution} {version} is older than {requirement.minimum}"
+    return None
+
+
+def untested(requirements: tuple[Requirement, ...]) -> str | None:
+    """Which installed library is newer than its tested range ("Django 6.2.0 is newer
+    than the tested releases (<6.2)"), or None."""
+    for requirement in requirements:
+        if not requirement.below or not importable(requirement.module):
+            continue
+        try:
+            version = importlib.metadata.version(requirement.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if release(version) >= release(requirement.below):
+            return f"{requirement.distribution} {version} is newer than the tested releases (<{requirement.below})"
     return None
 
 

@@ -6,7 +6,8 @@ connects anything. Integrations use ``tracing_app.context`` and
 ``tracing_app.pipeline``, never each other (``.importlinter``).
 
 ``REGISTRY`` declares, per ``TRACING["INTEGRATIONS"]`` name, where the integration
-lives and the libraries (with the oldest version we support) it needs. It is read
+lives and the libraries it needs, each with the releases we test it with (``Requirement``:
+the oldest supported, the first untested; pyproject.toml claims the same). It is read
 without importing the integration, so a missing library is skipped or reported
 instead of raised.
 
@@ -55,7 +56,7 @@ class Entry:
     on_import: str | None = None
 
 
-_DJANGO = Requirement("django", "Django", "5.2")
+_DJANGO = Requirement("django", "Django", "5.2", below="6.2")
 
 
 def _http_client(module: str, distribution: str | None, minimum: str, instrumentation: str) -> Entry:
@@ -66,14 +67,14 @@ def _http_client(module: str, distribution: str | None, minimum: str, instrument
     return Entry(f"tracing_app.integrations.http_client.{module}:integration", (
         *library,
         Requirement(f"opentelemetry.instrumentation.{instrumentation}", f"opentelemetry-instrumentation-{dashed}",
-                    "0.51b0"),
+                    "0.51b0", below="0.67"),
     ), optional=True, on_import="urllib.request" if module == "urllib" else module)
 
 
 REGISTRY: dict[str, Entry] = {
     "django": Entry("tracing_app.integrations.django.middleware:integration", (_DJANGO,)),
     "celery": Entry("tracing_app.integrations.celery.signals:integration",
-                    (Requirement("celery", "celery", "5.3"),), optional=True),
+                    (Requirement("celery", "celery", "5.3", below="5.8"),), optional=True),
     "database": Entry("tracing_app.integrations.database.queries:integration", (_DJANGO,)),
     "management": Entry("tracing_app.integrations.django.commands:integration", (_DJANGO,)),
     "cache": Entry("tracing_app.integrations.cache:integration", (_DJANGO,)),
