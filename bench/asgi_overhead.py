@@ -31,9 +31,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.stack import ROOT, Database, RabbitBroker, Stack, WebServer, free_port, run_id
+from tests.e2e.stack import ROOT, WebServer
 
-from .harness import BENCHMARKS_MD, Sink, cpu_seconds, environment, percentile, table, verdict, write_section
+from .harness import (
+    BENCHMARKS_MD,
+    BenchStack,
+    Sink,
+    cpu_seconds,
+    environment,
+    percentile,
+    table,
+    verdict,
+    write_section,
+)
 from .request_overhead import quartiles, worker_pid
 
 SECTION = "asgi_overhead"
@@ -90,75 +100,59 @@ class LoadGenerator:
         self.popen.wait(30)
 
 
-def start_web(stack: Stack, mode: Mode) -> None:
+def start_web(stack: BenchStack, mode: Mode) -> None:
     extra = {"DJANGO_SETTINGS_MODULE": mode.settings, **mode.env}
     if mode.traced:
         mode.sink = Sink(discard=True)
         extra["OTEL_EXPORTER_OTLP_ENDPOINT"] = mode.sink.endpoint
-    env = stack.env(mode.service, **extra)
-    env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the benchmark measures the defaults a user gets
-    port = free_port()
     # -k on the command line wins over bench.gunicorn_conf's sync worker.
-    process = stack.start(mode.service, [sys.executable, "-m", "gunicorn", mode.app, "-c", "python:bench.gunicorn_conf",
-                                         "-k", ASGI_WORKER, "-b", f"127.0.0.1:{port}"], env)
-    mode.web = WebServer(f"http://127.0.0.1:{port}", process)
+    mode.web = stack.start_gunicorn(mode.service, mode.app, "-c", "python:bench.gunicorn_conf", "-k", ASGI_WORKER,
+                                    **extra)
 
 
 def measure(rounds: int, seconds: float, connections: int, latency_seconds: float, warmup: float) -> list[Mode]:
     all_modes = modes()
-    database = Database(f"bench_{run_id()}").create()
-    queue = f"bench-{run_id()}"
-    stack = Stack(database, RabbitBroker(), queue, "http://127.0.0.1:9")  # each traced mode has its own sink
     load = None
     try:
-        migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
-        if migrate.returncode != 0:
-            raise RuntimeError(migrate.stdout + migrate.stderr)
-        stack.start_pricing(DJANGO_SETTINGS_MODULE="bench.settings_untraced")
-        for mode in all_modes:  # start them all, then wait: they boot in parallel
-            start_web(stack, mode)
-        for mode in all_modes:
-            mode.web.wait_ready(timeout=90)
-            mode.worker_pid = worker_pid(mode.web.process.popen.pid)
-        load = LoadGenerator()
-        urls = [mode.web.url for mode in all_modes]
-        for mode in all_modes:
-            load.ask({"saturate": mode.web.url, "connections": connections, "seconds": warmup})
-        for index in range(rounds):
-            # Rotate who goes first: a burst of load from elsewhere lands on each mode in turn.
-            for mode in all_modes[index % len(all_modes):] + all_modes[:index % len(all_modes)]:
-                before = cpu_seconds(mode.worker_pid)
-                result = load.ask({"saturate": mode.web.url, "connections": connections, "seconds": seconds})
-                mode.cpu += cpu_seconds(mode.worker_pid) - before
-                mode.saturated += result["done"]
-                mode.errors += result["errors"]
-                mode.rates.append(result["done"] / result["seconds"])
-            closed = load.ask({"urls": urls, "seconds": latency_seconds})
-            for position, mode in enumerate(all_modes):
-                mode.post += closed["post"][position]
-                mode.get += closed["get"][position]
-                mode.errors += closed["errors"][position]
-        load.stop()
-        load = None
-        stack.stop()  # SIGTERM: each worker exits normally and flushes its spans
-        for mode in all_modes:
-            if mode.sink is not None:
-                mode.exported = mode.sink.counts()
-            if mode.errors:
-                raise RuntimeError(f"{mode.name}: {mode.errors} requests failed\n{stack.logs()}")
-        return all_modes
-    except BaseException:
-        print(stack.logs(), file=sys.stderr)
-        raise
+        with BenchStack("http://127.0.0.1:9") as stack:  # each traced mode has its own sink
+            for mode in all_modes:  # start them all, then wait: they boot in parallel
+                start_web(stack, mode)
+            stack.wait_ready(*(mode.web for mode in all_modes))
+            for mode in all_modes:
+                mode.worker_pid = worker_pid(mode.web.process.popen.pid)
+            load = LoadGenerator()
+            urls = [mode.web.url for mode in all_modes]
+            for mode in all_modes:
+                load.ask({"saturate": mode.web.url, "connections": connections, "seconds": warmup})
+            for index in range(rounds):
+                # Rotate who goes first: a burst of load from elsewhere lands on each mode in turn.
+                for mode in all_modes[index % len(all_modes):] + all_modes[:index % len(all_modes)]:
+                    before = cpu_seconds(mode.worker_pid)
+                    result = load.ask({"saturate": mode.web.url, "connections": connections, "seconds": seconds})
+                    mode.cpu += cpu_seconds(mode.worker_pid) - before
+                    mode.saturated += result["done"]
+                    mode.errors += result["errors"]
+                    mode.rates.append(result["done"] / result["seconds"])
+                closed = load.ask({"urls": urls, "seconds": latency_seconds})
+                for position, mode in enumerate(all_modes):
+                    mode.post += closed["post"][position]
+                    mode.get += closed["get"][position]
+                    mode.errors += closed["errors"][position]
+            load.stop()
+            load = None
+            stack.stop()  # SIGTERM: each worker exits normally and flushes its spans
+            for mode in all_modes:
+                if mode.sink is not None:
+                    mode.exported = mode.sink.counts()
+                if mode.errors:
+                    raise RuntimeError(f"{mode.name}: {mode.errors} requests failed\n{stack.logs()}")
+            return all_modes
     finally:
         if load is not None:
             load.popen.kill()
-        stack.stop()
         for mode in all_modes:
             if mode.sink is not None:
                 mode.sink.stop()
-        database.drop()
-        RabbitBroker().cleanup(queue)
 
 
 def ms(seconds: float) -> str:

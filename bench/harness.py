@@ -1,7 +1,8 @@
-"""What the three benchmarks share: the sink process, statistics, and BENCHMARKS.md sections."""
+"""What the benchmarks share: the stack they run on, the sink process, statistics, and BENCHMARKS.md sections."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.metadata
 import os
@@ -10,9 +11,21 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from tests.e2e.stack import ADMIN_URL, BROKER_URL, ROOT, Process, free_port
+from tests.e2e.stack import (
+    ADMIN_URL,
+    BROKER_URL,
+    ROOT,
+    Database,
+    Process,
+    RabbitBroker,
+    Stack,
+    WebServer,
+    free_port,
+    run_id,
+)
 
 from .sink import read_counts
 
@@ -20,6 +33,9 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PACKAGES = ("django", "celery", "kombu", "psycopg", "gunicorn", "uvicorn", "opentelemetry-sdk",
             "opentelemetry-exporter-otlp-proto-http", "opentelemetry-instrumentation-django", "protobuf")
+# Seconds a benchmark's server or worker may take to get ready: only a failed start waits this
+# long, and the modes boot side by side on a shared two-core machine (the most any benchmark allowed).
+READY_TIMEOUT = 120.0
 
 
 class Sink:
@@ -46,6 +62,74 @@ class Sink:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class BenchStack(Stack):
+    """The demo's stack for one benchmark run, used as a context manager.
+
+    Entering creates a PostgreSQL database ``<name>_<id>``, migrates it (``RuntimeError``
+    with migrate's output when that fails) and starts the pricing gRPC service, untraced:
+    one server for every mode, so its cost is the same in each and only the callers'
+    tracing differs. The stack's queue is ``<name>-<id>`` on RabbitMQ; its processes
+    export to ``otlp_endpoint``. Leaving stops every process (SIGTERM, then SIGKILL),
+    drops the database and deletes the stack's queue and ``queues``; when the block
+    raised, what every process logged is printed to stderr first.
+    """
+
+    def __init__(self, otlp_endpoint: str, name: str = "bench", queues: Sequence[str] = ()) -> None:
+        super().__init__(Database(f"{name}_{run_id()}"), RabbitBroker(), f"{name}-{run_id()}", otlp_endpoint)
+        self.queues = tuple(queues)
+
+    def __enter__(self) -> BenchStack:
+        self.database.create()
+        try:
+            migrate = self.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
+            if migrate.returncode != 0:
+                raise RuntimeError(migrate.stdout + migrate.stderr)
+            self.start_pricing(DJANGO_SETTINGS_MODULE="bench.settings_untraced")
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            print(self.logs(), file=sys.stderr)
+        self.stop()
+        self.database.drop()
+        self.broker.cleanup(self.queue, *self.queues)
+
+    def measured_env(self, service: str, **extra: str) -> dict[str, str]:
+        """``env()`` without the end-to-end tests' 200 ms batch delay: the benchmarks
+        measure the defaults a user gets."""
+        env = self.env(service, **extra)
+        env.pop("OTEL_BSP_SCHEDULE_DELAY")
+        return env
+
+    def start_gunicorn(self, service: str, app: str, *options: str, **env: str) -> WebServer:
+        """gunicorn serving ``app`` on a free loopback port, as process and service ``service``;
+        ``options`` go before ``-b``. Returns at once: start them all, then ``wait_ready``."""
+        port = free_port()
+        argv = [sys.executable, "-m", "gunicorn", app, *options, "-b", f"127.0.0.1:{port}"]
+        return WebServer(f"http://127.0.0.1:{port}", self.start(service, argv, self.measured_env(service, **env)))
+
+    def wait_ready(self, *webs: WebServer) -> None:
+        """Until each of ``webs`` answers /healthz, each within ``READY_TIMEOUT`` seconds.
+
+        ``RuntimeError`` with its output when one exits; ``TimeoutError`` as ``logs_on_timeout``.
+        """
+        for web in webs:
+            with self.logs_on_timeout():
+                web.wait_ready(timeout=READY_TIMEOUT)
+
+    @contextlib.contextmanager
+    def logs_on_timeout(self) -> Iterator[None]:
+        """A ``TimeoutError`` inside is raised again with what every process of the stack logged:
+        a server that never got ready, or a worker that never took its tasks, says why there."""
+        try:
+            yield
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nWhat the processes logged:\n{self.logs()}") from None
 
 
 def cpu_seconds(pid: int) -> float:

@@ -35,9 +35,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.e2e.stack import ROOT, Database, RabbitBroker, Stack, WebServer, free_port, run_id
+from tests.e2e.stack import ROOT, WebServer
 
-from .harness import BENCHMARKS_MD, Sink, cpu_seconds, environment, percentile, table, verdict, write_section
+from .harness import (
+    BENCHMARKS_MD,
+    BenchStack,
+    Sink,
+    cpu_seconds,
+    environment,
+    percentile,
+    table,
+    verdict,
+    write_section,
+)
 
 SECTION = "request_overhead"
 
@@ -102,15 +112,6 @@ class LoadGenerator:
         self.popen.wait(10)
 
 
-def start_web(stack: Stack, mode: Mode) -> None:
-    env = stack.env(mode.service, DJANGO_SETTINGS_MODULE=mode.settings, **mode.env)
-    env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the benchmark measures the defaults a user gets
-    port = free_port()
-    process = stack.start(mode.service, [sys.executable, "-m", "gunicorn", mode.app, "-c", "python:bench.gunicorn_conf",
-                                         "-b", f"127.0.0.1:{port}"], env)
-    mode.web = WebServer(f"http://127.0.0.1:{port}", process)
-
-
 def worker_pid(master_pid: int) -> int:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     if len(children) != 1:
@@ -169,65 +170,52 @@ def stop_py_spy(name: str, popen: subprocess.Popen, output: Path) -> None:
 def measure(rounds: int, seconds: float, warmup: float, only: list[str] | None = None,
             profile: tuple[str, ...] = ()) -> list[Mode]:
     all_modes = [mode for mode in modes() if not only or mode.name in only or mode.name == "untraced"]
-    database = Database(f"bench_{run_id()}").create()
-    queue = f"bench-{run_id()}"
     sink = Sink(defer=True)
-    stack = Stack(database, RabbitBroker(), queue, sink.endpoint)
     load = None
     try:
-        migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
-        if migrate.returncode != 0:
-            raise RuntimeError(migrate.stdout + migrate.stderr)
-        # The order flow calls the pricing gRPC service; one untraced server serves every
-        # mode alike, so its cost is the same in each and only the callers' tracing differs.
-        stack.start_pricing(DJANGO_SETTINGS_MODULE="bench.settings_untraced")
-        for mode in all_modes:  # start them all, then wait: they boot in parallel
-            start_web(stack, mode)
-        for mode in all_modes:
-            mode.web.wait_ready(timeout=60)
-            mode.worker_pid = worker_pid(mode.web.process.popen.pid)
-        load = LoadGenerator()
-        urls = [mode.web.url for mode in all_modes]
-        result = load.run(urls, warmup)
-        for index, mode in enumerate(all_modes):
-            mode.requests_sent += sum(len(result[kind][index]) for kind in ("post", "get", "price"))
-        cpu_before = [cpu_seconds(mode.worker_pid) for mode in all_modes]
-        spies = [start_py_spy(mode, mode.name) for mode in all_modes if mode.name in profile]
-        for _ in range(rounds):
-            result = load.run(urls, seconds)
+        with BenchStack(sink.endpoint) as stack:
+            for mode in all_modes:  # start them all, then wait: they boot in parallel
+                mode.web = stack.start_gunicorn(mode.service, mode.app, "-c", "python:bench.gunicorn_conf",
+                                                DJANGO_SETTINGS_MODULE=mode.settings, **mode.env)
+            stack.wait_ready(*(mode.web for mode in all_modes))
+            for mode in all_modes:
+                mode.worker_pid = worker_pid(mode.web.process.popen.pid)
+            load = LoadGenerator()
+            urls = [mode.web.url for mode in all_modes]
+            result = load.run(urls, warmup)
             for index, mode in enumerate(all_modes):
-                post, get, price = result["post"][index], result["get"][index], result["price"][index]
-                mode.post += post
-                mode.get += get
-                mode.price += price
-                mode.errors += result["errors"][index]
-                done = post + get + price
-                mode.requests_sent += len(done)
-                mode.round_times.append(sum(done) / max(1, len(done)))
-        for mode, before in zip(all_modes, cpu_before, strict=True):
-            mode.cpu = cpu_seconds(mode.worker_pid) - before
-        for spy in spies:
-            stop_py_spy(*spy)
-        load.stop()
-        load = None
-        # SIGTERM: gunicorn's worker exits normally and each tracer provider flushes.
-        stack.stop()
-        counts = sink.counts()
-        for mode in all_modes:
-            mode.spans = counts.get(mode.service, 0)
-            if mode.errors:
-                raise RuntimeError(f"{mode.name}: {mode.errors} requests failed\n{stack.logs()}")
-        return all_modes
-    except BaseException:
-        print(stack.logs(), file=sys.stderr)
-        raise
+                mode.requests_sent += sum(len(result[kind][index]) for kind in ("post", "get", "price"))
+            cpu_before = [cpu_seconds(mode.worker_pid) for mode in all_modes]
+            spies = [start_py_spy(mode, mode.name) for mode in all_modes if mode.name in profile]
+            for _ in range(rounds):
+                result = load.run(urls, seconds)
+                for index, mode in enumerate(all_modes):
+                    post, get, price = result["post"][index], result["get"][index], result["price"][index]
+                    mode.post += post
+                    mode.get += get
+                    mode.price += price
+                    mode.errors += result["errors"][index]
+                    done = post + get + price
+                    mode.requests_sent += len(done)
+                    mode.round_times.append(sum(done) / max(1, len(done)))
+            for mode, before in zip(all_modes, cpu_before, strict=True):
+                mode.cpu = cpu_seconds(mode.worker_pid) - before
+            for spy in spies:
+                stop_py_spy(*spy)
+            load.stop()
+            load = None
+            # SIGTERM: gunicorn's worker exits normally and each tracer provider flushes.
+            stack.stop()
+            counts = sink.counts()
+            for mode in all_modes:
+                mode.spans = counts.get(mode.service, 0)
+                if mode.errors:
+                    raise RuntimeError(f"{mode.name}: {mode.errors} requests failed\n{stack.logs()}")
+            return all_modes
     finally:
         if load is not None:
             load.popen.kill()
-        stack.stop()
         sink.stop()
-        database.drop()
-        RabbitBroker().cleanup(queue)
 
 
 def ms(seconds: float) -> str:

@@ -31,17 +31,16 @@ import argparse
 import collections
 import json
 import random
-import sys
 import tempfile
 import threading
 import time
 import urllib.parse
 from pathlib import Path
 
-from tests.e2e.stack import Database, RabbitBroker, Stack, WebServer, free_port, run_id
+from tests.e2e.stack import WebServer, free_port
 from tracing_app.devtools.receiver import Fault, OTLPReceiver
 
-from .harness import BENCHMARKS_MD, environment, table, verdict, write_section
+from .harness import BENCHMARKS_MD, BenchStack, environment, table, verdict, write_section
 from .loadgen import ORDER, call
 
 SECTION = "soak"
@@ -139,14 +138,9 @@ class Client(threading.Thread):
                 self.request(name, "GET", f"/soak/long/?n={ids}{'&bulk=1' if bulk else ''}", 200)
 
 
-def start_web(stack: Stack, service: str, settings: str, stats_dir: Path) -> WebServer:
-    env = stack.env(service, DJANGO_SETTINGS_MODULE=settings, SOAK_STATS_DIR=str(stats_dir))
-    env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the defaults a user gets
-    port = free_port()
-    argv = [sys.executable, "-m", "gunicorn", "project.wsgi", "-c", "python:bench.soak_gunicorn",
-            "-b", f"127.0.0.1:{port}"]
-    process = stack.start(service, argv, env)
-    return WebServer(f"http://127.0.0.1:{port}", process)
+def start_web(stack: BenchStack, service: str, settings: str, stats_dir: Path) -> WebServer:
+    return stack.start_gunicorn(service, "project.wsgi", "-c", "python:bench.soak_gunicorn",
+                                DJANGO_SETTINGS_MODULE=settings, SOAK_STATS_DIR=str(stats_dir))
 
 
 def worker_pids(master_pid: int) -> list[int]:
@@ -161,67 +155,54 @@ def rss_kib(pid: int) -> int:
 
 
 def run(seconds: float, warmup: float) -> dict:
-    database = Database(f"soak_{run_id()}").create()
-    queue = f"soak-{run_id()}"
     receiver = FlappingReceiver()
-    stack = Stack(database, RabbitBroker(), queue, receiver.endpoint)
     stats_dirs = {name: Path(tempfile.mkdtemp(prefix=f"soak-{name}-")) for name in ("traced", "untraced")}
     stop = threading.Event()
     clients: list[Client] = []
     schedule: list[tuple[float, str]] = []
     try:
-        migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
-        if migrate.returncode != 0:
-            raise RuntimeError(migrate.stdout + migrate.stderr)
-        stack.start_pricing(DJANGO_SETTINGS_MODULE="bench.settings_untraced")
-        webs = {
-            "traced": start_web(stack, "soak-traced", "bench.soak_settings", stats_dirs["traced"]),
-            "untraced": start_web(stack, "soak-untraced", "bench.soak_settings_untraced", stats_dirs["untraced"]),
-        }
-        for web in webs.values():
-            web.wait_ready(timeout=120)
-        clients = [Client({name: web.url for name, web in webs.items()}, stop, seed) for seed in range(2)]
-        for client in clients:
-            client.start()
-        # Warm-up with a healthy receiver: imports, connections, the first of each statement.
-        stop.wait(warmup)
-        warm_rss = {pid: rss_kib(pid) for web in webs.values() for pid in worker_pids(web.process.popen.pid)}
-        started = time.monotonic()
-        phase_seconds = seconds / len(PHASES)
-        for index, phase in enumerate(PHASES):
-            receiver.set_phase(phase)
-            schedule.append((time.monotonic() - started, phase))
-            stop.wait(max(0.0, started + (index + 1) * phase_seconds - time.monotonic()))
-        receiver.set_phase("healthy")
-        stop.set()
-        largest_so_far = max([receiver.largest, *receiver.receiver.body_sizes])
-        for client in clients:
-            client.join(120)
-        elapsed = time.monotonic() - started
-        # SIGTERM: each worker flushes (bounded by SHUTDOWN_TIMEOUT) and writes its stats.
-        stack.stop()
-        records = {name: [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
-                   for name, directory in stats_dirs.items()}
-        if len(records["traced"]) != 2 or len(records["untraced"]) != 2:
-            raise RuntimeError(f"expected 2 workers' stats per server, got {records}\n{stack.logs()}")
-        return {
-            "seconds": elapsed, "warmup": warmup, "schedule": schedule, "records": records,
-            "received": receiver.counts(), "warm_rss": warm_rss,
-            "over_limit": receiver.over_limit + (receiver.receiver.too_large if receiver.receiver else 0),
-            "largest": max(largest_so_far, *(receiver.receiver.body_sizes if receiver.receiver else [0])),
-            "sent": sum((client.sent for client in clients), collections.Counter()),
-            "failed": sum((client.failed for client in clients), collections.Counter()),
-            "failures": [line for client in clients for line in client.failures],
-        }
-    except BaseException:
-        print(stack.logs(), file=sys.stderr)
-        raise
+        with BenchStack(receiver.endpoint, name="soak") as stack:
+            webs = {
+                "traced": start_web(stack, "soak-traced", "bench.soak_settings", stats_dirs["traced"]),
+                "untraced": start_web(stack, "soak-untraced", "bench.soak_settings_untraced", stats_dirs["untraced"]),
+            }
+            stack.wait_ready(*webs.values())
+            clients = [Client({name: web.url for name, web in webs.items()}, stop, seed) for seed in range(2)]
+            for client in clients:
+                client.start()
+            # Warm-up with a healthy receiver: imports, connections, the first of each statement.
+            stop.wait(warmup)
+            warm_rss = {pid: rss_kib(pid) for web in webs.values() for pid in worker_pids(web.process.popen.pid)}
+            started = time.monotonic()
+            phase_seconds = seconds / len(PHASES)
+            for index, phase in enumerate(PHASES):
+                receiver.set_phase(phase)
+                schedule.append((time.monotonic() - started, phase))
+                stop.wait(max(0.0, started + (index + 1) * phase_seconds - time.monotonic()))
+            receiver.set_phase("healthy")
+            stop.set()
+            largest_so_far = max([receiver.largest, *receiver.receiver.body_sizes])
+            for client in clients:
+                client.join(120)
+            elapsed = time.monotonic() - started
+            # SIGTERM: each worker flushes (bounded by SHUTDOWN_TIMEOUT) and writes its stats.
+            stack.stop()
+            records = {name: [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
+                       for name, directory in stats_dirs.items()}
+            if len(records["traced"]) != 2 or len(records["untraced"]) != 2:
+                raise RuntimeError(f"expected 2 workers' stats per server, got {records}\n{stack.logs()}")
+            return {
+                "seconds": elapsed, "warmup": warmup, "schedule": schedule, "records": records,
+                "received": receiver.counts(), "warm_rss": warm_rss,
+                "over_limit": receiver.over_limit + (receiver.receiver.too_large if receiver.receiver else 0),
+                "largest": max(largest_so_far, *(receiver.receiver.body_sizes if receiver.receiver else [0])),
+                "sent": sum((client.sent for client in clients), collections.Counter()),
+                "failed": sum((client.failed for client in clients), collections.Counter()),
+                "failures": [line for client in clients for line in client.failures],
+            }
     finally:
         stop.set()
-        stack.stop()
         receiver.down()
-        database.drop()
-        RabbitBroker().cleanup(queue)
 
 
 def identity(stats: dict) -> tuple[bool, str]:

@@ -26,9 +26,9 @@ from pathlib import Path
 import psycopg
 from celery import Celery
 
-from tests.e2e.stack import BROKER_URL, Database, RabbitBroker, Stack, run_id
+from tests.e2e.stack import BROKER_URL, Database, run_id
 
-from .harness import BENCHMARKS_MD, Sink, cpu_seconds, environment, table, write_section
+from .harness import BENCHMARKS_MD, READY_TIMEOUT, BenchStack, Sink, cpu_seconds, environment, table, write_section
 
 SECTION = "task_overhead"
 TASK = "inventory.reserve_stock"
@@ -106,53 +106,41 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def measure(rounds: int, tasks: int) -> list[Mode]:
     all_modes = modes()
-    database = Database(f"bench_{run_id()}").create()
-    prefix = f"bench-{run_id()}"
+    for index, mode in enumerate(all_modes):
+        mode.queue = f"bench-{run_id()}-{index}"
     sink = Sink()
-    stack = Stack(database, RabbitBroker(), prefix, sink.endpoint)
     publisher = Celery(broker=BROKER_URL)
     try:
-        migrate = stack.manage("migrate", "--noinput", OTEL_SDK_DISABLED="true")
-        if migrate.returncode != 0:
-            raise RuntimeError(migrate.stdout + migrate.stderr)
-        # The order flow calls the pricing gRPC service; one untraced server serves every
-        # mode alike, so its cost is the same in each and only the callers' tracing differs.
-        stack.start_pricing(DJANGO_SETTINGS_MODULE="bench.settings_untraced")
-        with psycopg.connect(database.url, autocommit=True) as conn:
-            conn.execute("update inventory_stock set quantity = 1000000000 where sku = 'widget'")
-        for index, mode in enumerate(all_modes):
-            mode.queue = f"{prefix}-{index}"
-            env = stack.env(mode.service, DJANGO_SETTINGS_MODULE=mode.settings, CELERY_TASK_DEFAULT_QUEUE=mode.queue)
-            env.pop("OTEL_BSP_SCHEDULE_DELAY")  # the defaults a user gets
-            mode.pid = stack.start(mode.service, [
-                sys.executable, "-m", "celery", "-A", mode.app, "worker", "-Q", mode.queue, "-l", "warning",
-                "-P", "prefork", "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
-            ], env).popen.pid
-        for mode in all_modes:  # warm-up: the worker is up, connected and has run the task
-            run_batch(database, publisher, mode.queue, max(5, tasks // 10), timeout=120)
-            mode.sent += max(5, tasks // 10)
-        for index in range(rounds):
-            for mode in all_modes[index % len(all_modes):] + all_modes[:index % len(all_modes)]:
-                cpu_before = tree_cpu_seconds(mode.pid)
-                seconds = run_batch(database, publisher, mode.queue, tasks)
-                mode.cpu += tree_cpu_seconds(mode.pid) - cpu_before
-                mode.tasks += tasks
-                mode.sent += tasks
-                mode.elapsed += seconds
-                mode.round_rates.append(tasks / seconds)
-        stack.stop()  # warm shutdown: tracing_app flushes in worker_process_shutdown
-        counts = sink.counts()
-        for mode in all_modes:
-            mode.spans = counts.get(mode.service, 0)
-        return all_modes
-    except BaseException:
-        print(stack.logs(), file=sys.stderr)
-        raise
+        with BenchStack(sink.endpoint, queues=[mode.queue for mode in all_modes]) as stack:
+            with psycopg.connect(stack.database.url, autocommit=True) as conn:
+                conn.execute("update inventory_stock set quantity = 1000000000 where sku = 'widget'")
+            for mode in all_modes:
+                env = stack.measured_env(mode.service, DJANGO_SETTINGS_MODULE=mode.settings,
+                                         CELERY_TASK_DEFAULT_QUEUE=mode.queue)
+                mode.pid = stack.start(mode.service, [
+                    sys.executable, "-m", "celery", "-A", mode.app, "worker", "-Q", mode.queue, "-l", "warning",
+                    "-P", "prefork", "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                ], env).popen.pid
+            for mode in all_modes:  # warm-up: the worker is up, connected and has run the task
+                with stack.logs_on_timeout():
+                    run_batch(stack.database, publisher, mode.queue, max(5, tasks // 10), timeout=READY_TIMEOUT)
+                mode.sent += max(5, tasks // 10)
+            for index in range(rounds):
+                for mode in all_modes[index % len(all_modes):] + all_modes[:index % len(all_modes)]:
+                    cpu_before = tree_cpu_seconds(mode.pid)
+                    seconds = run_batch(stack.database, publisher, mode.queue, tasks)
+                    mode.cpu += tree_cpu_seconds(mode.pid) - cpu_before
+                    mode.tasks += tasks
+                    mode.sent += tasks
+                    mode.elapsed += seconds
+                    mode.round_rates.append(tasks / seconds)
+            stack.stop()  # warm shutdown: tracing_app flushes in worker_process_shutdown
+            counts = sink.counts()
+            for mode in all_modes:
+                mode.spans = counts.get(mode.service, 0)
+            return all_modes
     finally:
-        stack.stop()
         sink.stop()
-        database.drop()
-        RabbitBroker().cleanup(*(mode.queue for mode in all_modes if mode.queue))
 
 
 def report(all_modes: list[Mode], rounds: int, tasks: int) -> str:
