@@ -1,5 +1,5 @@
 """Soak: ``python -m bench.soak [--seconds 180]``: long statements, a flapping collector,
-and every span accounted for (issue 17).
+and every span accounted for.
 
 Two gunicorn servers (two sync workers each) of the demo on real PostgreSQL: one
 traced (every request sampled, exporting with the defaults a user gets), one

@@ -1,4 +1,4 @@
-"""Peak memory of long statements, traced against untraced (issue 17).
+"""Peak memory of long statements, traced against untraced.
 
     python bench/statement_memory.py [--statements 300] [--database-url postgres://...]
 
