@@ -38,6 +38,7 @@ def test_incoming_traceparent_is_continued(client, captured_spans):
     span = only_span(captured_spans)
     assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
     assert response["traceresponse"] == f"00-{TRACE_ID}-{span.span_id}-01"
+    assert response["Server-Timing"] == f"trace;desc=00-{TRACE_ID}-{span.span_id}-01"
 
 
 def test_without_traceparent_a_new_trace_starts_and_traceresponse_names_it(client, captured_spans):
@@ -78,11 +79,20 @@ def test_unknown_method_is_other(client, captured_spans):
     assert span.name == "HTTP ok/", "semconv: HTTP stands for a method outside the known set"
 
 
+def test_the_trace_metric_follows_the_views_own_server_timing_metrics(client, captured_spans):
+    # W3C Trace Context Level 2 editor's draft, "Trace Context Server Timing Metric Format".
+    response = client.get("/timed/", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+    span_id = response["traceresponse"].split("-")[2]
+    assert response["Server-Timing"] == (
+        f'db;dur=53, cache;desc="Cache Read";dur=23.2, trace;desc=00-{TRACE_ID}-{span_id}-00')
+
+
 def test_excluded_urls_produce_no_span(client, captured_spans):
     # The demo settings exclude ^/healthz$.
     assert client.get("/healthz").status_code == 200
     assert captured_spans.records() == []
-    assert "traceresponse" not in client.get("/healthz")
+    answer = client.get("/healthz")
+    assert "traceresponse" not in answer and "Server-Timing" not in answer
 
 
 def test_excluded_urls_follow_the_setting(captured_spans):

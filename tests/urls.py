@@ -24,6 +24,12 @@ def archive(request, year):
     return HttpResponse(f"archive {year}")
 
 
+def timed(request):
+    response = HttpResponse("timed")
+    response["Server-Timing"] = 'db;dur=53, cache;desc="Cache Read";dur=23.2'
+    return response
+
+
 def boom(request):
     raise RuntimeError("kaboom")
 
@@ -56,6 +62,7 @@ urlpatterns = [
     path("healthz", ok),
     path("async/", include("tests.async_views")),
     path("ok/", ok),
+    path("timed/", timed),
     path("shop/", include([path("items/<int:pk>/", item)])),
     path("boom/", boom),
     path("unavailable/", server_error),

@@ -26,6 +26,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.core.exceptions import MiddlewareNotUsed, SynchronousOnlyOperation
 from django.core.signals import got_request_exception
 from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.urls import Resolver404, get_resolver
 from opentelemetry import baggage, context, trace
 from opentelemetry.propagators.textmap import Getter
@@ -45,6 +46,7 @@ from tracing_app.semconv import HTTP_REQUEST_METHOD, HTTP_ROUTE, URL_PATH
 
 UNTRACED_CONTEXT = trace.set_span_in_context(UNTRACED_SPAN, EMPTY_CONTEXT)
 TRACERESPONSE_HEADER = "traceresponse"
+SERVER_TIMING_HEADER = "Server-Timing"
 REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
 REQUEST_WORK_ATTRIBUTE = "_tracing_app_work"
 REQUEST_BAGGAGE_TOKEN_ATTRIBUTE = "_tracing_app_baggage_token"
@@ -131,9 +133,16 @@ def _on_unhandled_exception(sender: Any, request: HttpRequest | None = None, **k
         server_span.record_unhandled(span, request, exc)
 
 
-def traceresponse_value(span_context: trace.SpanContext) -> str:
-    """The W3C Trace Context Level 2 ``traceresponse`` header for a span."""
-    return w3c.format_traceparent(span_context)
+def answer_trace_context(response: HttpResponseBase, span_context: trace.SpanContext) -> None:
+    """Name the request's span in ``response``, both ways W3C Trace Context Level 2 has
+    defined: the ``traceresponse`` header (the 2024 Candidate Recommendation) and the
+    ``trace`` metric of ``Server-Timing`` that replaced it in the editor's draft
+    (``trace;desc=00-<trace-id>-<span-id>-<flags>``), after the view's own metrics."""
+    value = w3c.format_traceparent(span_context)
+    response[TRACERESPONSE_HEADER] = value
+    metric = f"trace;desc={value}"
+    metrics = response.get(SERVER_TIMING_HEADER)
+    response[SERVER_TIMING_HEADER] = f"{metrics}, {metric}" if metrics else metric
 
 
 class TracingMiddleware:
@@ -313,7 +322,7 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
                     if value is not None:
                         span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
                 server_span.record_response(span, request, method, response)
-            response[TRACERESPONSE_HEADER] = traceresponse_value(span.get_span_context())
+            answer_trace_context(response, span.get_span_context())
             if response.streaming:
                 end = _stream_end(span) if recording else None
                 streaming.trace_stream(response, context.get_current(), end, head=method == "HEAD")
