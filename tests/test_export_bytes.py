@@ -158,7 +158,9 @@ def grpc_receiver():
 
 
 def test_grpc_batches_fit_the_default_4_mib_message_limit(grpc_receiver):
-    processor, tracer = grpc_processor(grpc_receiver)  # default BATCH_MAX_EXPORT_BYTES: 3 MiB
+    # Default BATCH_MAX_EXPORT_BYTES (3 MiB); a queue that holds all ~10 MiB, so that none is
+    # dropped whatever the export thread's pace against this loop (the default 8 MiB is not the point).
+    processor, tracer = grpc_processor(grpc_receiver, max_queue_bytes=64 * 1024 * KIB)
     try:
         end_long_spans(tracer, 200, 50 * KIB)  # ~10 MiB in one count-based batch
         assert processor.force_flush(30_000)

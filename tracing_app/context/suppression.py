@@ -23,7 +23,8 @@ def untraced() -> Iterator[None]:
         otel_context.detach(token)
 
 
-def suppressed() -> bool:
+def suppressed(context: otel_context.Context | None = None) -> bool:
     """True inside ``untraced()`` or any other OpenTelemetry instrumentation suppression
-    (the standard key, set e.g. by an exporter sending spans): start no span then."""
-    return bool(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY))
+    (the standard key, set e.g. by an exporter sending spans): start no span then.
+    ``context``: the current one, when the caller has it already (None: read it)."""
+    return bool(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, context))

@@ -245,7 +245,8 @@ integration = CacheIntegration()
 BASE = {**{name: name for name in OPERATIONS}, **{f"a{name}": name for name in OPERATIONS}}
 
 
-def _start(operation: str, span_name: str, backend_attrs: dict[str, Any], args: tuple, kwargs: dict) -> trace.Span:
+def _start(operation: str, span_name: str, backend_attrs: dict[str, Any], args: tuple, kwargs: dict,
+           current: otel_context.Context) -> trace.Span:
     attributes = {**backend_attrs, DB_OPERATION_NAME: operation}
     base = BASE[operation]
     first = args[0] if args else kwargs.get("key", kwargs.get("keys", kwargs.get("data")))
@@ -260,13 +261,19 @@ def _start(operation: str, span_name: str, backend_attrs: dict[str, Any], args: 
             count = 0
         if count > 1:
             attributes[DB_OPERATION_BATCH_SIZE] = count
-    return get_tracer().start_span(span_name, kind=SpanKind.CLIENT, attributes=attributes)
+    return get_tracer().start_span(span_name, context=current, kind=SpanKind.CLIENT, attributes=attributes)
 
 
-def _untraced_now() -> bool:
-    return (not integration.installed or _running.get() is not None
-            or suppressed()
-            or drops_child_of_current(get_tracer()))
+def _traceable(target: _Target | None) -> otel_context.Context | None:
+    """The current context when an operation of the cache object with ``target`` gets a
+    span now; None when it runs untraced (not ours, uninstalled, inside another traced
+    operation, suppressed, or under an unsampled parent)."""
+    if target is None or not integration.installed or _running.get() is not None:
+        return None
+    current = otel_context.get_current()
+    if suppressed(current) or drops_child_of_current(get_tracer(), current):
+        return None
+    return current
 
 
 def _with_miss_marker(operation: str, args: tuple, kwargs: dict) -> tuple[tuple, dict, Any]:
@@ -285,17 +292,19 @@ class _Call:
 
     __slots__ = ("args", "default", "kwargs", "operation", "running", "span", "tokens")
 
-    def __init__(self, span: trace.Span, operation: str, args: tuple, kwargs: dict) -> None:
+    def __init__(self, span: trace.Span, operation: str, args: tuple, kwargs: dict,
+                 current: otel_context.Context) -> None:
         self.span, self.operation = span, operation
         self.args, self.kwargs, self.default = _with_miss_marker(operation, args, kwargs)
         self.running = _Operation()
-        self.tokens = (_running.set(self.running), otel_context.attach(trace.set_span_in_context(span)))
+        self.tokens = (_running.set(self.running), otel_context.attach(trace.set_span_in_context(span, current)))
 
     @classmethod
-    def begin(cls, operation: str, target: _Target, args: tuple, kwargs: dict) -> _Call | None:
+    def begin(cls, operation: str, target: _Target, args: tuple, kwargs: dict,
+              current: otel_context.Context) -> _Call | None:
         try:
-            return cls(_start(operation, target.names[operation], target.attributes, args, kwargs), operation,
-                       args, kwargs)
+            span = _start(operation, target.names[operation], target.attributes, args, kwargs, current)
+            return cls(span, operation, args, kwargs, current)
         except Exception as exc:  # the operation runs untraced
             swallow("starting a cache span", exc)
             return None
@@ -342,7 +351,8 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
     """``function`` (a backend class's ``operation``) traced, as a method of that class."""
     def traced(backend: Any, *args: Any, **kwargs: Any) -> Any:
         target = getattr(backend, TARGET_ATTRIBUTE, None)
-        if target is None or _untraced_now():
+        current = _traceable(target)
+        if current is None:
             result = function(backend, *args, **kwargs)
             if target is not None:
                 try:
@@ -350,7 +360,7 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
                 except Exception as exc:
                     swallow("recording a cache hit", exc)
             return result
-        call = _Call.begin(operation, target, args, kwargs)
+        call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:
             return function(backend, *args, **kwargs)
         try:
@@ -369,7 +379,8 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
 def _traced_async(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
     async def traced(backend: Any, *args: Any, **kwargs: Any) -> Any:
         target = getattr(backend, TARGET_ATTRIBUTE, None)
-        if target is None or _untraced_now():
+        current = _traceable(target)
+        if current is None:
             result = await function(backend, *args, **kwargs)
             if target is not None:
                 try:
@@ -377,7 +388,7 @@ def _traced_async(function: Callable[..., Any], operation: str) -> Callable[...,
                 except Exception as exc:
                     swallow("recording a cache hit", exc)
             return result
-        call = _Call.begin(operation, target, args, kwargs)
+        call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:
             return await function(backend, *args, **kwargs)
         try:

@@ -97,13 +97,14 @@ class QueryTracer:
         if not integration.installed:
             return execute(sql, params, many, context)
         tracer = get_tracer()
-        if drops_child_of_current(tracer):  # first: no span object at all under an unsampled request
+        current = otel_context.get_current()  # read once, passed to each step below
+        if drops_child_of_current(tracer, current):  # first: no span object at all under an unsampled request
             return execute(sql, params, many, context)
-        if not isinstance(sql, str) or suppressed():
+        if not isinstance(sql, str) or suppressed(current):
             return execute(sql, params, many, context)
         span = None
         try:  # safety.swallow, not guarded: this runs for every query (see safety.swallow)
-            span = self._start(tracer, sql, params, many)
+            span = self._start(tracer, sql, params, many, current)
         except Exception as exc:
             swallow("starting a query span", exc)
         if span is None:
@@ -113,7 +114,7 @@ class QueryTracer:
                 sql = self.commenter.append(sql, span.get_span_context(), params)
             except Exception as exc:
                 swallow("adding a sqlcommenter comment", exc)
-        token = otel_context.attach(trace.set_span_in_context(span))
+        token = otel_context.attach(trace.set_span_in_context(span, current))
         try:
             return execute(sql, params, many, context)
         except BaseException as exc:
@@ -131,7 +132,8 @@ class QueryTracer:
             except Exception as failure:
                 swallow("ending a query span", failure)
 
-    def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool) -> trace.Span | None:
+    def _start(self, tracer: trace.Tracer, sql: str, params: Any, many: bool,
+               current: otel_context.Context) -> trace.Span | None:
         shape = STATEMENTS.get(sql, self.backslash_escapes, integration.max_length)
         if shape is None:
             return None
@@ -153,8 +155,8 @@ class QueryTracer:
             attributes[DB_OPERATION_BATCH_SIZE] = len(params[0])
         # start_span + attach instead of start_as_current_span: the same span and
         # context, without two generator-based context managers per query.
-        return tracer.start_span(shape.span_name or attributes[DB_SYSTEM_NAME], kind=SpanKind.CLIENT,
-                                 attributes=attributes)
+        return tracer.start_span(shape.span_name or attributes[DB_SYSTEM_NAME], context=current,
+                                 kind=SpanKind.CLIENT, attributes=attributes)
 
 
 class DatabaseIntegration(Integration):

@@ -41,7 +41,7 @@ from tracing_app.integrations.django import server_span, streaming
 from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD, OTHER_METHOD_NAME
 from tracing_app.pipeline import sampling
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.safety import guarded
+from tracing_app.safety import guarded, swallow
 from tracing_app.semconv import HTTP_REQUEST_METHOD, HTTP_ROUTE, URL_PATH
 
 UNTRACED_CONTEXT = trace.set_span_in_context(UNTRACED_SPAN, EMPTY_CONTEXT)
@@ -252,7 +252,7 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         # (user code, database, outgoing calls) see a parent that is not sampled, so
         # nothing of the request is kept here or downstream.
         return None, context.attach(UNTRACED_CONTEXT), ""
-    with guarded("starting the request span"):
+    try:  # safety.swallow, not guarded(): this runs for every request (see safety.swallow)
         raw_method = request.method or ""
         method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
         policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
@@ -276,6 +276,8 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
         request.__dict__[REQUEST_WORK_ATTRIBUTE] = work.begin(span)  # repeated queries, sqlcommenter's route
         return span, token, method
+    except Exception as exc:
+        swallow("starting the request span", exc)
     return None, None, ""
 
 
@@ -306,15 +308,17 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
 def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
     """Finish the span for ``response`` now, or when its stream has been sent; then leave
     the request's context (after: a stream carries it, business baggage included)."""
-    with guarded("ending the request's work"):
+    try:
         work.end(request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None))
+    except Exception as exc:
+        swallow("ending the request's work", exc)
     try:
         if span is None:  # an excluded path: only a stream still needs the unsampled context
             if response.streaming:
                 with guarded("tracing a streaming response"):
                     streaming.trace_stream(response, context.get_current(), None)
             return response
-        with guarded("ending the request span"):
+        try:
             recording = span.is_recording()
             if recording:  # an unsampled request's span records nothing: no attributes to build
                 for header, attribute in integration.response_headers:
@@ -328,6 +332,8 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
                 streaming.trace_stream(response, context.get_current(), end, head=method == "HEAD")
             elif recording:
                 span.end()
+        except Exception as exc:
+            swallow("ending the request span", exc)
         return response
     finally:
         baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
