@@ -279,3 +279,22 @@ def test_current_span_context():
     assert propagators.current_span_context() == trace.INVALID_SPAN_CONTEXT
     context = _context_with_span_and_baggage()
     assert propagators.current_span_context(context).span_id == 0xDEF
+
+
+def test_span_context_fields_by_position_are_the_properties():
+    # fast_spans and propagators read a SpanContext's tuple by position on every span.
+    state = trace.TraceState([("k", "v")])
+    span_context = trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(0x03),
+                                     trace_state=state)
+    assert (span_context[propagators.TRACE_ID], span_context[propagators.SPAN_ID],
+            span_context[propagators.IS_REMOTE], span_context[propagators.TRACE_FLAGS],
+            span_context[propagators.TRACE_STATE], span_context[propagators.IS_VALID]) == (
+        span_context.trace_id, span_context.span_id, span_context.is_remote, span_context.trace_flags,
+        span_context.trace_state, span_context.is_valid)
+    assert trace.INVALID_SPAN_CONTEXT[propagators.IS_VALID] is False
+
+
+def test_current_span_context_of_a_value_that_is_not_a_span_is_invalid():
+    assert propagators.current_span_context(Context()) is trace.INVALID_SPAN_CONTEXT
+    key = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+    assert propagators.current_span_context(Context({key: "not a span"})) is trace.INVALID_SPAN_CONTEXT

@@ -38,7 +38,7 @@ from tracing_app.context.w3c import (
 # The context key baggage lives under. The API offers no way to set many entries
 # at once (set_baggage copies the dict per entry), so we find the key through the
 # public clear() and set the whole dict in one step.
-_BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
+BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
 # The key the current span lives under, found the same way.
 _SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
@@ -104,7 +104,7 @@ def _joined(getter: textmap.Getter, carrier: object, name: str, limit: int) -> s
 
 def with_baggage(entries: dict[str, object], context: Context | None = None) -> Context:
     """``context`` with its baggage replaced by ``entries``, in one copy."""
-    return set_value(_BAGGAGE_CONTEXT_KEY, dict(entries), context)
+    return set_value(BAGGAGE_CONTEXT_KEY, dict(entries), context)
 
 
 
@@ -180,10 +180,20 @@ def _global_is_w3c_only() -> bool:
     return cached[1]
 
 
+# A SpanContext is a tuple (opentelemetry-api's span.py): its fields by position, for the
+# per-span paths where each property read is a Python call. tests/test_propagation.py
+# checks them against the properties.
+TRACE_ID, SPAN_ID, IS_REMOTE, TRACE_FLAGS, TRACE_STATE, IS_VALID = range(6)
+
+
 def current_span_context(context: Context | None = None) -> trace.SpanContext:
-    """``trace.get_current_span(context).get_span_context()`` with one context lookup."""
+    """``trace.get_current_span(context).get_span_context()`` with one context lookup
+    (and no ``isinstance`` against the ``Span`` ABC, a Python call per span)."""
     span = (get_current() if context is None else context).get(_SPAN_CONTEXT_KEY)
-    return span.get_span_context() if isinstance(span, trace.Span) else trace.INVALID_SPAN_CONTEXT
+    try:
+        return span.get_span_context()
+    except AttributeError:  # nothing there (None), or not a span
+        return trace.INVALID_SPAN_CONTEXT
 
 
 def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
@@ -198,7 +208,7 @@ def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
     if _withheld_now(context):
         return
     write_traceparent(carrier, current_span_context(context), setter)
-    entries = context.get(_BAGGAGE_CONTEXT_KEY)
+    entries = context.get(BAGGAGE_CONTEXT_KEY)
     write_baggage(carrier, entries if isinstance(entries, dict) else None, setter)
 
 

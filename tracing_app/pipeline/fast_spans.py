@@ -55,12 +55,11 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace.propagation import get_current_span
 from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from tracing_app.conf.requirements import release
-from tracing_app.context.propagators import current_span_context
+from tracing_app.context.propagators import IS_VALID, TRACE_FLAGS, TRACE_ID, TRACE_STATE, current_span_context
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
 
 logger = logging.getLogger(__name__)
@@ -284,26 +283,26 @@ class FastTracer(sdk_trace.Tracer):
         set_status_on_exception: bool = True,
     ) -> trace.Span:
         links = links or ()
-        parent = get_current_span(context).get_span_context()
+        parent = current_span_context(context)  # the SpanContext's fields read by position below
         if not self._is_enabled():
             return trace.NonRecordingSpan(parent)
-        if parent is None or not parent.is_valid:
+        if not parent[IS_VALID]:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
         else:
-            trace_id = parent.trace_id
+            trace_id, parent_flags = parent[TRACE_ID], parent[TRACE_FLAGS]
             # A parent-based sampler's answer under a valid parent is known in advance.
-            if parent.trace_flags.sampled:
+            if parent_flags & trace.TraceFlags.SAMPLED:
                 if self.keeps_sampled_children:
-                    flags = _SAMPLED if parent.trace_flags.random_trace_id else _SAMPLED_NOT_RANDOM
+                    flags = _SAMPLED if parent_flags & _RANDOM else _SAMPLED_NOT_RANDOM
                     span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
-                                                     trace_flags=flags, trace_state=parent.trace_state)
+                                                     trace_flags=flags, trace_state=parent[TRACE_STATE])
                     return self._start(name, span_context, parent, attributes, kind, links, start_time, context,
                                        record_exception, set_status_on_exception)
             elif self.drops_unsampled_children:
                 return trace.NonRecordingSpan(trace.SpanContext(
                     trace_id, self.id_generator.generate_span_id(), is_remote=False,
-                    trace_flags=parent.trace_flags, trace_state=parent.trace_state,
+                    trace_flags=parent_flags, trace_state=parent[TRACE_STATE],
                 ))
         # A root without links: what the wrappers would end up asking (see parent_decides).
         sampler = self.root_sampler if parent is None and not links else self.sampler
@@ -433,4 +432,4 @@ def drops_child_of_current(tracer: trace.Tracer, context: Any = None) -> bool:
     if not getattr(tracer, "drops_unsampled_children", False):
         return False
     parent = current_span_context(context)
-    return parent.is_valid and not parent.trace_flags.sampled
+    return parent[IS_VALID] and not parent[TRACE_FLAGS] & trace.TraceFlags.SAMPLED
