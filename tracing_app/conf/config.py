@@ -55,8 +55,17 @@ class TracingConfig:
     # integration the user switched on must have its library; a default one need not.
     integration_sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Attribute access by lower-case key, ``config.service_name``: each value is also an
+        # instance attribute, so the per-request reads are plain lookups, not __getattr__ calls.
+        fields = {field.name for field in dataclasses.fields(self)}
+        for key, value in self.values.items():
+            name = key.lower()
+            if name not in fields and not hasattr(type(self), name):
+                object.__setattr__(self, name, value)
+
     def __getattr__(self, name: str) -> Any:
-        # Attribute access by lower-case key: ``config.service_name``. A typo raises.
+        # Only for a name that is not a setting (a typo), or a class without __post_init__ run.
         try:
             return self.values[name.upper()]
         except KeyError:

@@ -185,13 +185,14 @@ class CeleryIntegration(Integration):
                 _pending_publish.set(None)
                 stale.span.set_status(Status(StatusCode.ERROR, "publish did not complete"))
                 stale.span.end()
-            if headers is None or suppressed():  # untraced(): no span, no context sent
+            current = context.get_current()  # read once, passed to each step below
+            if headers is None or suppressed(current):  # untraced(): no span, no context sent
                 return
             tracer = provider.get_tracer()
-            if drops_child_of_current(tracer):
+            if drops_child_of_current(tracer, current):
                 # Not sampled: no span, but the worker still learns the decision.
                 self._mark_follow_up(headers)
-                inject_context(headers, setter=CARRIER)
+                inject_context(headers, current, setter=CARRIER)
                 return
             task_name = sender or headers.get("task") or "unknown"
             producer = celery_sender.current_producer()
@@ -212,11 +213,12 @@ class CeleryIntegration(Integration):
                 attributes[MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY] = routing_key
             if headers.get("retries"):
                 attributes[CELERY_TASK_RETRIES] = int(headers["retries"])
-            span = tracer.start_span(f"send {task_name}", kind=SpanKind.PRODUCER, attributes=attributes)
+            span = tracer.start_span(f"send {task_name}", context=current, kind=SpanKind.PRODUCER,
+                                     attributes=attributes)
             # Pending at once: whatever fails below, the publish's end still ends the span.
             _pending_publish.set(PendingPublish(span, headers))
             self._mark_follow_up(headers)
-            inject_context(headers, trace.set_span_in_context(span), setter=CARRIER)
+            inject_context(headers, trace.set_span_in_context(span, current), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())
 
     def _mark_follow_up(self, headers: dict) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -51,16 +52,18 @@ class ClientSpans:
         call_span = None
         try:
             with guarded("starting a gRPC client span"):
-                if suppressed():  # untraced(): no span, no context sent
+                current = otel_context.get_current()  # read once, passed to each step below
+                if suppressed(current):  # untraced(): no span, no context sent
                     return None, details
                 tracer = get_tracer()
-                if drops_child_of_current(tracer):
-                    return None, self._with_metadata(details, context_metadata(self._target, None))
+                if drops_child_of_current(tracer, current):
+                    return None, self._with_metadata(details, context_metadata(self._target, current))
                 method = method_text(details.method)
                 call_span = CallSpan(tracer.start_span(
-                    span_name(method), kind=SpanKind.CLIENT, attributes={**span_attributes(method), **self._peer},
+                    span_name(method), context=current, kind=SpanKind.CLIENT,
+                    attributes={**span_attributes(method), **self._peer},
                 ))
-                pairs = context_metadata(self._target, trace.set_span_in_context(call_span.span))
+                pairs = context_metadata(self._target, trace.set_span_in_context(call_span.span, current))
                 details = self._with_metadata(details, pairs)
         except BaseException:
             if call_span is not None:
