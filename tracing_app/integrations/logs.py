@@ -27,6 +27,7 @@ from opentelemetry import trace
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import UNTRACED_TRACE_ID
+from tracing_app.context.propagators import IS_VALID, SPAN_ID, TRACE_FLAGS, TRACE_ID, current_span_context
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.resource import ROLES, process_role, service_name
 from tracing_app.semconv import EXCEPTION_TYPE
@@ -49,20 +50,21 @@ class LoggingIntegration(Integration):
         previous = logging.getLogRecordFactory()
         names = {role: service_name(config, role) for role in ROLES}  # the role may change (resource.py)
         errors_as_events = config.log_errors_as_events
-        get_current_span = trace.get_current_span
 
         def record_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = previous(*args, **kwargs)
             if not self.installed:  # uninstalled while another factory wrapped ours: add nothing
                 return record
-            span = get_current_span()
-            span_context = span.get_span_context()
-            if span_context.is_valid and span_context.trace_id != UNTRACED_TRACE_ID:
-                record.trace_id = f"{span_context.trace_id:032x}"
-                record.span_id = f"{span_context.span_id:016x}"
-                record.trace_flags = f"{span_context.trace_flags:02x}"
-                if errors_as_events and record.levelno >= logging.ERROR and span.is_recording():
-                    _add_event(span, record)
+            # The SpanContext tuple read by position (propagators.TRACE_ID...): this runs per log record.
+            span_context = current_span_context()
+            if span_context[IS_VALID] and span_context[TRACE_ID] != UNTRACED_TRACE_ID:
+                record.trace_id = f"{span_context[TRACE_ID]:032x}"
+                record.span_id = f"{span_context[SPAN_ID]:016x}"
+                record.trace_flags = f"{span_context[TRACE_FLAGS]:02x}"
+                if errors_as_events and record.levelno >= logging.ERROR:
+                    span = trace.get_current_span()
+                    if span.is_recording():
+                        _add_event(span, record)
             else:
                 record.trace_id = record.span_id = record.trace_flags = ""
             record.service_name = names[process_role()]

@@ -204,10 +204,12 @@ class TracingMiddleware:
         config = integration.config
         if span is None or config is None or not config.baggage_resolver:
             return None
-        with guarded("resolving the business context"):
+        try:  # safety.swallow, not guarded(): this runs for every request
             entries = business.resolve(request, config)
             if entries:
                 _attach_business_context(request, span, entries)
+        except Exception as exc:
+            swallow("resolving the business context", exc)
         return None
 
     async def _aprocess_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
