@@ -282,16 +282,16 @@ def test_current_span_context():
 
 
 def test_span_context_fields_by_position_are_the_properties():
-    # fast_spans and propagators read a SpanContext's tuple by position on every span.
+    # fast_spans, w3c and logs read a SpanContext's tuple by position on every span.
     state = trace.TraceState([("k", "v")])
     span_context = trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(0x03),
                                      trace_state=state)
-    assert (span_context[propagators.TRACE_ID], span_context[propagators.SPAN_ID],
-            span_context[propagators.IS_REMOTE], span_context[propagators.TRACE_FLAGS],
-            span_context[propagators.TRACE_STATE], span_context[propagators.IS_VALID]) == (
+    assert (span_context[w3c.TRACE_ID], span_context[w3c.SPAN_ID],
+            span_context[w3c.IS_REMOTE], span_context[w3c.TRACE_FLAGS],
+            span_context[w3c.TRACE_STATE], span_context[w3c.IS_VALID]) == (
         span_context.trace_id, span_context.span_id, span_context.is_remote, span_context.trace_flags,
         span_context.trace_state, span_context.is_valid)
-    assert trace.INVALID_SPAN_CONTEXT[propagators.IS_VALID] is False
+    assert trace.INVALID_SPAN_CONTEXT[w3c.IS_VALID] is False
 
 
 def test_current_span_context_of_a_value_that_is_not_a_span_is_invalid():

@@ -180,12 +180,6 @@ def _global_is_w3c_only() -> bool:
     return cached[1]
 
 
-# A SpanContext is a tuple (opentelemetry-api's span.py): its fields by position, for the
-# per-span paths where each property read is a Python call. tests/test_propagation.py
-# checks them against the properties.
-TRACE_ID, SPAN_ID, IS_REMOTE, TRACE_FLAGS, TRACE_STATE, IS_VALID = range(6)
-
-
 def current_span_context(context: Context | None = None) -> trace.SpanContext:
     """``trace.get_current_span(context).get_span_context()`` with one context lookup
     (and no ``isinstance`` against the ``Span`` ABC, a Python call per span)."""

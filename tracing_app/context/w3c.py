@@ -240,13 +240,18 @@ def format_baggage(entries: Iterable[tuple[str, object]]) -> str:
     return ",".join(parts)
 
 
+# A SpanContext is a tuple (opentelemetry-api's span.py): its fields by position, for the
+# per-span and per-call paths where each property read is a Python call.
+# tests/test_propagation.py checks them against the properties.
+TRACE_ID, SPAN_ID, IS_REMOTE, TRACE_FLAGS, TRACE_STATE, IS_VALID = range(6)
+
+
 def write_traceparent(carrier: textmap.CarrierT, span_context: trace.SpanContext, setter: textmap.Setter) -> None:
-    if span_context.is_valid:
-        # format_traceparent's f-string, inlined: this runs on every outgoing call and message.
-        setter.set(carrier, TRACEPARENT,
-                   f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}")
-        if span_context.trace_state:
-            setter.set(carrier, TRACESTATE, span_context.trace_state.to_header())
+    if span_context[IS_VALID]:
+        setter.set(carrier, TRACEPARENT, format_traceparent(span_context))
+        state = span_context[TRACE_STATE]
+        if state:
+            setter.set(carrier, TRACESTATE, state.to_header())
 
 
 def write_baggage(carrier: textmap.CarrierT, entries: Any, setter: textmap.Setter) -> None:
@@ -259,4 +264,4 @@ def write_baggage(carrier: textmap.CarrierT, entries: Any, setter: textmap.Sette
 
 def format_traceparent(span_context: trace.SpanContext) -> str:
     """The version-00 header of a valid ``span_context``."""
-    return f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-{span_context.trace_flags:02x}"
+    return f"00-{span_context[TRACE_ID]:032x}-{span_context[SPAN_ID]:016x}-{span_context[TRACE_FLAGS]:02x}"

@@ -45,6 +45,7 @@ import fnmatch
 import functools
 import inspect
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -165,12 +166,16 @@ class CacheIntegration(Integration):
         self._handler: Any = None
         self._classes: list[type] = []
         self._targets: dict[tuple, _Target] = {}
+        self._record_keys: re.Pattern[str] | None = None
         self._class_lock = threading.Lock()
 
     def _install(self, config: TracingConfig) -> None:
         from django.core.cache import caches
 
         self.record_keys = tuple(config.record_cache_keys)
+        # The shell patterns as one regular expression: one match per operation (fnmatchcase's rules).
+        self._record_keys = (re.compile("|".join(fnmatch.translate(p) for p in self.record_keys))
+                             if self.record_keys else None)
         original = caches.create_connection
 
         def create_connection(alias: str) -> Any:
@@ -233,7 +238,8 @@ class CacheIntegration(Integration):
         self._classes.append(cls)
 
     def key_attribute(self, key: Any) -> str | None:
-        if self.record_keys and isinstance(key, str) and any(fnmatch.fnmatchcase(key, p) for p in self.record_keys):
+        keys = self._record_keys
+        if keys is not None and isinstance(key, str) and keys.match(key):
             return key
         return None
 

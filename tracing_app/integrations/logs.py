@@ -27,7 +27,8 @@ from opentelemetry import trace
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context.business import UNTRACED_TRACE_ID
-from tracing_app.context.propagators import IS_VALID, SPAN_ID, TRACE_FLAGS, TRACE_ID, current_span_context
+from tracing_app.context.propagators import current_span_context
+from tracing_app.context.w3c import IS_VALID, SPAN_ID, TRACE_FLAGS, TRACE_ID
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.resource import ROLES, process_role, service_name
 from tracing_app.semconv import EXCEPTION_TYPE
@@ -55,7 +56,7 @@ class LoggingIntegration(Integration):
             record = previous(*args, **kwargs)
             if not self.installed:  # uninstalled while another factory wrapped ours: add nothing
                 return record
-            # The SpanContext tuple read by position (propagators.TRACE_ID...): this runs per log record.
+            # The SpanContext tuple read by position (w3c.TRACE_ID...): this runs per log record.
             span_context = current_span_context()
             if span_context[IS_VALID] and span_context[TRACE_ID] != UNTRACED_TRACE_ID:
                 record.trace_id = f"{span_context[TRACE_ID]:032x}"

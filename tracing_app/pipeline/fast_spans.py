@@ -59,7 +59,8 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from tracing_app.conf.requirements import release
-from tracing_app.context.propagators import IS_VALID, TRACE_FLAGS, TRACE_ID, TRACE_STATE, current_span_context
+from tracing_app.context.propagators import current_span_context
+from tracing_app.context.w3c import IS_VALID, TRACE_FLAGS, TRACE_ID, TRACE_STATE
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
 
 logger = logging.getLogger(__name__)
