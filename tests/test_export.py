@@ -90,6 +90,27 @@ def test_encoding_hands_over_the_gil_unless_export_is_behind(receiver, monkeypat
     assert len(receiver.spans) == spans and len(handed_over) == pauses
 
 
+def test_spans_ending_while_a_batch_is_sent_wait_for_a_full_batch_or_a_flush(receiver, monkeypatch):
+    # A busy worker keeps ending spans while a batch is encoded and sent; those must not go
+    # out at once as a small batch of their own (a request per few dozen spans), but with the
+    # next full batch, the schedule delay, or a flush.
+    processor, tracer = make(receiver.endpoint, max_export_batch_size=64)
+    during = []
+
+    def spans_end_meanwhile():
+        if len(during) < 20:
+            during.append(1)
+            tracer.start_span("meanwhile").end()
+
+    monkeypatch.setattr(export, "hand_over_gil", spans_end_meanwhile)
+    end_spans(tracer, 64)  # the 64th fills a batch and wakes the export thread
+    receiver.wait_for(lambda spans: len(spans) == 64)
+    threading.Event().wait(0.5)  # room for a wrong second request to arrive
+    assert receiver.requests == 1 and len(processor._queue) == len(during) > 0
+    assert processor.force_flush()
+    assert receiver.requests == 2 and len(receiver.spans) == 64 + len(during)
+
+
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 def test_retryable_statuses_are_retried_until_accepted(receiver, status):
     sleeps = RecordedSleeps()

@@ -213,6 +213,7 @@ class ExportProcessor(SpanProcessor):
         self._stop = threading.Event()  # the export thread ends
         self._hurry = threading.Event()  # shutdown began: cut backoff short, one last attempt per batch
         self._closing = False
+        self._flush_requested = False
         self._thread: threading.Thread | None = None
         self._transport: Transport | None = None
         self._transport_lock = threading.Lock()
@@ -261,8 +262,7 @@ class ExportProcessor(SpanProcessor):
             self._report_queue_full()
         elif self._thread is None:
             self._start_thread()
-        elif ((len(queue) >= self.max_export_batch_size or self._queued_bytes >= self.max_export_bytes)
-              and not self._wake.is_set()):
+        elif self._batch_ready() and not self._wake.is_set():
             self._wake.set()
 
     def _report_queue_full(self) -> None:
@@ -326,12 +326,28 @@ class ExportProcessor(SpanProcessor):
         attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         self.transport()  # a bad endpoint is reported when the first span ends, not a batch later
         while not self._stop.is_set():
-            self._wake.wait(self.schedule_delay)
+            full = self._wake.wait(self.schedule_delay)
             self._wake.clear()
-            while self._queue and not self._stop.is_set():
-                self._export_one_batch()
+            if full and not self._flush_requested and not self._closing:
+                # Woken by a full batch: send full batches only. Draining to empty sent a
+                # stream of small batches (an HTTP request per few dozen spans) whenever spans
+                # kept ending while one was sent, as a busy worker's do.
+                while self._batch_ready() and not self._stop.is_set():
+                    if not self._export_one_batch():
+                        break
+                continue
+            # The schedule delay passed, or a flush or shutdown asked: all that is queued now.
+            self._flush_requested = False
+            due = len(self._queue)
+            while due > 0 and self._queue and not self._stop.is_set():
+                due -= self._export_one_batch()
 
-    def _export_one_batch(self) -> None:
+    def _batch_ready(self) -> bool:
+        return len(self._queue) >= self.max_export_batch_size or self._queued_bytes >= self.max_export_bytes
+
+    def _export_one_batch(self) -> int:
+        """Send the next batch (up to ``max_export_batch_size`` spans and ``max_export_bytes``);
+        returns how many spans it took from the queue."""
         queue, batch = self._queue, []
         with self._lock:
             size = 0
@@ -349,6 +365,7 @@ class ExportProcessor(SpanProcessor):
             with self._lock:
                 self._settle_locked(self._in_flight, "error")  # what _deliver did not account for
                 self._batch_done.notify_all()
+        return len(batch)
 
     def _settle(self, count: int, reason: str) -> None:
         """``count`` spans of the batch in flight are done: ``exported`` or dropped for ``reason``."""
@@ -524,6 +541,7 @@ class ExportProcessor(SpanProcessor):
                 self._start_thread()
             with self._lock:
                 while self._queue or self._in_flight:
+                    self._flush_requested = True  # everything queued goes, not only full batches
                     self._wake.set()
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._thread is None:
