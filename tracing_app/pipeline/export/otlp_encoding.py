@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from tracing_app.context.w3c import IS_REMOTE, SPAN_ID, TRACE_ID, TRACE_STATE
+
 _SMALL = [bytes((n,)) for n in range(128)]
 _pack_double = struct.Struct("<d").pack
 _pack_fixed64 = struct.Struct("<Q").pack
@@ -122,59 +124,78 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
 _NAMES: dict[tuple[str, Any], bytes] = {}
 
 
+def _contents(container: Any) -> Any:
+    """What an SDK container holds, iterable without its Python-level methods: a
+    ``BoundedAttributes``' dict, a ``BoundedList``'s deque; anything else as it is."""
+    if container is None:
+        return ()
+    inner = getattr(container, "_dict", None)
+    if inner is None:
+        inner = getattr(container, "_dq", container)
+    return inner
+
+
 def encode_span(span: ReadableSpan) -> bytes:
-    """One ``Span`` message (without its field tag)."""
-    context = span.get_span_context()
-    parent = span.parent
+    """One ``Span`` message (without its field tag).
+
+    Reads the ``ReadableSpan``'s fields (``_context``, ``_attributes``...) rather than its
+    properties, which copy (``attributes``, ``events``, ``links``) or call per item; the
+    fields are the same from SDK 1.30 to 1.45 (CI encodes with both ends of the range)."""
+    context, parent, name, kind = span._context, span._parent, span._name, span._kind  # noqa: SLF001
+    attributes, events, links = span._attributes, span._events, span._links  # noqa: SLF001
     # Span: 1 trace_id, 2 span_id, 3 trace_state, 4 parent_span_id, 5 name, 6 kind.
-    out = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08", context.span_id.to_bytes(8, "big")]
-    if context.trace_state:
-        out.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in context.trace_state.items()).encode()))
+    out = [b"\x0a\x10", context[TRACE_ID].to_bytes(16, "big"), b"\x12\x08", context[SPAN_ID].to_bytes(8, "big")]
+    trace_state = context[TRACE_STATE]
+    if trace_state:
+        out.append(_field(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items()).encode()))
     if parent is not None:
-        out.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    name_and_kind = _NAMES.get((span.name, span.kind))
+        out.append(b"\x22\x08" + parent[SPAN_ID].to_bytes(8, "big"))
+    name_and_kind = _NAMES.get((name, kind))
     if name_and_kind is None:
         # 5 name, 6 kind (SDK kinds are the proto enum minus one); span names repeat too.
-        name_and_kind = _field(b"\x2a", span.name.encode("utf-8", "replace")) + b"\x30" + _SMALL[span.kind.value + 1]
+        name_and_kind = _field(b"\x2a", name.encode("utf-8", "replace")) + b"\x30" + _SMALL[kind.value + 1]
         if len(_NAMES) >= PAIR_CACHE_SIZE:
             _NAMES.clear()
-        _NAMES[(span.name, span.kind)] = name_and_kind
+        _NAMES[(name, kind)] = name_and_kind
     out.append(name_and_kind)
     # 7 start_time_unix_nano, 8 end_time_unix_nano (fixed64); 9 attributes; 10 dropped count.
-    out.append(b"\x39" + _pack_fixed64(span.start_time or 0))
-    out.append(b"\x41" + _pack_fixed64(span.end_time or 0))
-    out.append(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        out.append(b"\x50" + _varint(span.dropped_attributes))
+    out.append(b"\x39" + _pack_fixed64(span._start_time or 0))  # noqa: SLF001
+    out.append(b"\x41" + _pack_fixed64(span._end_time or 0))  # noqa: SLF001
+    out.append(_attributes(b"\x4a", _contents(attributes)))
+    dropped = getattr(attributes, "dropped", 0)
+    if dropped:
+        out.append(b"\x50" + _varint(dropped))
     # 11 events (Event: 1 time fixed64, 2 name, 3 attributes, 4 dropped), 12 dropped count.
-    for event in span.events:
+    for event in _contents(events):
         body = b"\x09" + _pack_fixed64(event.timestamp) + _field(b"\x12", event.name.encode("utf-8", "replace"))
-        body += _attributes(b"\x1a", event.attributes)
+        body += _attributes(b"\x1a", _contents(event.attributes))
         if event.dropped_attributes:
             body += b"\x20" + _varint(event.dropped_attributes)
         out.append(_field(b"\x5a", body))
-    if span.dropped_events:
-        out.append(b"\x60" + _varint(span.dropped_events))
+    dropped = getattr(events, "dropped", 0)
+    if dropped:
+        out.append(b"\x60" + _varint(dropped))
     # 13 links (Link: 1 trace_id, 2 span_id, 4 attributes, 5 dropped, 6 flags fixed32), 14 dropped count.
-    for link in span.links:
+    for link in _contents(links):
         linked = link.context
         body = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
-        body += _attributes(b"\x22", link.attributes)
+        body += _attributes(b"\x22", _contents(link.attributes))
         if link.dropped_attributes:
             body += b"\x28" + _varint(link.dropped_attributes)
         body += b"\x35" + (FLAGS_REMOTE if linked.is_remote else FLAGS_LOCAL)
         out.append(_field(b"\x6a", body))
-    if span.dropped_links:
-        out.append(b"\x70" + _varint(span.dropped_links))
+    dropped = getattr(links, "dropped", 0)
+    if dropped:
+        out.append(b"\x70" + _varint(dropped))
     # 15 status (Status: 2 message, 3 code); 16 flags (fixed32, tag 0x85 0x01).
-    status = span.status
+    status = span._status  # noqa: SLF001
     body = b""
     if status.description:
         body = _field(b"\x12", status.description.encode("utf-8", "replace"))
     if status.status_code.value:
         body += b"\x18" + _SMALL[status.status_code.value]
     out.append(_field(b"\x7a", body))
-    out.append(b"\x85\x01" + (FLAGS_REMOTE if parent is not None and parent.is_remote else FLAGS_LOCAL))
+    out.append(b"\x85\x01" + (FLAGS_REMOTE if parent is not None and parent[IS_REMOTE] else FLAGS_LOCAL))
     return b"".join(out)
 
 
