@@ -124,17 +124,6 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
 _NAMES: dict[tuple[str, Any], bytes] = {}
 
 
-def _contents(container: Any) -> Any:
-    """What an SDK container holds, iterable without its Python-level methods: a
-    ``BoundedAttributes``' dict, a ``BoundedList``'s deque; anything else as it is."""
-    if container is None:
-        return ()
-    inner = getattr(container, "_dict", None)
-    if inner is None:
-        inner = getattr(container, "_dq", container)
-    return inner
-
-
 def encode_span(span: ReadableSpan) -> bytes:
     """One ``Span`` message (without its field tag).
 
@@ -161,14 +150,15 @@ def encode_span(span: ReadableSpan) -> bytes:
     # 7 start_time_unix_nano, 8 end_time_unix_nano (fixed64); 9 attributes; 10 dropped count.
     out.append(b"\x39" + _pack_fixed64(span._start_time or 0))  # noqa: SLF001
     out.append(b"\x41" + _pack_fixed64(span._end_time or 0))  # noqa: SLF001
-    out.append(_attributes(b"\x4a", _contents(attributes)))
+    # A BoundedAttributes' dict and a BoundedList's deque: iterated without their Python methods.
+    out.append(_attributes(b"\x4a", getattr(attributes, "_dict", attributes)))
     dropped = getattr(attributes, "dropped", 0)
     if dropped:
         out.append(b"\x50" + _varint(dropped))
     # 11 events (Event: 1 time fixed64, 2 name, 3 attributes, 4 dropped), 12 dropped count.
-    for event in _contents(events):
+    for event in getattr(events, "_dq", events):
         body = b"\x09" + _pack_fixed64(event.timestamp) + _field(b"\x12", event.name.encode("utf-8", "replace"))
-        body += _attributes(b"\x1a", _contents(event.attributes))
+        body += _attributes(b"\x1a", event.attributes)
         if event.dropped_attributes:
             body += b"\x20" + _varint(event.dropped_attributes)
         out.append(_field(b"\x5a", body))
@@ -176,10 +166,10 @@ def encode_span(span: ReadableSpan) -> bytes:
     if dropped:
         out.append(b"\x60" + _varint(dropped))
     # 13 links (Link: 1 trace_id, 2 span_id, 4 attributes, 5 dropped, 6 flags fixed32), 14 dropped count.
-    for link in _contents(links):
+    for link in getattr(links, "_dq", links):
         linked = link.context
         body = b"\x0a\x10" + linked.trace_id.to_bytes(16, "big") + b"\x12\x08" + linked.span_id.to_bytes(8, "big")
-        body += _attributes(b"\x22", _contents(link.attributes))
+        body += _attributes(b"\x22", link.attributes)
         if link.dropped_attributes:
             body += b"\x28" + _varint(link.dropped_attributes)
         body += b"\x35" + (FLAGS_REMOTE if linked.is_remote else FLAGS_LOCAL)
@@ -267,9 +257,12 @@ class Encoder:
         current: list[tuple[ReadableSpan, bytes]] = []
         size = 0
         envelopes: set[tuple[int, int]] = set()
+        envelope_sizes: dict[tuple[int, int], int] = {}  # spans share a few resources and scopes
         for span, body in self._encoded(spans, pause):
-            key = (id(span.resource), id(span.instrumentation_scope))
-            envelope = self._envelope_size(span)
+            key = (id(span._resource), id(span._instrumentation_scope))  # noqa: SLF001  the fields, not properties
+            envelope = envelope_sizes.get(key)
+            if envelope is None:
+                envelope = envelope_sizes[key] = self._envelope_size(span)
             if len(body) + envelope > max_bytes:
                 too_large.append(span)
                 continue
@@ -303,7 +296,7 @@ class Encoder:
     def _assemble(self, encoded: Iterable[tuple[ReadableSpan, bytes]]) -> bytes:
         grouped: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
         for span, body in encoded:
-            resource, scope = span.resource, span.instrumentation_scope
+            resource, scope = span._resource, span._instrumentation_scope  # noqa: SLF001
             by_scope = grouped.get(id(resource))
             if by_scope is None:
                 by_scope = grouped[id(resource)] = (resource, {})
