@@ -108,7 +108,16 @@ class FastSpan(sdk_trace.Span):
         self._limits = limits
         self._lock = Lock()
         length_limit = limits.max_span_attribute_length
-        recorded = _bounded_attributes(limits.max_span_attributes, length_limit)
+        # BoundedAttributes and BoundedList filled field by field, as their __init__ would, and
+        # inline: those calls are a measurable part of a span this small (tests compare with
+        # the SDK's spans).
+        recorded = QuietAttributes.__new__(QuietAttributes)
+        recorded._dict = {}  # noqa: SLF001
+        recorded.maxlen = limits.max_span_attributes
+        recorded.dropped = 0
+        recorded.max_value_len = length_limit
+        recorded._lock = Lock()  # noqa: SLF001
+        recorded._immutable = False  # noqa: SLF001
         if attributes:
             count_limit = limits.max_span_attributes
             plain = count_limit is None or len(attributes) <= count_limit
@@ -123,8 +132,17 @@ class FastSpan(sdk_trace.Span):
             else:
                 recorded._set_items(attributes)  # noqa: SLF001  the SDK's cleaning and limits
         self._attributes = recorded
-        self._events = _bounded_list(limits.max_events)
-        self._links = self._new_links(links) if links else _bounded_list(limits.max_links)
+        events = self._events = BoundedList.__new__(BoundedList)
+        events.dropped = 0
+        events._dq = deque(maxlen=limits.max_events)  # noqa: SLF001
+        events._lock = Lock()  # noqa: SLF001
+        if links:
+            self._links = self._new_links(links)
+        else:
+            no_links = self._links = BoundedList.__new__(BoundedList)
+            no_links.dropped = 0
+            no_links._dq = deque(maxlen=limits.max_links)  # noqa: SLF001
+            no_links._lock = Lock()  # noqa: SLF001
         self._record_end_metrics = None
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
@@ -242,25 +260,6 @@ class QuietAttributes(BoundedAttributes):
         super()._set_items(attributes)
 
 
-# BoundedAttributes and BoundedList filled field by field, as their __init__ would: those
-# calls are a measurable part of a span this small (tests compare with the SDK's spans).
-def _bounded_attributes(maxlen: int | None, max_value_len: int | None) -> BoundedAttributes:
-    bounded = QuietAttributes.__new__(QuietAttributes)
-    bounded._dict = {}  # noqa: SLF001
-    bounded.maxlen = maxlen
-    bounded.dropped = 0
-    bounded.max_value_len = max_value_len
-    bounded._lock = Lock()  # noqa: SLF001
-    bounded._immutable = False  # noqa: SLF001
-    return bounded
-
-
-def _bounded_list(maxlen: int | None) -> BoundedList:
-    bounded = BoundedList.__new__(BoundedList)
-    bounded.dropped = 0
-    bounded._dq = deque(maxlen=maxlen)  # noqa: SLF001
-    bounded._lock = Lock()  # noqa: SLF001
-    return bounded
 
 
 class FastTracer(sdk_trace.Tracer):
@@ -331,7 +330,9 @@ class FastTracer(sdk_trace.Tracer):
     def _start(self, name: str, span_context: trace.SpanContext, parent: trace.SpanContext | None,  # noqa: PLR0913
                attributes: Mapping[str, Any] | None, kind: trace.SpanKind, links: Sequence[trace.Link],
                start_time: int | None, context: Any, record_exception: bool, set_status_on_exception: bool) -> FastSpan:
-        span = FastSpan(name, span_context, parent, self, attributes, kind, links)
+        # object.__new__, not FastSpan(...): the SDK's Span.__new__ is a Python call per span.
+        span = object.__new__(FastSpan)
+        span.__init__(name, span_context, parent, self, attributes, kind, links)
         span._record_exception = record_exception  # noqa: SLF001
         span._set_status_on_exception = set_status_on_exception  # noqa: SLF001
         span.start(start_time=start_time, parent_context=context)
