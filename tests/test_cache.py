@@ -299,6 +299,36 @@ def test_a_subclass_and_its_base_class_are_each_traced_once_and_restored():
             assert traced_cache.ORIGINALS_ATTRIBUTE not in LocMemCache.__dict__
 
 
+class _Clear:
+    """An operation that is a callable object, not a function (no __get__)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+
+
+class _OddOperationsCache(LocMemCache):
+    clear = _Clear()
+
+    @classmethod
+    def touch(cls, key, timeout=None, version=None):
+        return cls is _OddOperationsCache
+
+
+@pytest.mark.django_db
+def test_operations_that_are_not_plain_functions_work_as_before_untraced():
+    settings = {"default": {"BACKEND": f"{__name__}._OddOperationsCache", "LOCATION": "tests-odd"}}
+    with override_settings(CACHES=settings):
+        with tracing_settings() as spans:
+            odd = caches["default"]
+            odd.clear()
+            assert odd.touch("k") is True and _OddOperationsCache.clear.calls == 1
+            odd.set("k", 1)
+        assert [s.name for s in _cache_spans(spans)] == ["set default"]
+
+
 @pytest.mark.parametrize("required, outcome", [("1", pytest.fail.Exception), ("", pytest.skip.Exception)])
 def test_missing_memcached_fails_under_ci_and_skips_otherwise(monkeypatch, required, outcome):
     monkeypatch.setattr(shutil, "which", lambda name: None)

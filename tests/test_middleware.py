@@ -87,6 +87,25 @@ def test_the_trace_metric_follows_the_views_own_server_timing_metrics(client, ca
         f'db;dur=53, cache;desc="Cache Read";dur=23.2, trace;desc=00-{TRACE_ID}-{span_id}-00')
 
 
+def test_a_response_served_again_names_only_its_own_trace(rf, captured_spans):
+    # Django's cache middleware serves the same response object again: its trace metric is
+    # replaced, the view's own metrics (a quoted description with a comma too) are kept.
+    from django.http import HttpResponse
+
+    cached = HttpResponse("cached")
+    cached["Server-Timing"] = 'db;desc="a, trace";dur=1'
+
+    def view(request):
+        return cached
+
+    traced = middleware.TracingMiddleware(view)
+    first = traced(rf.get("/cached/"))["Server-Timing"]
+    second = traced(rf.get("/cached/"))["Server-Timing"]
+    assert first.startswith('db;desc="a, trace";dur=1, trace;desc=00-')
+    assert second.startswith('db;desc="a, trace";dur=1, trace;desc=00-') and second.count("trace;desc") == 1
+    assert first != second
+
+
 def test_excluded_urls_produce_no_span(client, captured_spans):
     # The demo settings exclude ^/healthz$.
     assert client.get("/healthz").status_code == 200

@@ -298,3 +298,9 @@ def test_current_span_context_of_a_value_that_is_not_a_span_is_invalid():
     assert propagators.current_span_context(Context()) is trace.INVALID_SPAN_CONTEXT
     key = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
     assert propagators.current_span_context(Context({key: "not a span"})) is trace.INVALID_SPAN_CONTEXT
+
+
+def test_a_span_that_answers_no_context_counts_as_no_span():
+    # NonRecordingSpan(None) is accepted by the API; a span started under it is a root.
+    context = trace.set_span_in_context(trace.NonRecordingSpan(None), Context())
+    assert propagators.current_span_context(context) is trace.INVALID_SPAN_CONTEXT

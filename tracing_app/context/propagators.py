@@ -184,8 +184,8 @@ def current_span_context(context: Context | None = None) -> trace.SpanContext:
     """``trace.get_current_span(context).get_span_context()`` with one context lookup
     (and no ``isinstance`` against the ``Span`` ABC, a Python call per span)."""
     span = (get_current() if context is None else context).get(_SPAN_CONTEXT_KEY)
-    try:
-        return span.get_span_context()
+    try:  # a SpanContext is a non-empty tuple: "or" catches only a span that answers None
+        return span.get_span_context() or trace.INVALID_SPAN_CONTEXT
     except AttributeError:  # nothing there (None), or not a span
         return trace.INVALID_SPAN_CONTEXT
 

@@ -192,7 +192,8 @@ class CacheIntegration(Integration):
         for alias in caches:
             backend = getattr(caches._connections, alias, None)
             if backend is not None:
-                self.wrap(backend, alias)
+                with guarded("tracing a cache"):
+                    self.wrap(backend, alias)
 
     def _uninstall(self) -> None:
         handler, self._handler = self._handler, None
@@ -216,26 +217,28 @@ class CacheIntegration(Integration):
             with self._class_lock:  # two threads making their first object of a class
                 if ORIGINALS_ATTRIBUTE not in cls.__dict__:
                     self._wrap_class(cls)
-        servers = getattr(backend, "_servers", None)
-        key = (cls, alias, tuple(servers) if isinstance(servers, (list, tuple)) else None,
-               getattr(backend, "_table", None))
+        servers, table = getattr(backend, "_servers", None), getattr(backend, "_table", None)
+        key = (cls, alias, repr(servers), repr(table))  # what backend_attributes reads, hashable
         target = self._targets.get(key)
         if target is None:
             target = self._targets[key] = _Target(alias, backend_attributes(backend, alias))
         backend.__dict__[TARGET_ATTRIBUTE] = target
 
     def _wrap_class(self, cls: type) -> None:
+        """Replace ``cls``'s operations by traced ones. Only plain functions (sync or async)
+        are wrapped: anything else an operation may be (a classmethod, a callable object)
+        stays as it is, untraced. Recorded as it goes, so an uninstall undoes a partial wrap."""
         originals: dict[str, Any] = {}
-        for name in TRACED:
-            function = getattr(cls, name, None)
-            if not callable(function):
-                continue
-            function = getattr(function, "__tracing_app_operation__", function)  # a traced base class's
-            originals[name] = cls.__dict__.get(name)
-            traced = _traced_async if inspect.iscoroutinefunction(function) else _traced
-            setattr(cls, name, traced(function, name))
         setattr(cls, ORIGINALS_ATTRIBUTE, originals)
         self._classes.append(cls)
+        for name in TRACED:
+            function = inspect.getattr_static(cls, name, None)
+            if not inspect.isfunction(function):
+                continue
+            function = getattr(function, "__tracing_app_operation__", function)  # a traced base class's
+            traced = _traced_async if inspect.iscoroutinefunction(function) else _traced
+            originals[name] = cls.__dict__.get(name)
+            setattr(cls, name, traced(function, name))
 
     def key_attribute(self, key: Any) -> str | None:
         keys = self._record_keys

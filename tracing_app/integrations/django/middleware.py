@@ -47,6 +47,8 @@ from tracing_app.semconv import HTTP_REQUEST_METHOD, HTTP_ROUTE, URL_PATH
 UNTRACED_CONTEXT = trace.set_span_in_context(UNTRACED_SPAN, EMPTY_CONTEXT)
 TRACERESPONSE_HEADER = "traceresponse"
 SERVER_TIMING_HEADER = "Server-Timing"
+# The commas between Server-Timing metrics: not those inside a quoted description.
+_METRICS_SEPARATOR = re.compile(r',(?=(?:[^"]*"[^"]*")*[^"]*$)')
 REQUEST_SPAN_ATTRIBUTE = "_tracing_app_span"
 REQUEST_WORK_ATTRIBUTE = "_tracing_app_work"
 REQUEST_BAGGAGE_TOKEN_ATTRIBUTE = "_tracing_app_baggage_token"
@@ -142,7 +144,13 @@ def answer_trace_context(response: HttpResponseBase, span_context: trace.SpanCon
     response[TRACERESPONSE_HEADER] = value
     metric = f"trace;desc={value}"
     metrics = response.get(SERVER_TIMING_HEADER)
-    response[SERVER_TIMING_HEADER] = f"{metrics}, {metric}" if metrics else metric
+    if metrics:
+        if "trace" in metrics.lower():
+            # A response served again (Django's cache middleware) still names an earlier trace: drop it.
+            kept = [m.strip() for m in _METRICS_SEPARATOR.split(metrics)]
+            metrics = ", ".join(m for m in kept if m.split(";", 1)[0].strip().lower() != "trace")
+        metric = f"{metrics}, {metric}" if metrics else metric
+    response[SERVER_TIMING_HEADER] = metric
 
 
 class TracingMiddleware:
