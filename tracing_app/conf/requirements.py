@@ -47,17 +47,23 @@ def release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", re.split(r"[+abrcdev]", version, maxsplit=1)[0])[:3])
 
 
+def _installed_version(requirement: Requirement) -> str | None:
+    """The installed release of ``requirement``'s distribution; None when its module is
+    importable but not installed as a distribution (vendored, a source tree): trusted."""
+    try:
+        return importlib.metadata.version(requirement.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def unmet(requirements: tuple[Requirement, ...]) -> str | None:
     """Why ``requirements`` are not met here ("'grpc' is not installed", "grpcio 1.50.0
     is older than 1.60"), or None when every library is there and recent enough."""
     for requirement in requirements:
         if not importable(requirement.module):
             return f"{requirement.module!r} is not installed"
-        try:
-            version = importlib.metadata.version(requirement.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue  # importable but not installed as a distribution (vendored, a source tree): trust it
-        if release(version) < release(requirement.minimum):
+        version = _installed_version(requirement)
+        if version is not None and release(version) < release(requirement.minimum):
             return f"{requirement.distribution} {version} is older than {requirement.minimum}"
     return None
 
@@ -68,11 +74,8 @@ def untested(requirements: tuple[Requirement, ...]) -> str | None:
     for requirement in requirements:
         if not requirement.below or not importable(requirement.module):
             continue
-        try:
-            version = importlib.metadata.version(requirement.distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        if release(version) >= release(requirement.below):
+        version = _installed_version(requirement)
+        if version is not None and release(version) >= release(requirement.below):
             return f"{requirement.distribution} {version} is newer than the tested releases (<{requirement.below})"
     return None
 

@@ -162,7 +162,6 @@ class CacheIntegration(Integration):
 
     def __init__(self) -> None:
         super().__init__()
-        self.record_keys: tuple[str, ...] = ()
         self._handler: Any = None
         self._classes: list[type] = []
         self._targets: dict[tuple, _Target] = {}
@@ -172,10 +171,10 @@ class CacheIntegration(Integration):
     def _install(self, config: TracingConfig) -> None:
         from django.core.cache import caches
 
-        self.record_keys = tuple(config.record_cache_keys)
-        # The shell patterns as one regular expression: one match per operation (fnmatchcase's rules).
-        self._record_keys = (re.compile("|".join(fnmatch.translate(p) for p in self.record_keys))
-                             if self.record_keys else None)
+        # RECORD_CACHE_KEYS' shell patterns as one regular expression: one match per operation
+        # (fnmatchcase's rules).
+        patterns = config.record_cache_keys
+        self._record_keys = re.compile("|".join(fnmatch.translate(p) for p in patterns)) if patterns else None
         original = caches.create_connection
 
         def create_connection(alias: str) -> Any:
@@ -348,12 +347,18 @@ class _Call:
             swallow("ending a cache span", exc)
 
 
-def _nested(operation: str, args: tuple, kwargs: dict, result: Any) -> None:
-    """An inner ``get`` of a traced operation (``get_or_set``): tell the outer span hit or miss."""
-    running = _running.get()
-    if running is not None and running.hit is None and operation in ("get", "aget"):
-        default = args[1] if len(args) >= 2 else kwargs.get("default")
-        running.hit = result is not default
+def _nested(target: _Target | None, operation: str, args: tuple, kwargs: dict, result: Any) -> None:
+    """After an untraced operation of a cache object with ``target``: an inner ``get`` of a
+    traced operation (``get_or_set``) tells the outer span hit or miss."""
+    if target is None:
+        return
+    try:  # a bare try costs nothing here, unlike ``with guarded()``
+        running = _running.get()
+        if running is not None and running.hit is None and operation in ("get", "aget"):
+            default = args[1] if len(args) >= 2 else kwargs.get("default")
+            running.hit = result is not default
+    except Exception as exc:
+        swallow("recording a cache hit", exc)
 
 
 def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
@@ -363,11 +368,7 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
         current = _traceable(target)
         if current is None:
             result = function(backend, *args, **kwargs)
-            if target is not None:
-                try:
-                    _nested(operation, args, kwargs, result)
-                except Exception as exc:
-                    swallow("recording a cache hit", exc)
+            _nested(target, operation, args, kwargs, result)
             return result
         call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:
@@ -391,11 +392,7 @@ def _traced_async(function: Callable[..., Any], operation: str) -> Callable[...,
         current = _traceable(target)
         if current is None:
             result = await function(backend, *args, **kwargs)
-            if target is not None:
-                try:
-                    _nested(operation, args, kwargs, result)
-                except Exception as exc:
-                    swallow("recording a cache hit", exc)
+            _nested(target, operation, args, kwargs, result)
             return result
         call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:

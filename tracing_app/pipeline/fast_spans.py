@@ -108,9 +108,8 @@ class FastSpan(sdk_trace.Span):
         self._limits = limits
         self._lock = Lock()
         length_limit = limits.max_span_attribute_length
-        # BoundedAttributes and BoundedList filled field by field, as their __init__ would, and
-        # inline: those calls are a measurable part of a span this small (tests compare with
-        # the SDK's spans).
+        # BoundedAttributes filled field by field, as its __init__ would, and inline: those calls
+        # are a measurable part of a span this small (tests compare with the SDK's spans).
         recorded = QuietAttributes.__new__(QuietAttributes)
         recorded._dict = {}  # noqa: SLF001
         recorded.maxlen = limits.max_span_attributes
@@ -132,17 +131,8 @@ class FastSpan(sdk_trace.Span):
             else:
                 recorded._set_items(attributes)  # noqa: SLF001  the SDK's cleaning and limits
         self._attributes = recorded
-        events = self._events = BoundedList.__new__(BoundedList)
-        events.dropped = 0
-        events._dq = deque(maxlen=limits.max_events)  # noqa: SLF001
-        events._lock = Lock()  # noqa: SLF001
-        if links:
-            self._links = self._new_links(links)
-        else:
-            no_links = self._links = BoundedList.__new__(BoundedList)
-            no_links.dropped = 0
-            no_links._dq = deque(maxlen=limits.max_links)  # noqa: SLF001
-            no_links._lock = Lock()  # noqa: SLF001
+        self._events = _bounded_list(limits.max_events)
+        self._links = self._new_links(links) if links else _bounded_list(limits.max_links)
         self._record_end_metrics = None
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
@@ -175,6 +165,15 @@ class FastSpan(sdk_trace.Span):
             processor._on_ending(self)  # noqa: SLF001
         for processor in dispatch.on_end:
             processor.on_end(self)  # ended spans are immutable: no copy needed
+
+
+def _bounded_list(maxlen: int | None) -> BoundedList:
+    """A ``BoundedList`` filled field by field, as its ``__init__`` would, in fewer calls."""
+    bounded = BoundedList.__new__(BoundedList)
+    bounded.dropped = 0
+    bounded._dq = deque(maxlen=maxlen)  # noqa: SLF001
+    bounded._lock = Lock()  # noqa: SLF001
+    return bounded
 
 
 class Dispatch:

@@ -57,7 +57,9 @@ from typing import Any, Protocol
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import TraceFlags
 
+from tracing_app.context.w3c import TRACE_FLAGS
 from tracing_app.pipeline.export.otlp_encoding import SPAN_FIXED_BYTES, Chunk, estimated_size
 from tracing_app.pipeline.export.outcome import Outcome
 
@@ -238,7 +240,7 @@ class ExportProcessor(SpanProcessor):
     # No on_start: the base class's does nothing, and FastTracer's Dispatch then calls none.
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span._context[3] & 1:  # noqa: SLF001  SpanContext is a tuple; [3] its trace_flags, bit 0 "sampled"
+        if not span._context[TRACE_FLAGS] & TraceFlags.SAMPLED:  # noqa: SLF001  the SpanContext tuple by position
             return
         try:
             size = estimated_size(span)
