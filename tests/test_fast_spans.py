@@ -99,12 +99,14 @@ def make_spans(tracer, attributes):
                               attributes={"db.system.name": "postgresql"}, start_time=1_100)
     child.end(end_time=1_200)
     root = tracer.start_span("root", start_time=3_000)
+    root.add_link(remote, {"added": "later"})
     root.end(end_time=4_000)
     parent.end(end_time=2_000)
 
 
 @ours
-@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_span_attributes=3, max_attribute_length=2)])
+@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_span_attributes=3, max_attribute_length=2),
+                                    SpanLimits(max_events=0, max_links=0)])
 def test_exports_the_same_otlp_as_the_sdk(limits, caplog):
     caplog.set_level(logging.ERROR)  # the SDK warns about the values it drops
     sdk_provider, sdk_exported = provider_for(limits)
@@ -118,6 +120,37 @@ def test_exports_the_same_otlp_as_the_sdk(limits, caplog):
     assert encode_spans(fast_spans) == encode_spans(sdk_exported.get_finished_spans())
     assert dict(fast_spans[1].attributes).get("list", ("a", "b")) == ("a", "b")
     assert "none" not in fast_spans[1].attributes and "dict" not in fast_spans[1].attributes
+
+
+
+@ours
+def test_spans_without_events_or_links_share_one_empty_list_and_none_is_lost_when_added():
+    import threading
+
+    provider, exported = provider_for()
+    tracer = fast_tracer(provider.get_tracer("tracing_app"))
+    quiet, busy = tracer.start_span("quiet"), tracer.start_span("busy")
+    assert quiet._events is busy._events and quiet._links is busy._links  # one shared empty list
+    remote = SpanContext(0xABC, 0x99, is_remote=True, trace_flags=TraceFlags(0x01))
+
+    def add(thread):
+        for n in range(200):
+            busy.add_event(f"{thread}-{n}")
+            busy.add_link(remote, {"n": n})
+
+    threads = [threading.Thread(target=add, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    quiet.end()
+    busy.end()
+    spans = {s.name: s for s in exported.get_finished_spans()}
+    assert len(spans["busy"].events) + spans["busy"].dropped_events == 800
+    assert len(spans["busy"].links) + spans["busy"].dropped_links == 800
+    assert spans["quiet"].events == () and spans["quiet"].links == ()
+    assert spans["quiet"].dropped_events == spans["quiet"].dropped_links == 0
+    assert tracer.start_span("another")._events is quiet._events  # still empty for the others
 
 
 @ours
@@ -293,6 +326,61 @@ def test_roots_ask_the_root_sampler_and_links_still_reach_the_linked_trace_sampl
     publisher = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(0x01))
     linked = tracer.start_span("job", links=[Link(publisher, {INHERIT_SAMPLING: True})])
     assert linked.is_recording() and linked.get_span_context().trace_id != 0xABC
+
+
+
+class TraceIds(IdGenerator):
+    """Trace ids from a list, one per root, so both tracers decide on the same ids."""
+
+    def __init__(self, trace_ids):
+        self.trace_ids = list(trace_ids)
+        self.span_id = 0
+
+    def generate_span_id(self):
+        self.span_id += 1
+        return self.span_id
+
+    def generate_trace_id(self):
+        return self.trace_ids.pop(0)
+
+    def is_trace_id_random(self):
+        return True
+
+
+@ours
+@pytest.mark.parametrize("settings", [
+    {"SAMPLE_RATIO": 0.0}, {"SAMPLE_RATIO": 0.25}, {"SAMPLE_RATIO": 1.0},
+    {"SAMPLE_RATIO": 0.5, "HEALTH_CHECK_URLS": [r"^/healthz"]},
+    {"SAMPLE_RATIO": 0.5, "SAMPLING_RULES": [{"path": "^/api/", "ratio": 0.0}]},  # rules: the sampler is asked
+])
+def test_root_decisions_by_ratio_are_the_samplers_own(settings):
+    import random
+
+    from tracing_app.conf import resolve
+    from tracing_app.pipeline.provider import build_sampler
+    from tracing_app.pipeline.sampling import ratio_of_roots
+    from tracing_app.semconv import URL_PATH
+
+    sampler = build_sampler(resolve(settings, {}))
+    draw = random.Random(7)
+    trace_ids = [draw.getrandbits(128) for _ in range(400)] + [1 << 64, (1 << 64) - 1, 1, 2**127]
+    paths = ["/api/orders/", "/healthz", "/other", None]
+    decided = []
+    for tracer_of in (lambda t: t, fast_tracer):  # the SDK's tracer, then ours
+        provider = TracerProvider(sampler=sampler, id_generator=TraceIds(trace_ids), shutdown_on_exit=False)
+        tracer = tracer_of(provider.get_tracer("tracing_app"))
+        spans = [tracer.start_span("GET", kind=SpanKind.SERVER, attributes={URL_PATH: path} if path else None)
+                 for _ in trace_ids for path in paths[:1]]
+        decided.append([(s.is_recording(), s.get_span_context().trace_flags, s.get_span_context().trace_state,
+                         dict(getattr(s, "attributes", {}) or {})) for s in spans])
+        per_path = [tracer_of(TracerProvider(sampler=sampler, id_generator=TraceIds([1] * 4),
+                                             shutdown_on_exit=False).get_tracer("t"))
+                    .start_span("GET", attributes={URL_PATH: path} if path else None).is_recording() for path in paths]
+        decided.append(per_path)
+    assert decided[0] == decided[2] and decided[1] == decided[3]
+    assert any(recording for recording, *_ in decided[0]) is (settings["SAMPLE_RATIO"] > 0 and "SAMPLING_RULES" not in settings)
+    assert (fast_tracer(TracerProvider(sampler=sampler).get_tracer("t")).root_ratio is None) is ("SAMPLING_RULES" in settings)
+    assert ratio_of_roots(ALWAYS_ON) is None
 
 
 def test_our_span_class_is_used_exactly_when_the_installed_sdk_is_verified():

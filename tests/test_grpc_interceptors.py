@@ -186,14 +186,20 @@ def test_uninstalled_integration_traces_nothing_and_sends_no_context(echo, captu
 
 
 def test_no_context_to_a_target_outside_propagate_to(echo, captured_spans):
-    """The call is still traced on both sides, but the server starts a trace of its own."""
+    """The call is still traced on both sides, but the server starts a trace of its own.
+    The channel's answer follows the configuration: asked again once it changes."""
     servicer, channel = echo
+    assert call(channel, b"inside") == b"echo:inside"
+    assert "traceparent" in dict(servicer.metadata)
     with override_settings(TRACING={**settings.TRACING, "PROPAGATE_TO": ["pricing.internal"]}):
+        captured_spans.clear()
         assert call(channel, b"outside") == b"echo:outside"
-    spans = wait_for_spans(captured_spans, 3)
-    assert "traceparent" not in dict(servicer.metadata) and "baggage" not in dict(servicer.metadata)
+        spans = wait_for_spans(captured_spans, 3)
+        assert "traceparent" not in dict(servicer.metadata) and "baggage" not in dict(servicer.metadata)
     client, server = by_kind(spans, "CLIENT"), by_kind(spans, "SERVER")
     assert server.trace_id != client.trace_id and server.parent_id == ""
+    assert call(channel, b"inside") == b"echo:inside"
+    assert "traceparent" in dict(servicer.metadata)
 
 
 @pytest.mark.parametrize(("address", "expected"), [

@@ -175,7 +175,7 @@ def test_withheld_span_s_next_injection_writes_nothing_and_later_ones_are_unaffe
     span, with_span = _client_span_context(parent)
     if gate == "global":
         assert isinstance(propagate.get_global_textmap(), propagators.GatedCompositePropagator)
-        assert propagators._global_is_w3c_only()
+        assert propagators.global_is_w3c_only()
 
         def inject(carrier, context):
             propagators.inject_context(carrier, context)
@@ -248,7 +248,7 @@ def _context_with_span_and_baggage():
 
 
 def test_inject_context_writes_what_the_composite_writes():
-    assert propagators._global_is_w3c_only()  # the default propagators
+    assert propagators.global_is_w3c_only()  # the default propagators
     context = _context_with_span_and_baggage()
     ours, stock = {}, {}
     propagators.inject_context(ours, context)

@@ -92,7 +92,9 @@ def resolve(request: Any, config: TracingConfig) -> dict[str, str]:
     """The resolver's entries, limited to ``BAGGAGE_KEYS``, as strings of bounded length."""
     if not config.baggage_resolver:
         return {}
-    found = load_resolver(config.baggage_resolver)(request) or {}
+    found = load_resolver(config.baggage_resolver)(request)
+    if not found:
+        return {}
     keys = config.baggage_keys
     return {key: str(value)[:MAX_VALUE_LENGTH] for key, value in found.items() if key in keys and value is not None}
 

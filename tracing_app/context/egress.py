@@ -88,7 +88,7 @@ def _host_only(target: str) -> str:
 _compiled: tuple[object, TargetAllowlist] | None = None
 
 
-def _current_allowlist() -> TargetAllowlist:
+def current_allowlist() -> TargetAllowlist:
     """The allowlist of the current config, compiled once per config object."""
     global _compiled
     from tracing_app.conf import get_config
@@ -108,7 +108,7 @@ def should_propagate(target: str) -> bool:
     service names, localhost, ``*.internal``/``*.local``/cluster names, private networks).
     """
     try:
-        return _current_allowlist().allows(target)
+        return current_allowlist().allows(target)
     except Exception:
         return False
 

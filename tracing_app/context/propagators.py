@@ -166,7 +166,7 @@ class BaggagePropagator(textmap.TextMapPropagator):
 _w3c_only: tuple[object, bool] = (None, False)
 
 
-def _global_is_w3c_only() -> bool:
+def global_is_w3c_only() -> bool:
     """Whether the global propagator is exactly ours: tracecontext then baggage (the default).
     Then ``inject_context`` may write both headers in one pass; any other setup (b3,
     jaeger, a user's own) goes through ``propagate`` as usual."""
@@ -195,7 +195,7 @@ def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
     """``propagate.inject(carrier, context, setter)``: the same headers, written in one
     pass when the propagators are the default W3C pair. Used on every request's
     outgoing calls and messages, where the composite's layers are a measurable cost."""
-    if not _global_is_w3c_only():
+    if not global_is_w3c_only():
         propagate.inject(carrier, context=context, setter=setter)
         return
     context = get_current() if context is None else context
@@ -210,4 +210,4 @@ def nothing_to_extract(carrier: textmap.CarrierT, getter: textmap.Getter) -> boo
     """True when ``propagate.extract`` would find nothing: the propagators are the default
     W3C pair and the carrier has neither ``traceparent`` nor ``baggage`` (a ``tracestate``
     alone is ignored). The usual case for a request from outside."""
-    return _global_is_w3c_only() and not getter.get(carrier, TRACEPARENT) and not getter.get(carrier, BAGGAGE)
+    return global_is_w3c_only() and not getter.get(carrier, TRACEPARENT) and not getter.get(carrier, BAGGAGE)

@@ -350,8 +350,6 @@ class _Call:
 def _nested(target: _Target | None, operation: str, args: tuple, kwargs: dict, result: Any) -> None:
     """After an untraced operation of a cache object with ``target``: an inner ``get`` of a
     traced operation (``get_or_set``) tells the outer span hit or miss."""
-    if target is None:
-        return
     try:  # a bare try costs nothing here, unlike ``with guarded()``
         running = _running.get()
         if running is not None and running.hit is None and operation in ("get", "aget"):
@@ -368,7 +366,8 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
         current = _traceable(target)
         if current is None:
             result = function(backend, *args, **kwargs)
-            _nested(target, operation, args, kwargs, result)
+            if target is not None and _running.get() is not None:  # inside a traced operation
+                _nested(target, operation, args, kwargs, result)
             return result
         call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:
@@ -392,7 +391,8 @@ def _traced_async(function: Callable[..., Any], operation: str) -> Callable[...,
         current = _traceable(target)
         if current is None:
             result = await function(backend, *args, **kwargs)
-            _nested(target, operation, args, kwargs, result)
+            if target is not None and _running.get() is not None:  # inside a traced operation
+                _nested(target, operation, args, kwargs, result)
             return result
         call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:

@@ -62,6 +62,8 @@ from tracing_app.conf.requirements import release
 from tracing_app.context.propagators import current_span_context
 from tracing_app.context.w3c import IS_VALID, TRACE_FLAGS, TRACE_ID, TRACE_STATE
 from tracing_app.pipeline.linked_traces import LinkedTraceSampler
+from tracing_app.pipeline.sampling import ratio_of_roots
+from tracing_app.semconv import URL_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ _RANDOM = 0x02
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED | _RANDOM)
 _NOT_SAMPLED = trace.TraceFlags(_RANDOM)
 _SAMPLED_NOT_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_LOW_64_BITS = (1 << 64) - 1  # what TraceIdRatioBased compares with its bound
 
 
 class FastSpan(sdk_trace.Span):
@@ -131,9 +134,22 @@ class FastSpan(sdk_trace.Span):
             else:
                 recorded._set_items(attributes)  # noqa: SLF001  the SDK's cleaning and limits
         self._attributes = recorded
-        self._events = _bounded_list(limits.max_events)
-        self._links = self._new_links(links) if links else _bounded_list(limits.max_links)
+        # Most spans get no event and no link: they share one empty list until one is added.
+        self._events = _NONE_YET
+        self._links = self._new_links(links) if links else _NONE_YET
         self._record_end_metrics = None
+
+    def _add_event(self, event: Any) -> None:
+        with self._lock:
+            if self._events is _NONE_YET:
+                self._events = _bounded_list(self._limits.max_events)
+        super()._add_event(event)
+
+    def _add_link(self, link: trace.Link) -> None:
+        with self._lock:
+            if self._links is _NONE_YET:
+                self._links = _bounded_list(self._limits.max_links)
+        super()._add_link(link)
 
     def add_event(self, name: str, attributes: Mapping[str, Any] | None = None,
                   timestamp: int | None = None) -> None:
@@ -174,6 +190,11 @@ def _bounded_list(maxlen: int | None) -> BoundedList:
     bounded._dq = deque(maxlen=maxlen)  # noqa: SLF001
     bounded._lock = Lock()  # noqa: SLF001
     return bounded
+
+
+# The events and links of every span that has none: read (by the SDK's properties and our
+# encoder) and never written, since _add_event and _add_link give a span its own list first.
+_NONE_YET = _bounded_list(0)
 
 
 class Dispatch:
@@ -268,6 +289,7 @@ class FastTracer(sdk_trace.Tracer):
     drops_unsampled_children = False
     keeps_sampled_children = False
     root_sampler: Sampler | None = None
+    root_ratio: tuple[int, Any] | None = None  # sampling.ratio_of_roots(root_sampler)
     _dispatch: Dispatch | None = None  # made by dispatch(), again when the processors change
 
     def start_span(  # noqa: PLR0913  the API's signature
@@ -288,6 +310,18 @@ class FastTracer(sdk_trace.Tracer):
         if not parent[IS_VALID]:
             parent = None
             trace_id = self.id_generator.generate_trace_id()
+            if self.root_ratio is not None and not links:
+                # The trace id against the ratio, as the SDK's TraceIdRatioBased compares them, without
+                # its SamplingResult: every request's root span at any ratio (sampling.ratio_of_roots).
+                bound, never = self.root_ratio
+                path = attributes.get(URL_PATH) if never is not None and attributes else None
+                sampled = trace_id & _LOW_64_BITS < bound and not (isinstance(path, str) and never.search(path))
+                span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
+                                                 trace_flags=_SAMPLED if sampled else _NOT_SAMPLED)
+                if not sampled:
+                    return trace.NonRecordingSpan(span_context)
+                return self._start(name, span_context, None, attributes, kind, links, start_time, context,
+                                   record_exception, set_status_on_exception)
         else:
             trace_id, parent_flags = parent[TRACE_ID], parent[TRACE_FLAGS]
             # A parent-based sampler's answer under a valid parent is known in advance.
@@ -380,6 +414,7 @@ def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
     fast.__dict__.update(tracer.__dict__)
     fast.drops_unsampled_children, fast.keeps_sampled_children = parent_decides(tracer.sampler)
     fast.root_sampler = root_sampler(tracer.sampler)
+    fast.root_ratio = ratio_of_roots(fast.root_sampler)
     return fast
 
 

@@ -92,6 +92,18 @@ class RuleSampler(sampling.Sampler):
         return f"RuleSampler{{default={self.default.rate},rules=[{rules}]}}"
 
 
+def ratio_of_roots(sampler: sampling.Sampler) -> tuple[int, re.Pattern[str] | None] | None:
+    """``(bound, never)`` when ``sampler`` decides a root span by its trace id alone: sampled
+    when the id's low 64 bits are below ``bound`` (the SDK's ``TraceIdRatioBased``) and its
+    ``url.path``, if any, does not match ``never``. That is a ``RuleSampler`` without rules,
+    or a bare ``TraceIdRatioBased``; None for any other sampler (it must be asked)."""
+    if type(sampler) is RuleSampler and not sampler.rules and type(sampler.default) is sampling.TraceIdRatioBased:
+        return sampler.default.bound, sampler.never
+    if type(sampler) is sampling.TraceIdRatioBased:
+        return sampler.bound, None
+    return None
+
+
 def needs_route(config: TracingConfig) -> tuple[bool, bool]:
     """(any rule matches ``route``, any rule matches ``route_name``)."""
     rules = config.sampling_rules

@@ -68,7 +68,7 @@ from tracing_app.integrations.celery.transport import system_of_app
 from tracing_app.pipeline import provider
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.linked_traces import new_trace_linked_to
-from tracing_app.safety import guarded
+from tracing_app.safety import guarded, swallow
 from tracing_app.semconv import (
     CELERY_TASK_ARGS,
     CELERY_TASK_ATTEMPT,
@@ -177,7 +177,7 @@ class CeleryIntegration(Integration):
 
     def _before_publish(self, sender: str | None = None, headers: dict | None = None,
                         routing_key: str | None = None, exchange: str | None = None, **kwargs: Any) -> None:
-        with guarded("tracing a Celery publish"):
+        try:  # safety.swallow, not guarded(): this runs for every publish
             stale = _pending_publish.get()
             if stale is not None:
                 # A publish through a sender built before install raised before
@@ -220,6 +220,8 @@ class CeleryIntegration(Integration):
             self._mark_follow_up(headers)
             inject_context(headers, trace.set_span_in_context(span, current), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())
+        except Exception as exc:
+            swallow("tracing a Celery publish", exc)
 
     def _mark_follow_up(self, headers: dict) -> None:
         """A retry of the running task, or the callback of the chord it completes, carries links."""

@@ -35,7 +35,7 @@ from opentelemetry.trace import SpanKind
 from tracing_app.conf import TracingConfig
 from tracing_app.context import business, privacy, w3c, work
 from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
-from tracing_app.context.propagators import with_baggage
+from tracing_app.context.propagators import global_is_w3c_only, with_baggage
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.django import server_span, streaming
 from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD, OTHER_METHOD_NAME
@@ -54,6 +54,7 @@ REQUEST_WORK_ATTRIBUTE = "_tracing_app_work"
 REQUEST_BAGGAGE_TOKEN_ATTRIBUTE = "_tracing_app_baggage_token"
 
 _META_KEYS: dict[str, str] = {}
+_TRACEPARENT_META, _BAGGAGE_META = "HTTP_TRACEPARENT", "HTTP_BAGGAGE"
 
 
 class MetaGetter(Getter[dict]):
@@ -207,7 +208,8 @@ class TracingMiddleware:
 
     def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
         """Authentication has run by now: put the business context into baggage for the view."""
-        _describe_work(request)
+        if REQUEST_WORK_ATTRIBUTE in request.__dict__:  # a sampled request's work (see _begin)
+            _describe_work(request)
         span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
         config = integration.config
         if span is None or config is None or not config.baggage_resolver:
@@ -221,7 +223,8 @@ class TracingMiddleware:
         return None
 
     async def _aprocess_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any) -> None:
-        _describe_work(request)
+        if REQUEST_WORK_ATTRIBUTE in request.__dict__:  # a sampled request's work (see _begin)
+            _describe_work(request)
         span = request.__dict__.get(REQUEST_SPAN_ATTRIBUTE)
         config = integration.config
         if span is None or config is None or not config.baggage_resolver:
@@ -240,7 +243,7 @@ class TracingMiddleware:
 
 def _describe_work(request: HttpRequest) -> None:
     match = getattr(request, "resolver_match", None)
-    if match is not None and work.current() is not None:
+    if match is not None:
         work.describe(route=match.route or "", controller=match.view_name or "")
 
 
@@ -265,8 +268,12 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
     try:  # safety.swallow, not guarded(): this runs for every request (see safety.swallow)
         raw_method = request.method or ""
         method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
-        policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
-        parent, links = business.incoming_context(request.META, META_GETTER, policy, integration.own_keys)
+        meta = request.META
+        if meta.get(_TRACEPARENT_META) or meta.get(_BAGGAGE_META) or not global_is_w3c_only():
+            policy = business.policy_for(request.path, integration.policy_routes, integration.default_policy)
+            parent, links = business.incoming_context(meta, META_GETTER, policy, integration.own_keys)
+        else:  # propagators.nothing_to_extract, read from META directly: every request from outside
+            parent, links = EMPTY_CONTEXT, None
         # Only what the sampler reads (sampling.py) before the decision: an unsampled
         # request (0%, a dropped ratio, an unsampled caller) builds nothing more.
         attributes = {HTTP_REQUEST_METHOD: method, URL_PATH: request.path}
@@ -279,12 +286,14 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         finally:
             if route_token is not None:
                 sampling.current_route_name.reset(route_token)
-        if span.is_recording():
+        recording = span.is_recording()  # an unsampled request builds nothing more
+        if recording:
             span.set_attributes(server_span.server_attributes(
                 request, method, integration.query_params, integration.request_headers))
         token = context.attach(trace.set_span_in_context(span, parent))
         request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
-        request.__dict__[REQUEST_WORK_ATTRIBUTE] = work.begin(span)  # repeated queries, sqlcommenter's route
+        if recording:
+            request.__dict__[REQUEST_WORK_ATTRIBUTE] = work.begin(span)  # repeated queries, sqlcommenter's route
         return span, token, method
     except Exception as exc:
         swallow("starting the request span", exc)
@@ -318,10 +327,12 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
 def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
     """Finish the span for ``response`` now, or when its stream has been sent; then leave
     the request's context (after: a stream carries it, business baggage included)."""
-    try:
-        work.end(request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None))
-    except Exception as exc:
-        swallow("ending the request's work", exc)
+    opened = request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None)
+    if opened is not None:
+        try:
+            work.end(opened)
+        except Exception as exc:
+            swallow("ending the request's work", exc)
     try:
         if span is None:  # an excluded path: only a stream still needs the unsampled context
             if response.streaming:

@@ -12,6 +12,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from tracing_app.context.egress import TargetAllowlist, current_allowlist
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.grpc.common import (
     CallSpan,
@@ -25,7 +26,7 @@ from tracing_app.integrations.grpc.common import (
 )
 from tracing_app.pipeline.fast_spans import drops_child_of_current
 from tracing_app.pipeline.provider import get_tracer
-from tracing_app.safety import guarded
+from tracing_app.safety import guarded, swallow
 
 
 class _CallDetails(
@@ -43,6 +44,16 @@ class ClientSpans:
     def __init__(self, target: str = "") -> None:
         self._target = target
         self._peer = peer_attributes(target)
+        self._decided: tuple[TargetAllowlist, bool] | None = None  # PROPAGATE_TO's answer for target
+
+    def _propagates(self) -> bool:
+        """Whether ``PROPAGATE_TO`` lets this channel's target receive trace context
+        (``egress.should_propagate``), asked again only when the configuration changes."""
+        allowlist = current_allowlist()
+        decided = self._decided
+        if decided is None or decided[0] is not allowlist:
+            decided = self._decided = (allowlist, allowlist.allows(self._target))
+        return decided[1]
 
     def start(self, details: Any) -> tuple[CallSpan | None, Any]:
         """``(the call's span or None, the details to call with)``. Unsampled: no span,
@@ -50,21 +61,22 @@ class ClientSpans:
         code fail half-way, the call goes on (with what was done) and a started span
         still ends."""
         call_span = None
-        try:
-            with guarded("starting a gRPC client span"):
-                current = otel_context.get_current()  # read once, passed to each step below
-                if suppressed(current):  # untraced(): no span, no context sent
-                    return None, details
-                tracer = get_tracer()
-                if drops_child_of_current(tracer, current):
-                    return None, self._with_metadata(details, context_metadata(self._target, current))
-                method = method_text(details.method)
-                call_span = CallSpan(tracer.start_span(
-                    span_name(method), context=current, kind=SpanKind.CLIENT,
-                    attributes={**span_attributes(method), **self._peer},
-                ))
-                pairs = context_metadata(self._target, trace.set_span_in_context(call_span.span, current))
-                details = self._with_metadata(details, pairs)
+        try:  # safety.swallow, not guarded(): this runs for every call
+            current = otel_context.get_current()  # read once, passed to each step below
+            if suppressed(current):  # untraced(): no span, no context sent
+                return None, details
+            tracer = get_tracer()
+            if drops_child_of_current(tracer, current):
+                return None, self._with_metadata(details, context_metadata(self._propagates(), current))
+            method = method_text(details.method)
+            call_span = CallSpan(tracer.start_span(
+                span_name(method), context=current, kind=SpanKind.CLIENT,
+                attributes={**span_attributes(method), **self._peer},
+            ))
+            pairs = context_metadata(self._propagates(), trace.set_span_in_context(call_span.span, current))
+            details = self._with_metadata(details, pairs)
+        except Exception as exc:
+            swallow("starting a gRPC client span", exc)
         except BaseException:
             if call_span is not None:
                 call_span.end_unfinished()

@@ -14,7 +14,6 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Status, StatusCode
 
 from tracing_app.conf import TracingConfig, get_config
-from tracing_app.context.egress import should_propagate
 from tracing_app.context.privacy import record_error
 from tracing_app.context.propagators import inject_context
 from tracing_app.integrations.base import Integration
@@ -87,12 +86,13 @@ def peer_attributes(target: str) -> dict[str, Any]:
     return peer
 
 
-def context_metadata(target: str, span_context: Any) -> list[tuple[str, str]]:
-    """The metadata pairs carrying ``span_context`` (else the current context) to
-    ``target``: none when ``PROPAGATE_TO`` does not allow it (decided per call)."""
+def context_metadata(allowed: bool, span_context: Any) -> list[tuple[str, str]]:
+    """The metadata pairs carrying ``span_context`` (else the current context); none when
+    ``allowed`` is False (``PROPAGATE_TO`` does not allow the channel's target)."""
+    if not allowed:
+        return []
     carrier: dict[str, str] = {}
-    if should_propagate(target):
-        inject_context(carrier, span_context)
+    inject_context(carrier, span_context)
     return [(key.lower(), value) for key, value in carrier.items()]
 
 
