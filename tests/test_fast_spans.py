@@ -365,21 +365,25 @@ def test_root_decisions_by_ratio_are_the_samplers_own(settings):
     draw = random.Random(7)
     trace_ids = [draw.getrandbits(128) for _ in range(400)] + [1 << 64, (1 << 64) - 1, 1, 2**127]
     paths = ["/api/orders/", "/healthz", "/other", None]
-    decided = []
-    for tracer_of in (lambda t: t, fast_tracer):  # the SDK's tracer, then ours
-        provider = TracerProvider(sampler=sampler, id_generator=TraceIds(trace_ids), shutdown_on_exit=False)
-        tracer = tracer_of(provider.get_tracer("tracing_app"))
+
+    def decisions(tracer_of, ids, path_of):
+        tracer = tracer_of(TracerProvider(sampler=sampler, id_generator=TraceIds(ids),
+                                          shutdown_on_exit=False).get_tracer("tracing_app"))
         spans = [tracer.start_span("GET", kind=SpanKind.SERVER, attributes={URL_PATH: path} if path else None)
-                 for _ in trace_ids for path in paths[:1]]
-        decided.append([(s.is_recording(), s.get_span_context().trace_flags, s.get_span_context().trace_state,
-                         dict(getattr(s, "attributes", {}) or {})) for s in spans])
-        per_path = [tracer_of(TracerProvider(sampler=sampler, id_generator=TraceIds([1] * 4),
-                                             shutdown_on_exit=False).get_tracer("t"))
-                    .start_span("GET", attributes={URL_PATH: path} if path else None).is_recording() for path in paths]
-        decided.append(per_path)
-    assert decided[0] == decided[2] and decided[1] == decided[3]
-    assert any(recording for recording, *_ in decided[0]) is (settings["SAMPLE_RATIO"] > 0 and "SAMPLING_RULES" not in settings)
-    assert (fast_tracer(TracerProvider(sampler=sampler).get_tracer("t")).root_ratio is None) is ("SAMPLING_RULES" in settings)
+                 for path in map(path_of, range(len(ids)))]
+        return [(s.is_recording(), s.get_span_context().trace_flags, s.get_span_context().trace_state,
+                 dict(getattr(s, "attributes", {}) or {})) for s in spans]
+
+    def sdk(tracer):
+        return tracer
+
+    by_id = decisions(fast_tracer, trace_ids, lambda n: paths[0])
+    assert by_id == decisions(sdk, trace_ids, lambda n: paths[0])
+    by_path = decisions(fast_tracer, [1] * len(paths), paths.__getitem__)  # id 1: sampled at any ratio above 0
+    assert by_path == decisions(sdk, [1] * len(paths), paths.__getitem__)
+    ratio, rules = settings["SAMPLE_RATIO"], "SAMPLING_RULES" in settings
+    assert any(recording for recording, *_ in by_id) is (ratio > 0 and not rules)
+    assert (fast_tracer(TracerProvider(sampler=sampler).get_tracer("t")).root_ratio is None) is rules
     assert ratio_of_roots(ALWAYS_ON) is None
 
 
