@@ -89,6 +89,7 @@ def make_spans(tracer, attributes):
     parent.set_attributes({"url.path": "/orders/42", "http.route": "orders/<int:id>/", "n": 7, "ok": True,
                            "ratio": 0.25})
     parent.set_attributes({"str": "yz", "headers": ("a", "bc"), "none": None, "": "empty key"})
+    parent.set_attributes({"int": 4, "fresh": "f"})  # plain, one of them set before: it moves to the end
     parent.set_attribute("long", "a long value")
     parent.set_attribute("listed", ["x", "yz"])
     parent.set_attribute("", "empty key")

@@ -41,7 +41,7 @@ MAX_EVENTS = 10
 class Work:
     """One request or task run: its root span and what the integrations learn during it."""
 
-    __slots__ = ("controller", "counts", "route", "span", "threshold")
+    __slots__ = ("controller", "counts", "exceeded", "route", "span", "threshold")
 
     def __init__(self, span: trace.Span, threshold: int) -> None:
         self.span = span
@@ -49,6 +49,7 @@ class Work:
         self.route = ""
         self.controller = ""
         self.counts: dict[str, int] = {}
+        self.exceeded = False  # some shape ran more than threshold times
 
     def count(self, shape: str) -> None:
         """One more statement of ``shape`` (its recorded ``db.query.text``)."""
@@ -56,12 +57,14 @@ class Work:
         seen = counts.get(shape)
         if seen is not None:
             counts[shape] = seen + 1
+            if seen >= self.threshold:
+                self.exceeded = True
         elif len(counts) < MAX_SHAPES:
             counts[shape] = 1
 
     def repeated(self) -> list[tuple[int, str]]:
         """(count, shape) of the shapes run more than the threshold, highest count first."""
-        if self.threshold <= 0:
+        if self.threshold <= 0 or not self.exceeded:  # most requests: nothing to sort
             return []
         return sorted(((n, shape) for shape, n in self.counts.items() if n > self.threshold), reverse=True)
 

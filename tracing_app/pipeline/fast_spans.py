@@ -265,6 +265,12 @@ class QuietAttributes(BoundedAttributes):
         if plain:
             recorded, maxlen = self._dict, self.maxlen
             with self._lock:
+                if limit is None and (maxlen is None or len(recorded) + len(attributes) <= maxlen):
+                    # Room for all, nothing to cut: the keys' order is what deleting each first gives.
+                    for key in attributes.keys() & recorded.keys():
+                        del recorded[key]
+                    recorded.update(attributes)
+                    return
                 for key, value in attributes.items():
                     if limit is not None and type(value) is str and len(value) > limit:
                         value = value[:limit]
