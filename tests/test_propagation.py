@@ -304,3 +304,38 @@ def test_a_span_that_answers_no_context_counts_as_no_span():
     # NonRecordingSpan(None) is accepted by the API; a span started under it is a root.
     context = trace.set_span_in_context(trace.NonRecordingSpan(None), Context())
     assert propagators.current_span_context(context) is trace.INVALID_SPAN_CONTEXT
+
+
+def test_the_hot_paths_read_the_same_current_context_as_the_api(monkeypatch):
+    import asyncio
+    import threading
+
+    from opentelemetry import context as otel_context
+
+    assert propagators.current_context() is otel_context.get_current()
+    token = otel_context.attach(otel_context.set_value("k", "request"))
+    try:
+        assert propagators.current_context() is otel_context.get_current()
+        assert propagators.current_context().get("k") == "request"
+        seen = []
+        same = lambda: seen.append(propagators.current_context() is otel_context.get_current())  # noqa: E731
+        thread = threading.Thread(target=same)
+        thread.start()
+        thread.join()
+
+        async def task():
+            inner = otel_context.attach(otel_context.set_value("k", "task"))
+            seen.append(propagators.current_context().get("k"))
+            otel_context.detach(inner)
+
+        asyncio.run(task())
+        assert seen == [True, "task"]
+    finally:
+        otel_context.detach(token)
+    assert propagators.current_context().get("k") is None
+
+    class OtherRuntime:  # a runtime context chosen with OTEL_PYTHON_CONTEXT: the API's function is kept
+        _current_context = None
+
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", OtherRuntime())
+    assert propagators._context_reader() is otel_context.get_current

@@ -28,12 +28,12 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 from opentelemetry import baggage, propagate, trace
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
 from tracing_app.conf import TracingConfig, get_config
-from tracing_app.context.propagators import BAGGAGE_CONTEXT_KEY, nothing_to_extract, with_baggage
+from tracing_app.context.propagators import BAGGAGE_CONTEXT_KEY, current_context, nothing_to_extract, with_baggage
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class BaggageSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # baggage.get_all(parent_context), read from the context directly: this runs for every span.
-        entries = (get_current() if parent_context is None else parent_context).get(BAGGAGE_CONTEXT_KEY)
+        entries = (current_context() if parent_context is None else parent_context).get(BAGGAGE_CONTEXT_KEY)
         if entries:
             attributes = self.attributes(entries)
             if attributes:

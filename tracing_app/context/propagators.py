@@ -14,9 +14,12 @@ context is built with a single copy.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 
 from opentelemetry import baggage, propagate, trace
-from opentelemetry.context import Context, get_current, set_value
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context, set_value
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.propagators import textmap
 from opentelemetry.propagators.composite import CompositePropagator
 
@@ -41,6 +44,24 @@ from tracing_app.context.w3c import (
 BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
 # The key the current span lives under, found the same way.
 _SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+
+
+def _context_reader() -> Callable[[], Context]:
+    """``opentelemetry.context.get_current`` without its two Python frames, for the hot paths.
+
+    The API's default runtime context (``ContextVarsRuntimeContext``) keeps the current
+    context in one ``ContextVar``, whose C ``get`` returns exactly what ``get_current()``
+    returns. Any other runtime context (``OTEL_PYTHON_CONTEXT``), or an API release that
+    keeps it elsewhere, gets the API's own function."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    current = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(current, contextvars.ContextVar):
+        return current.get
+    return otel_context.get_current
+
+
+# current_context() -> the current Context, as opentelemetry.context.get_current().
+current_context = _context_reader()
 
 
 # The span context whose next injection (in this context) must write nothing: set by withhold().
@@ -144,7 +165,7 @@ class BaggagePropagator(textmap.TextMapPropagator):
     def extract(self, carrier: textmap.CarrierT, context: Context | None = None,
                 getter: textmap.Getter = textmap.default_getter) -> Context:
         if context is None:
-            context = get_current()
+            context = current_context()
         header = _joined(getter, carrier, BAGGAGE, BAGGAGE_MAX_BYTES)
         entries = parse_baggage(header) if header else None
         if not entries:
@@ -183,7 +204,7 @@ def global_is_w3c_only() -> bool:
 def current_span_context(context: Context | None = None) -> trace.SpanContext:
     """``trace.get_current_span(context).get_span_context()`` with one context lookup
     (and no ``isinstance`` against the ``Span`` ABC, a Python call per span)."""
-    span = (get_current() if context is None else context).get(_SPAN_CONTEXT_KEY)
+    span = (current_context() if context is None else context).get(_SPAN_CONTEXT_KEY)
     try:  # a SpanContext is a non-empty tuple: "or" catches only a span that answers None
         return span.get_span_context() or trace.INVALID_SPAN_CONTEXT
     except AttributeError:  # nothing there (None), or not a span
@@ -198,7 +219,7 @@ def inject_context(carrier: textmap.CarrierT, context: Context | None = None,
     if not global_is_w3c_only():
         propagate.inject(carrier, context=context, setter=setter)
         return
-    context = get_current() if context is None else context
+    context = current_context() if context is None else context
     if _withheld_now(context):
         return
     write_traceparent(carrier, current_span_context(context), setter)

@@ -57,6 +57,7 @@ from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy
+from tracing_app.context.propagators import current_context
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.fast_spans import drops_child_of_current
@@ -278,7 +279,7 @@ def _traceable(target: _Target | None) -> otel_context.Context | None:
     operation, suppressed, or under an unsampled parent)."""
     if target is None or not integration.installed or _running.get() is not None:
         return None
-    current = otel_context.get_current()
+    current = current_context()
     if suppressed(current) or drops_child_of_current(get_tracer(), current):
         return None
     return current

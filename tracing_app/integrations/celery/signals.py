@@ -48,7 +48,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
 from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
-from tracing_app.context.propagators import inject_context
+from tracing_app.context.propagators import current_context, inject_context
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.celery import beat as celery_beat
@@ -185,7 +185,7 @@ class CeleryIntegration(Integration):
                 _pending_publish.set(None)
                 stale.span.set_status(Status(StatusCode.ERROR, "publish did not complete"))
                 stale.span.end()
-            current = context.get_current()  # read once, passed to each step below
+            current = current_context()  # read once, passed to each step below
             if headers is None or suppressed(current):  # untraced(): no span, no context sent
                 return
             tracer = provider.get_tracer()

@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
+from tracing_app.context.propagators import current_context
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.database.sqlcommenter import Commenter
@@ -97,7 +98,7 @@ class QueryTracer:
         if not integration.installed:
             return execute(sql, params, many, context)
         tracer = get_tracer()
-        current = otel_context.get_current()  # read once, passed to each step below
+        current = current_context()  # read once, passed to each step below
         if drops_child_of_current(tracer, current):  # first: no span object at all under an unsampled request
             return execute(sql, params, many, context)
         if not isinstance(sql, str) or suppressed(current):

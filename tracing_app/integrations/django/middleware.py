@@ -277,7 +277,9 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         # Only what the sampler reads (sampling.py) before the decision: an unsampled
         # request (0%, a dropped ratio, an unsampled caller) builds nothing more.
         attributes = {HTTP_REQUEST_METHOD: method, URL_PATH: request.path}
-        route_token = _resolve_for_sampling(request, attributes)
+        route_token = None
+        if integration.resolve_route or integration.resolve_route_name:  # only when a sampling rule needs it
+            route_token = _resolve_for_sampling(request, attributes)
         try:
             span = get_tracer().start_span(
                 OTHER_METHOD_NAME if method == OTHER_METHOD else method, context=parent, kind=SpanKind.SERVER,
@@ -375,9 +377,7 @@ def _stream_end(span: trace.Span) -> Callable[[streaming.Outcome], None]:
 
 
 def _resolve_for_sampling(request: HttpRequest, attributes: dict[str, Any]) -> Any:
-    """Resolve the route before the span starts, only when a sampling rule needs it."""
-    if not (integration.resolve_route or integration.resolve_route_name):
-        return None
+    """Resolve the route before the span starts (when a sampling rule needs it)."""
     try:
         match = get_resolver(getattr(request, "urlconf", None)).resolve(request.path_info)
     except Resolver404:

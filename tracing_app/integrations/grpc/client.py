@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tracing_app.context.egress import TargetAllowlist, current_allowlist
+from tracing_app.context.propagators import current_context
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.grpc.common import (
     CallSpan,
@@ -62,7 +62,7 @@ class ClientSpans:
         still ends."""
         call_span = None
         try:  # safety.swallow, not guarded(): this runs for every call
-            current = otel_context.get_current()  # read once, passed to each step below
+            current = current_context()  # read once, passed to each step below
             if suppressed(current):  # untraced(): no span, no context sent
                 return None, details
             tracer = get_tracer()
