@@ -3,9 +3,13 @@ services, ports, start order, and that every variable set is one the code reads.
 
 from __future__ import annotations
 
+import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tracing_app.conf import KEYS
@@ -31,7 +35,7 @@ def variables_read_by_the_app() -> set[str]:
 
 
 def test_every_demo_process_runs_with_the_backends_and_jaeger():
-    assert {"postgres", "rabbitmq", "jaeger", "web", "worker", "beat"} <= set(SERVICES)
+    assert {"postgres", "rabbitmq", "redis", "jaeger", "web", "worker", "beat"} <= set(SERVICES)
     assert {"web", "worker", "beat"} <= APP_SERVICES
     assert SERVICES["beat"]["command"].startswith("celery -A project beat")
     assert SERVICES["otel-collector"]["profiles"] == ["collector"]
@@ -50,7 +54,7 @@ def test_ports_are_the_otlp_ones_and_never_the_legacy_thrift_port():
 
 
 def test_services_start_only_after_what_they_need_is_healthy():
-    for name in ("postgres", "rabbitmq", "jaeger", "web"):
+    for name in ("postgres", "rabbitmq", "redis", "jaeger", "web"):
         assert SERVICES[name]["healthcheck"]["test"], name
     for name, service in SERVICES.items():
         depends = service.get("depends_on", {})
@@ -61,7 +65,7 @@ def test_services_start_only_after_what_they_need_is_healthy():
             if rule["condition"] == "service_healthy":
                 assert "healthcheck" in SERVICES[target], f"{name} waits for {target}, which has no health check"
     for name in APP_SERVICES:
-        assert {"postgres", "rabbitmq", "jaeger"} <= waits_for(name), name
+        assert {"postgres", "rabbitmq", "redis", "jaeger"} <= waits_for(name), name
 
 
 def waits_for(name: str) -> set[str]:
@@ -107,3 +111,34 @@ def test_relay_starts_after_the_notifications_queue_is_bound():
     assert SERVICES["relay"]["command"] == "python manage.py relay_outbox"
     assert SERVICES["relay"]["depends_on"]["notifications"]["condition"] == "service_healthy"
     assert "queue_declare(queue='notifications', passive=True)" in SERVICES["notifications"]["healthcheck"]["test"][-1]
+
+
+def test_every_app_process_shares_the_redis_cache():
+    for name in APP_SERVICES:
+        assert SERVICES[name]["environment"]["REDIS_CACHE_URL"] == "redis://redis:6379/1", name
+
+
+def schema_errors(path: Path) -> str:
+    """What check-jsonschema finds wrong in ``path`` against the Compose specification's JSON
+    schema (the copy check-jsonschema ships, ``vendor.compose-spec``); empty when it is valid."""
+    result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+                             str(path)], capture_output=True, text=True, timeout=120)
+    return "" if result.returncode == 0 else result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yaml", "deploy/compose.tail-sampling.yaml"])
+def test_compose_files_follow_the_compose_specification(name):
+    assert schema_errors(ROOT / name) == ""
+
+
+@pytest.mark.parametrize("breaks", [
+    lambda compose: compose["services"]["web"]["depends_on"]["postgres"].update(condition="service_ready"),
+    lambda compose: compose["services"]["redis"].update(helthcheck={"test": ["CMD", "true"]}),
+    lambda compose: compose["services"]["worker"].update(ports="8001:8001"),
+])
+def test_the_schema_check_refuses_what_compose_would(breaks, tmp_path):
+    broken = copy.deepcopy(COMPOSE)
+    breaks(broken)
+    path = tmp_path / "docker-compose.yaml"
+    path.write_text(yaml.safe_dump(broken))
+    assert "validation errors" in schema_errors(path).lower()
