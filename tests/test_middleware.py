@@ -175,3 +175,18 @@ def test_an_unsampled_request_builds_only_what_the_sampler_reads(client, monkeyp
     with tracing_settings(SAMPLE_RATIO=1.0) as kept:
         client.get("/ok/")
     assert len(built) == 1 and kept.records()[0].attributes["url.scheme"] == "http"
+
+
+def test_a_failure_ending_the_requests_work_still_leaves_its_context(client, captured_spans, monkeypatch):
+    """Tests run with RAISE_ERRORS, so our own failure leaves the middleware here: the request's
+    span must not stay current in the thread after it (it would parent the next test's spans)."""
+    from opentelemetry import trace
+
+    from tracing_app.context import work
+
+    def broken(opened):
+        raise RuntimeError("work broke")
+
+    monkeypatch.setattr(work, "end", broken)
+    assert client.get("/ok/").status_code == 500  # Django turns it into a 500 around our middleware
+    assert not trace.get_current_span().get_span_context().is_valid

@@ -329,13 +329,13 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
 def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
     """Finish the span for ``response`` now, or when its stream has been sent; then leave
     the request's context (after: a stream carries it, business baggage included)."""
-    opened = request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None)
-    if opened is not None:
-        try:
-            work.end(opened)
-        except Exception as exc:
-            swallow("ending the request's work", exc)
-    try:
+    try:  # whatever fails here, the finally leaves the request's context
+        opened = request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None)
+        if opened is not None:
+            try:
+                work.end(opened)
+            except Exception as exc:
+                swallow("ending the request's work", exc)
         if span is None:  # an excluded path: only a stream still needs the unsampled context
             if response.streaming:
                 with guarded("tracing a streaming response"):
