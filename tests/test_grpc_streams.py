@@ -208,6 +208,22 @@ def test_a_failure_in_our_own_start_hook_leaves_the_call_traced_and_its_span_end
     assert "traceparent" not in dict(servicer.metadata)
 
 
+
+def test_under_raise_errors_a_failing_start_hook_still_ends_the_started_span(sync_stack, monkeypatch):
+    """In tests our own failure is raised to the caller (RAISE_ERRORS): the span it started ends first."""
+    _, channel = sync_stack
+
+    def broken(*args):
+        raise RuntimeError("propagation broke")
+
+    monkeypatch.setattr("tracing_app.integrations.grpc.client.context_metadata", broken)
+    with capture_spans(raise_errors=True) as captured:
+        with pytest.raises(RuntimeError, match="propagation broke"):
+            channel.unary_unary(SAY)(b"1", timeout=20)
+        spans = wait_for(captured, lambda s: any(x.kind == "CLIENT" for x in s), "the client span")
+    assert [s.kind for s in spans] == ["CLIENT"]
+
+
 def test_a_failure_in_our_own_end_hook_still_ends_both_spans(sync_stack, monkeypatch):
     _, channel = sync_stack
 

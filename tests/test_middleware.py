@@ -190,3 +190,51 @@ def test_a_failure_ending_the_requests_work_still_leaves_its_context(client, cap
     monkeypatch.setattr(work, "end", broken)
     assert client.get("/ok/").status_code == 500  # Django turns it into a 500 around our middleware
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_other_propagators_are_asked_even_without_w3c_headers(client, captured_spans):
+    """The shortcut for a request without traceparent/baggage holds for the default W3C pair
+    only: a request carrying another format's header is still extracted."""
+    from opentelemetry import propagate, trace
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.propagators.textmap import TextMapPropagator
+
+    class HeaderPair(TextMapPropagator):  # "x-trace: <trace-id>-<span-id>", as b3 or jaeger would carry it
+        def extract(self, carrier, context=None, getter=None):
+            value = (getter.get(carrier, "x-trace") or [""])[0]
+            if "-" not in value:
+                return context
+            trace_id, span_id = (int(part, 16) for part in value.split("-"))
+            remote = trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=trace.TraceFlags(1))
+            return trace.set_span_in_context(trace.NonRecordingSpan(remote), context)
+
+        def inject(self, carrier, context=None, setter=None):
+            pass
+
+        @property
+        def fields(self):
+            return {"x-trace"}
+
+    previous = propagate.get_global_textmap()
+    propagate.set_global_textmap(CompositePropagator([HeaderPair()]))
+    try:
+        assert client.get("/ok/", headers={"x-trace": f"{TRACE_ID}-{PARENT_ID}"}).status_code == 200
+    finally:
+        propagate.set_global_textmap(previous)
+    span = only_span(captured_spans)
+    assert (span.trace_id, span.parent_id) == (TRACE_ID, PARENT_ID)
+
+
+def test_an_exception_leaving_the_handler_leaves_the_context_even_when_ending_the_work_fails(captured_spans,
+                                                                                            monkeypatch):
+    from opentelemetry import trace
+
+    from tracing_app.context import work
+
+    def broken(opened):
+        raise RuntimeError("work broke")
+
+    monkeypatch.setattr(work, "end", broken)
+    with override_settings(DEBUG_PROPAGATE_EXCEPTIONS=True), pytest.raises(RuntimeError):
+        Client().get("/boom/")  # the view's error leaves the handler (middleware._fail)
+    assert not trace.get_current_span().get_span_context().is_valid

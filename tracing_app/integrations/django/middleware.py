@@ -312,9 +312,11 @@ def _detach(request: HttpRequest, token: Any) -> None:
 def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseException, token: Any) -> None:
     """An exception left the handler (DEBUG_PROPAGATE_EXCEPTIONS, a BaseException, a
     cancelled ASGI request): no response was sent."""
-    with guarded("ending the request's work"):
-        work.end(request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None))
-    _detach(request, token)
+    try:  # whatever fails here, the request's context is left
+        with guarded("ending the request's work"):
+            work.end(request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None))
+    finally:
+        _detach(request, token)
     if span is None or not span.is_recording():
         return
     with guarded("ending the request span"):

@@ -49,10 +49,13 @@ class ClientSpans:
     def _propagates(self) -> bool:
         """Whether ``PROPAGATE_TO`` lets this channel's target receive trace context
         (``egress.should_propagate``), asked again only when the configuration changes."""
-        allowlist = current_allowlist()
-        decided = self._decided
-        if decided is None or decided[0] is not allowlist:
-            decided = self._decided = (allowlist, allowlist.allows(self._target))
+        try:
+            allowlist = current_allowlist()
+            decided = self._decided
+            if decided is None or decided[0] is not allowlist:
+                decided = self._decided = (allowlist, allowlist.allows(self._target))
+        except Exception:  # as egress.should_propagate: when in doubt, send nothing
+            return False
         return decided[1]
 
     def start(self, details: Any) -> tuple[CallSpan | None, Any]:
@@ -76,7 +79,12 @@ class ClientSpans:
             pairs = context_metadata(self._propagates(), trace.set_span_in_context(call_span.span, current))
             details = self._with_metadata(details, pairs)
         except Exception as exc:
-            swallow("starting a gRPC client span", exc)
+            try:
+                swallow("starting a gRPC client span", exc)  # raises again under RAISE_ERRORS (tests)
+            except BaseException:
+                if call_span is not None:
+                    call_span.end_unfinished()
+                raise
         except BaseException:
             if call_span is not None:
                 call_span.end_unfinished()
