@@ -109,10 +109,8 @@ def end(opened: Opened | None) -> None:
     except ValueError:  # ended in another context than it began (never by our integrations): keep going
         _current.set(None)
     work = opened.work
-    if not work.exceeded:  # most requests and tasks: nothing repeated, nothing to sort
-        return
     repeated = work.repeated()
-    if not repeated:  # REPEATED_QUERY_THRESHOLD=0: counting is off
+    if not repeated:
         return
     span = work.span
     span.set_attribute(TRACING_APP_DB_REPEATED_QUERY_COUNT, repeated[0][0])

@@ -348,12 +348,11 @@ class _Call:
             swallow("ending a cache span", exc)
 
 
-def _nested(target: _Target | None, operation: str, args: tuple, kwargs: dict, result: Any) -> None:
-    """After an untraced operation of a cache object with ``target``: an inner ``get`` of a
-    traced operation (``get_or_set``) tells the outer span hit or miss."""
+def _nested(running: _Operation, operation: str, args: tuple, kwargs: dict, result: Any) -> None:
+    """After an untraced operation of one of our cache objects inside the traced operation
+    ``running`` (``_running``): an inner ``get`` of ``get_or_set`` tells the outer span hit or miss."""
     try:  # a bare try costs nothing here, unlike ``with guarded()``
-        running = _running.get()
-        if running is not None and running.hit is None and operation in ("get", "aget"):
+        if running.hit is None and operation in ("get", "aget"):
             default = args[1] if len(args) >= 2 else kwargs.get("default")
             running.hit = result is not default
     except Exception as exc:
@@ -367,8 +366,9 @@ def _traced(function: Callable[..., Any], operation: str) -> Callable[..., Any]:
         current = _traceable(target)
         if current is None:
             result = function(backend, *args, **kwargs)
-            if target is not None and _running.get() is not None:  # inside a traced operation
-                _nested(target, operation, args, kwargs, result)
+            running = _running.get() if target is not None else None
+            if running is not None:  # inside a traced operation
+                _nested(running, operation, args, kwargs, result)
             return result
         call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:
@@ -392,8 +392,9 @@ def _traced_async(function: Callable[..., Any], operation: str) -> Callable[...,
         current = _traceable(target)
         if current is None:
             result = await function(backend, *args, **kwargs)
-            if target is not None and _running.get() is not None:  # inside a traced operation
-                _nested(target, operation, args, kwargs, result)
+            running = _running.get() if target is not None else None
+            if running is not None:  # inside a traced operation
+                _nested(running, operation, args, kwargs, result)
             return result
         call = _Call.begin(operation, target, args, kwargs, current)
         if call is None:

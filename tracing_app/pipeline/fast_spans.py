@@ -107,10 +107,7 @@ class FastSpan(sdk_trace.Span):
         self._record_exception = True
         self._set_status_on_exception = True
         self._span_processor = tracer.span_processor
-        dispatch = tracer._dispatch  # tracer.dispatch() without a call per span while the processors stay
-        if dispatch is None or dispatch.source is not getattr(tracer.span_processor, "_span_processors", None):
-            dispatch = tracer.dispatch()
-        self._dispatch = dispatch
+        self._dispatch = tracer.dispatch()
         self._limits = limits
         self._lock = Lock()
         length_limit = limits.max_span_attribute_length

@@ -78,17 +78,15 @@ class ClientSpans:
             ))
             pairs = context_metadata(self._propagates(), trace.set_span_in_context(call_span.span, current))
             details = self._with_metadata(details, pairs)
-        except Exception as exc:
+        except BaseException as exc:
             try:
-                swallow("starting a gRPC client span", exc)  # raises again under RAISE_ERRORS (tests)
+                if not isinstance(exc, Exception):
+                    raise
+                swallow("starting a gRPC client span", exc)  # raises it again under RAISE_ERRORS (tests)
             except BaseException:
-                if call_span is not None:
+                if call_span is not None:  # the caller gets the exception, not a call to follow
                     call_span.end_unfinished()
                 raise
-        except BaseException:
-            if call_span is not None:
-                call_span.end_unfinished()
-            raise
         return call_span, details
 
     def _with_metadata(self, details: Any, pairs: list[tuple[str, str]]) -> Any:

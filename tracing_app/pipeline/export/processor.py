@@ -260,13 +260,11 @@ class ExportProcessor(SpanProcessor):
                 queue.append((span, size))
                 self._queued_bytes += size
                 full = False
-                # _batch_ready(), without a call per span
-                ready = len(queue) >= self.max_export_batch_size or self._queued_bytes >= self.max_export_bytes
         if full:
             self._report_queue_full()
         elif self._thread is None:
             self._start_thread()
-        elif ready and not self._wake.is_set():
+        elif self._batch_ready() and not self._wake.is_set():
             self._wake.set()
 
     def _report_queue_full(self) -> None:
