@@ -106,6 +106,58 @@ def test_a_response_served_again_names_only_its_own_trace(rf, captured_spans):
     assert first != second
 
 
+def test_the_span_ends_when_the_server_closes_the_response_it_sent(rf, captured_spans):
+    """WSGI servers and Django's ASGI handler close a response after sending it: the span
+    covers the sending, and its attributes and end are built then, off the client's clock."""
+    from django.http import HttpResponse
+
+    traced = middleware.TracingMiddleware(lambda request: HttpResponse("made", status=201))
+    response = traced(rf.post("/ok/?page=2"))
+    assert response["traceresponse"], "the response names its span before it is sent"
+    assert captured_spans.records() == [], "sent, not yet closed: the span is still open"
+    response.close()
+    span = only_span(captured_spans)
+    assert span.attributes["http.response.status_code"] == 201
+    assert span.attributes["url.query"] == "page=REDACTED" and span.attributes["url.scheme"] == "http"
+    response.close()  # a second close ends nothing again
+    assert len(captured_spans.records()) == 1
+
+
+def test_a_response_nobody_closes_still_ends_its_span_when_it_is_dropped(rf, captured_spans):
+    """A test calling the middleware itself, or an outer middleware answering with another
+    response: the span ends when the response object goes, with the status it had."""
+    import gc
+
+    from django.http import HttpResponse
+
+    traced = middleware.TracingMiddleware(lambda request: HttpResponse("gone", status=202))
+    response = traced(rf.get("/ok/"))
+    assert captured_spans.records() == []
+    del response
+    gc.collect()
+    assert only_span(captured_spans).attributes["http.response.status_code"] == 202
+
+
+def test_a_response_cached_above_the_middleware_is_served_again_without_ending_a_span_twice(captured_spans):
+    """Django's cache middleware must come first (UpdateCacheMiddleware), above ours: it
+    pickles the response while its span still waits for the close."""
+    from django.core.cache import caches
+
+    cache_first = ["django.middleware.cache.UpdateCacheMiddleware", "tracing_app.TracingMiddleware",
+                   "django.middleware.cache.FetchFromCacheMiddleware"]
+    with override_settings(MIDDLEWARE=cache_first, CACHE_MIDDLEWARE_SECONDS=60,
+                           CACHE_MIDDLEWARE_KEY_PREFIX="test-cached-twice"):
+        client = Client()
+        try:
+            first, second = client.get("/shop/items/7/"), client.get("/shop/items/7/")
+        finally:
+            caches["default"].clear()
+    assert first.content == second.content and first["traceresponse"] != second["traceresponse"]
+    spans = [span for span in captured_spans.records() if span.kind == "SERVER"]  # the cache's own spans aside
+    assert [span.attributes["http.response.status_code"] for span in spans] == [200, 200]
+    assert len({span.span_id for span in spans}) == 2
+
+
 def test_excluded_urls_produce_no_span(client, captured_spans):
     # The demo settings exclude ^/healthz$.
     assert client.get("/healthz").status_code == 200

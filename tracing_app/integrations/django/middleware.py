@@ -10,8 +10,9 @@ per-request cost (see BENCHMARKS.md). This one keeps the same span shape
 attributes, ``server_span``) with less work per request.
 
 Sync- and async-capable: under WSGI Django calls ``__call__``, under ASGI it awaits
-``__acall__`` in the event loop. A streaming response's span ends when the server
-has sent the stream (``streaming``), not when the view returns.
+``__acall__`` in the event loop. The span ends when the server has sent the response
+and closed it (a stream too: ``streaming``), not when the view returns: its duration
+covers the sending, and building its attributes and ending it cost the client no wait.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -160,7 +162,7 @@ class TracingMiddleware:
     Sync- and async-capable (Django's "Asynchronous support" for middleware): under
     ASGI, when the middleware below it is async too, Django awaits ``__acall__``
     directly and tracing adds no thread hop; under WSGI it is called synchronously.
-    A streaming response's span ends when its stream has been sent (``streaming``)."""
+    The span ends once the response has been sent (``_end_when_sent``, ``streaming``)."""
 
     sync_capable = True
     async_capable = True
@@ -288,13 +290,9 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         finally:
             if route_token is not None:
                 sampling.current_route_name.reset(route_token)
-        recording = span.is_recording()  # an unsampled request builds nothing more
-        if recording:
-            span.set_attributes(server_span.server_attributes(
-                request, method, integration.query_params, integration.request_headers))
         token = context.attach(trace.set_span_in_context(span, parent))
         request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
-        if recording:
+        if span.is_recording():  # an unsampled request builds nothing more
             request.__dict__[REQUEST_WORK_ATTRIBUTE] = work.begin(span)  # repeated queries, sqlcommenter's route
         return span, token, method
     except Exception as exc:
@@ -319,18 +317,19 @@ def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseE
         _detach(request, token)
     if span is None or not span.is_recording():
         return
-    with guarded("ending the request span"):
-        server_span.record_response(span, request, method, None)
-        if isinstance(exc, asyncio.CancelledError):
-            server_span.record_disconnect(span)
-        elif not getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):  # not already from the signal
-            server_span.record_unhandled(span, request, exc)
-        span.end()
+    if isinstance(exc, asyncio.CancelledError):
+        outcome: streaming.Outcome = streaming.DISCONNECTED
+    elif getattr(request, server_span.REQUEST_ERROR_ATTRIBUTE, False):  # recorded already, from the signal
+        outcome = None
+    else:
+        outcome = exc
+    _end_request_span(span, request, method, None, outcome)
 
 
 def _answer(span: trace.Span | None, request: HttpRequest, method: str, response: Any, token: Any) -> Any:
-    """Finish the span for ``response`` now, or when its stream has been sent; then leave
-    the request's context (after: a stream carries it, business baggage included)."""
+    """Name the span in ``response`` and have it end once the response has been sent (its
+    stream included); then leave the request's context (after: a stream carries it, business
+    baggage included)."""
     try:  # whatever fails here, the finally leaves the request's context
         opened = request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None)
         if opened is not None:
@@ -350,13 +349,12 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
                     value = response.get(header)
                     if value is not None:
                         span.set_attribute(attribute, (value[:privacy.MAX_HEADER_VALUE],))
-                server_span.record_response(span, request, method, response)
             answer_trace_context(response, span.get_span_context())
             if response.streaming:
-                end = _stream_end(span) if recording else None
+                end = _stream_end(span, request, method, response.status_code) if recording else None
                 streaming.trace_stream(response, context.get_current(), end, head=method == "HEAD")
             elif recording:
-                span.end()
+                _end_when_sent(span, request, method, response)
         except Exception as exc:
             swallow("ending the request span", exc)
         return response
@@ -367,14 +365,41 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
         context.detach(token)
 
 
-def _stream_end(span: trace.Span) -> Callable[[streaming.Outcome], None]:
+def _end_when_sent(span: trace.Span, request: HttpRequest, method: str, response: HttpResponseBase) -> None:
+    """End the span when the server closes ``response``, after sending it, as WSGI (PEP 3333)
+    and Django's ASGI handler both do: the span then covers the sending, as the HTTP
+    semantic conventions' server duration does, and its attributes and end are built off
+    the client's clock. ``weakref.finalize`` runs it once: at that close, or, for a response
+    nobody closes (a test calling the middleware, an outer middleware answering with another
+    response), when the response is collected or the process exits. A pickled response
+    (Django's cache middleware above this one) carries it dead: a cached copy ends nothing."""
+    ending = weakref.finalize(response, _end_request_span, span, request, method, response.status_code)
+    closers = getattr(response, "_resource_closers", None)  # Django's own list; no public hook
+    if type(closers) is list:
+        closers.append(ending)
+    else:  # not an HttpResponseBase: no close to wait for
+        ending()
+
+
+def _end_request_span(span: trace.Span, request: HttpRequest, method: str, status_code: int | None,
+                      outcome: streaming.Outcome = None) -> None:
+    """The SERVER span's attributes from the request and the response's ``status_code``
+    (None: no response), its error or disconnect (``outcome``, as ``streaming`` says), then its end."""
+    with guarded("ending the request span"):
+        attributes = server_span.server_attributes(request, method, integration.query_params,
+                                                   integration.request_headers)
+        server_span.record_response(span, request, method, status_code, attributes)
+        if outcome == streaming.DISCONNECTED:
+            server_span.record_disconnect(span)
+        elif isinstance(outcome, BaseException):
+            server_span.record_unhandled(span, request, outcome)
+        span.end()
+
+
+def _stream_end(span: trace.Span, request: HttpRequest, method: str,
+                status_code: int) -> Callable[[streaming.Outcome], None]:
     def end(outcome: streaming.Outcome) -> None:
-        with guarded("ending a streaming request span"):
-            if outcome == streaming.DISCONNECTED:
-                server_span.record_disconnect(span)
-            elif isinstance(outcome, BaseException):
-                privacy.record_error(span, outcome)
-            span.end()
+        _end_request_span(span, request, method, status_code, outcome)
     return end
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import Resolver404, get_resolver
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
@@ -65,7 +65,8 @@ def split_host(host: str) -> tuple[str, int | None]:
 
 def server_attributes(request: HttpRequest, method: str, query_params: frozenset[str],
                       request_headers: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """The request span's attributes besides those the sampler reads (set at start)."""
+    """The request span's attributes besides those the sampler reads (those are set at
+    start): read when the span ends, from the request as the handler left it."""
     meta = request.META
     attributes: dict[str, Any] = {URL_SCHEME: request.scheme or "http"}
     query = meta.get("QUERY_STRING")
@@ -115,8 +116,10 @@ def resolve_route(request: HttpRequest) -> str | None:
     return match.route or None
 
 
-def record_response(span: trace.Span, request: HttpRequest, method: str, response: HttpResponse | None) -> None:
-    """Name, route, status code and status from the response (None: no response came).
+def record_response(span: trace.Span, request: HttpRequest, method: str, status_code: int | None,
+                    attributes: dict[str, Any]) -> None:
+    """Name, route, status code and status from the response (``status_code`` None: no
+    response came), set with ``attributes`` (``server_attributes``) in one call.
 
     The route is the one Django matched or, when the answer came before URL resolution
     (another middleware answered from ``process_request`` or raised), the one the path
@@ -124,21 +127,20 @@ def record_response(span: trace.Span, request: HttpRequest, method: str, respons
     match = getattr(request, "resolver_match", None)
     if match is not None:
         route = match.route
-    elif response is None or response.status_code != 404:
+    elif status_code != 404:
         route = resolve_route(request)
     else:
         route = None
-    ending: dict[str, Any] = {}
     if route:
         span.update_name(f"{OTHER_METHOD_NAME if method == OTHER_METHOD else method} {route}")
-        ending[HTTP_ROUTE] = route
-    if response is not None:
-        ending[HTTP_RESPONSE_STATUS_CODE] = response.status_code
-        if response.status_code >= 500 and not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
-            ending[ERROR_TYPE] = str(response.status_code)
+        attributes[HTTP_ROUTE] = route
+    if status_code is not None:
+        attributes[HTTP_RESPONSE_STATUS_CODE] = status_code
+        if status_code >= 500 and not getattr(request, REQUEST_ERROR_ATTRIBUTE, False):
+            attributes[ERROR_TYPE] = str(status_code)
             span.set_status(Status(StatusCode.ERROR))
     # One set_attributes call: the span takes its lock once, not per attribute.
-    span.set_attributes(ending)
+    span.set_attributes(attributes)
 
 
 def record_unhandled(span: trace.Span, request: HttpRequest, exc: BaseException) -> None:
