@@ -424,3 +424,30 @@ def test_an_sdk_outside_the_verified_range_gets_the_sdks_own_spans_and_one_warni
     make_spans(tracers[0], {"str": "x"})  # still traced, by the SDK's spans
     assert [s.name for s in exported.get_finished_spans()] == ["SELECT t", "root", "GET /x"]
     assert not any(isinstance(s, FastSpan) for s in exported.get_finished_spans())
+
+
+@ours
+def test_span_ids_from_the_sdks_random_generator_are_drawn_as_it_draws_them(monkeypatch):
+    """FastTracer draws a span id itself only for the SDK's RandomIdGenerator; any other
+    generator is asked, and so is this one in the one case (0) a draw is not a valid id."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    from opentelemetry.trace.span import TraceState
+
+    provider = TracerProvider(shutdown_on_exit=False)
+    assert type(provider.id_generator) is RandomIdGenerator
+    tracer = fast_tracer(provider.get_tracer("t"))
+    assert isinstance(tracer, FastTracer) and tracer.random_span_ids
+    remote = SpanContext(0xABC, 0x99, is_remote=True, trace_flags=TraceFlags(0x03),
+                         trace_state=TraceState([("k", "v")]))
+    for parent in (None, set_span_in_context(NonRecordingSpan(remote))):
+        context = tracer.start_span("s", context=parent).get_span_context()
+        rebuilt = SpanContext(context.trace_id, context.span_id, is_remote=False, trace_flags=context.trace_flags,
+                              trace_state=context.trace_state)
+        assert context == rebuilt and type(context) is SpanContext and context.is_valid and 0 < context.span_id < 2**64
+    assert tracer.start_span("s", context=set_span_in_context(NonRecordingSpan(remote))).get_span_context(
+    ).trace_state == remote.trace_state
+
+    monkeypatch.setattr(fast_spans, "getrandbits", lambda bits: 0)
+    monkeypatch.setattr(provider.id_generator, "generate_span_id", lambda: 0x77)
+    assert tracer.start_span("s").get_span_context().span_id == 0x77
+    assert not fast_tracer(provider_for()[0].get_tracer("t")).random_span_ids, "FixedIds is asked for every id"

@@ -339,3 +339,32 @@ def test_the_hot_paths_read_the_same_current_context_as_the_api(monkeypatch):
 
     monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", OtherRuntime())
     assert propagators._context_reader() is otel_context.get_current
+
+
+def test_the_hot_paths_attach_and_detach_as_the_api_does(monkeypatch, caplog):
+    from opentelemetry import context as otel_context
+
+    span = trace.NonRecordingSpan(trace.SpanContext(1, 2, is_remote=False))
+    outer = otel_context.set_value("k", "outer")
+    assert propagators.with_span(span, outer) == trace.set_span_in_context(span, outer)
+    token = propagators.attach(propagators.with_span(span, outer))
+    try:
+        assert otel_context.get_current() == trace.set_span_in_context(span, outer)
+        assert trace.get_current_span() is span
+        inner = otel_context.attach(otel_context.set_value("k", "inner"))  # the API's and ours nest
+        assert propagators.with_span(span) == trace.set_span_in_context(span)
+        otel_context.detach(inner)
+    finally:
+        propagators.detach(token)
+    assert otel_context.get_current().get("k") is None and not trace.get_current_span().get_span_context().is_valid
+
+    # A token detached twice (or in another context) is logged where the API logs it, never raised.
+    with caplog.at_level(logging.ERROR, logger="opentelemetry.context"):
+        propagators.detach(token)
+    assert [record.getMessage() for record in caplog.records] == ["Failed to detach context"]
+
+    class OtherRuntime:  # a runtime context chosen with OTEL_PYTHON_CONTEXT: the API's functions are kept
+        _current_context = None
+
+    monkeypatch.setattr(otel_context, "_RUNTIME_CONTEXT", OtherRuntime())
+    assert propagators._context_writer() == (otel_context.attach, otel_context.detach)

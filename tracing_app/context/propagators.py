@@ -14,7 +14,9 @@ context is built with a single copy.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
@@ -37,6 +39,8 @@ from tracing_app.context.w3c import (
     write_baggage,
     write_traceparent,
 )
+
+logger = logging.getLogger(otel_context.__name__)  # detach() logs where the API's would
 
 # The context key baggage lives under. The API offers no way to set many entries
 # at once (set_baggage copies the dict per entry), so we find the key through the
@@ -62,6 +66,39 @@ def _context_reader() -> Callable[[], Context]:
 
 # current_context() -> the current Context, as opentelemetry.context.get_current().
 current_context = _context_reader()
+
+
+def _context_writer() -> tuple[Callable[[Context], Any], Callable[[Any], None]]:
+    """``opentelemetry.context.attach`` and the reset under ``detach`` without their Python
+    frames (two each), as ``_context_reader``: the default runtime context's ``ContextVar``
+    ``set`` and ``reset``, else the API's own functions."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    current = getattr(runtime, "_current_context", None)
+    if type(runtime) is ContextVarsRuntimeContext and isinstance(current, contextvars.ContextVar):
+        return current.set, current.reset
+    return otel_context.attach, otel_context.detach
+
+
+# attach(context) -> a token: makes ``context`` current, as opentelemetry.context.attach().
+attach, _reset = _context_writer()
+
+
+def detach(token: Any) -> None:
+    """``opentelemetry.context.detach(token)``: the context before the matching ``attach``
+    is current again. A token of another context (detached out of order, or in another
+    thread or task) is logged, never raised, as the API does."""
+    try:
+        _reset(token)
+    except Exception:
+        logger.exception("Failed to detach context")
+
+
+def with_span(span: trace.Span, context: Context | None = None) -> Context:
+    """``trace.set_span_in_context(span, context)`` in one step: ``context`` (None: the
+    current one) with ``span`` as its current span."""
+    values = dict(current_context() if context is None else context)
+    values[_SPAN_CONTEXT_KEY] = span
+    return Context(values)
 
 
 # The span context whose next injection (in this context) must write nothing: set by withhold().

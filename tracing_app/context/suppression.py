@@ -10,6 +10,10 @@ from collections.abc import Iterator
 
 from opentelemetry import context as otel_context
 
+from tracing_app.context.propagators import current_context
+
+_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+
 
 @contextlib.contextmanager
 def untraced() -> Iterator[None]:
@@ -27,4 +31,5 @@ def suppressed(context: otel_context.Context | None = None) -> bool:
     """True inside ``untraced()`` or any other OpenTelemetry instrumentation suppression
     (the standard key, set e.g. by an exporter sending spans): start no span then.
     ``context``: the current one, when the caller has it already (None: read it)."""
-    return bool(otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, context))
+    # opentelemetry.context.get_value, read from the context directly: this runs for every span.
+    return bool((current_context() if context is None else context).get(_SUPPRESS_KEY))

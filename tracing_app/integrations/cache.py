@@ -57,7 +57,7 @@ from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy
-from tracing_app.context.propagators import current_context
+from tracing_app.context.propagators import attach, current_context, detach, with_span
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.pipeline.fast_spans import drops_child_of_current
@@ -306,7 +306,7 @@ class _Call:
         self.span, self.operation = span, operation
         self.args, self.kwargs, self.default = _with_miss_marker(operation, args, kwargs)
         self.running = _Operation()
-        self.tokens = (_running.set(self.running), otel_context.attach(trace.set_span_in_context(span, current)))
+        self.tokens = (_running.set(self.running), attach(with_span(span, current)))
 
     @classmethod
     def begin(cls, operation: str, target: _Target, args: tuple, kwargs: dict,
@@ -340,7 +340,7 @@ class _Call:
         return value
 
     def end(self) -> None:
-        otel_context.detach(self.tokens[1])
+        detach(self.tokens[1])
         _running.reset(self.tokens[0])
         try:
             self.span.end()

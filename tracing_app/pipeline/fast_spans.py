@@ -45,6 +45,7 @@ import importlib.metadata
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
+from random import getrandbits
 from threading import Lock
 from time import time_ns
 from typing import Any
@@ -53,6 +54,7 @@ from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace.span import TraceState
@@ -84,6 +86,7 @@ _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED | _RANDOM)
 _NOT_SAMPLED = trace.TraceFlags(_RANDOM)
 _SAMPLED_NOT_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _LOW_64_BITS = (1 << 64) - 1  # what TraceIdRatioBased compares with its bound
+_NO_STATE = trace.DEFAULT_TRACE_STATE  # what SpanContext puts for a trace state of None
 
 
 class FastSpan(sdk_trace.Span):
@@ -296,6 +299,9 @@ class FastTracer(sdk_trace.Tracer):
     keeps_sampled_children = False
     root_sampler: Sampler | None = None
     root_ratio: tuple[int, Any] | None = None  # sampling.ratio_of_roots(root_sampler)
+    # The SDK's RandomIdGenerator: a span id is random.getrandbits(64), drawn here without its
+    # Python call (and drawn by the generator itself in the 2**-64 case that this gives 0).
+    random_span_ids = False
     _dispatch: Dispatch | None = None  # made by dispatch(), again when the processors change
 
     def start_span(  # noqa: PLR0913  the API's signature
@@ -322,8 +328,10 @@ class FastTracer(sdk_trace.Tracer):
                 bound, never = self.root_ratio
                 path = attributes.get(URL_PATH) if never is not None and attributes else None
                 sampled = trace_id & _LOW_64_BITS < bound and not (isinstance(path, str) and never.search(path))
-                span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
-                                                 trace_flags=_SAMPLED if sampled else _NOT_SAMPLED)
+                span_id = self.random_span_ids and getrandbits(64) or self.id_generator.generate_span_id()
+                # The tuple SpanContext.__new__ builds (ids valid by construction), without its Python call.
+                flags = _SAMPLED if sampled else _NOT_SAMPLED
+                span_context = tuple.__new__(trace.SpanContext, (trace_id, span_id, False, flags, _NO_STATE, True))
                 if not sampled:
                     return trace.NonRecordingSpan(span_context)
                 return self._start(name, span_context, None, attributes, kind, links, start_time, context,
@@ -334,8 +342,9 @@ class FastTracer(sdk_trace.Tracer):
             if parent_flags & trace.TraceFlags.SAMPLED:
                 if self.keeps_sampled_children:
                     flags = _SAMPLED if parent_flags & _RANDOM else _SAMPLED_NOT_RANDOM
-                    span_context = trace.SpanContext(trace_id, self.id_generator.generate_span_id(), is_remote=False,
-                                                     trace_flags=flags, trace_state=parent[TRACE_STATE])
+                    span_id = self.random_span_ids and getrandbits(64) or self.id_generator.generate_span_id()
+                    span_context = tuple.__new__(trace.SpanContext, (trace_id, span_id, False, flags,
+                                                                     parent[TRACE_STATE], True))
                     return self._start(name, span_context, parent, attributes, kind, links, start_time, context,
                                        record_exception, set_status_on_exception)
             elif self.drops_unsampled_children:
@@ -374,7 +383,10 @@ class FastTracer(sdk_trace.Tracer):
         span.__init__(name, span_context, parent, self, attributes, kind, links)
         span._record_exception = record_exception  # noqa: SLF001
         span._set_status_on_exception = set_status_on_exception  # noqa: SLF001
-        span.start(start_time=start_time, parent_context=context)
+        # What FastSpan.start does, without its lock and double-start check: nobody else has this span yet.
+        span._start_time = start_time if start_time is not None else time_ns()  # noqa: SLF001
+        for processor in span._dispatch.on_start:  # noqa: SLF001
+            processor.on_start(span, parent_context=context)
         return span
 
 
@@ -421,6 +433,7 @@ def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
     fast.drops_unsampled_children, fast.keeps_sampled_children = parent_decides(tracer.sampler)
     fast.root_sampler = root_sampler(tracer.sampler)
     fast.root_ratio = ratio_of_roots(fast.root_sampler)
+    fast.random_span_ids = type(tracer.id_generator) is RandomIdGenerator
     return fast
 
 

@@ -48,7 +48,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
 from tracing_app.context.carriers import CARRIER, RABBITMQ, messaging_system
-from tracing_app.context.propagators import current_context, inject_context
+from tracing_app.context.propagators import attach, current_context, detach, inject_context, with_span
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.celery import beat as celery_beat
@@ -218,7 +218,7 @@ class CeleryIntegration(Integration):
             # Pending at once: whatever fails below, the publish's end still ends the span.
             _pending_publish.set(PendingPublish(span, headers))
             self._mark_follow_up(headers)
-            inject_context(headers, trace.set_span_in_context(span, current), setter=CARRIER)
+            inject_context(headers, with_span(span, current), setter=CARRIER)
             headers[SENT_AT_HEADER] = str(time.time_ns())
         except Exception as exc:
             swallow("tracing a Celery publish", exc)
@@ -303,7 +303,7 @@ class CeleryIntegration(Integration):
             )
             run = Run(str(task_id), request, span)
             run.var_token = _current_run.set(run)
-            run.otel_token = context.attach(trace.set_span_in_context(span, parent))
+            run.otel_token = attach(with_span(span, parent))
             run.opened_work = work.begin(span)
             if getattr(request, "chord", None) and getattr(request, "group", None) and not request.is_eager:
                 record_chord_header_run(str(request.group), str(task_id), traceparent_of(span))
@@ -316,7 +316,7 @@ class CeleryIntegration(Integration):
         if state is None and celery_lifecycle.main_process_reports_interrupted_tasks():
             # The pool is killing this child mid-task (hard time limit, revoke with
             # terminate=True); the main process ends this task's span (celery_lifecycle).
-            context.detach(run.otel_token)
+            detach(run.otel_token)
             _current_run.reset(run.var_token)
             return
         try:
@@ -328,7 +328,7 @@ class CeleryIntegration(Integration):
                     _record_error(run.span, retval)
         finally:
             run.span.end()  # whatever failed above
-            context.detach(run.otel_token)
+            detach(run.otel_token)
             _current_run.reset(run.var_token)
 
     def _failure(self, task_id: str | None = None, exception: BaseException | None = None, **kwargs: Any) -> None:

@@ -30,7 +30,7 @@ from opentelemetry.trace import SpanKind
 
 from tracing_app.conf import TracingConfig
 from tracing_app.context import privacy, work
-from tracing_app.context.propagators import current_context
+from tracing_app.context.propagators import attach, current_context, detach, with_span
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.database.sqlcommenter import Commenter
@@ -115,7 +115,7 @@ class QueryTracer:
                 sql = self.commenter.append(sql, span.get_span_context(), params)
             except Exception as exc:
                 swallow("adding a sqlcommenter comment", exc)
-        token = otel_context.attach(trace.set_span_in_context(span, current))
+        token = attach(with_span(span, current))
         try:
             return execute(sql, params, many, context)
         except BaseException as exc:
@@ -127,7 +127,7 @@ class QueryTracer:
                 swallow("recording a failed query", failure)
             raise
         finally:
-            otel_context.detach(token)
+            detach(token)
             try:  # a span processor that raises on end must not replace the query's result or error
                 span.end()
             except Exception as failure:

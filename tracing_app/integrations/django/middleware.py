@@ -37,7 +37,7 @@ from opentelemetry.trace import SpanKind
 from tracing_app.conf import TracingConfig
 from tracing_app.context import business, privacy, w3c, work
 from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
-from tracing_app.context.propagators import global_is_w3c_only, with_baggage
+from tracing_app.context.propagators import attach, detach, global_is_w3c_only, with_baggage, with_span
 from tracing_app.integrations.base import Integration
 from tracing_app.integrations.django import server_span, streaming
 from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD, OTHER_METHOD_NAME
@@ -266,7 +266,7 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         # A health check, a static file, EXCLUDED_URLS: no span, and spans started inside
         # (user code, database, outgoing calls) see a parent that is not sampled, so
         # nothing of the request is kept here or downstream.
-        return None, context.attach(UNTRACED_CONTEXT), ""
+        return None, attach(UNTRACED_CONTEXT), ""
     try:  # safety.swallow, not guarded(): this runs for every request (see safety.swallow)
         raw_method = request.method or ""
         method = raw_method if raw_method in KNOWN_METHODS else OTHER_METHOD
@@ -290,7 +290,7 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
         finally:
             if route_token is not None:
                 sampling.current_route_name.reset(route_token)
-        token = context.attach(trace.set_span_in_context(span, parent))
+        token = attach(with_span(span, parent))
         request.__dict__[REQUEST_SPAN_ATTRIBUTE] = span
         if span.is_recording():  # an unsampled request builds nothing more
             request.__dict__[REQUEST_WORK_ATTRIBUTE] = work.begin(span)  # repeated queries, sqlcommenter's route
@@ -303,8 +303,8 @@ def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
 def _detach(request: HttpRequest, token: Any) -> None:
     baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
     if baggage_token is not None:
-        context.detach(baggage_token)
-    context.detach(token)
+        detach(baggage_token)
+    detach(token)
 
 
 def _fail(span: trace.Span | None, request: HttpRequest, method: str, exc: BaseException, token: Any) -> None:
@@ -361,8 +361,8 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
     finally:
         baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
         if baggage_token is not None:
-            context.detach(baggage_token)
-        context.detach(token)
+            detach(baggage_token)
+        detach(token)
 
 
 def _end_when_sent(span: trace.Span, request: HttpRequest, method: str, response: HttpResponseBase) -> None:

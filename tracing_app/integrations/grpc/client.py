@@ -8,11 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from tracing_app.context.egress import TargetAllowlist, current_allowlist
-from tracing_app.context.propagators import current_context
+from tracing_app.context.propagators import current_context, with_span
 from tracing_app.context.suppression import suppressed
 from tracing_app.integrations.grpc.common import (
     CallSpan,
@@ -76,7 +75,7 @@ class ClientSpans:
                 span_name(method), context=current, kind=SpanKind.CLIENT,
                 attributes={**span_attributes(method), **self._peer},
             ))
-            pairs = context_metadata(self._propagates(), trace.set_span_in_context(call_span.span, current))
+            pairs = context_metadata(self._propagates(), with_span(call_span.span, current))
             details = self._with_metadata(details, pairs)
         except BaseException as exc:
             try:
