@@ -447,7 +447,27 @@ def test_span_ids_from_the_sdks_random_generator_are_drawn_as_it_draws_them(monk
     assert tracer.start_span("s", context=set_span_in_context(NonRecordingSpan(remote))).get_span_context(
     ).trace_state == remote.trace_state
 
-    monkeypatch.setattr(fast_spans, "getrandbits", lambda bits: 0)
+    import random
+
+    draw = random.getrandbits
+    monkeypatch.setattr(random, "getrandbits", lambda bits: 0 if bits == 64 else draw(bits))  # a test's patch
     monkeypatch.setattr(provider.id_generator, "generate_span_id", lambda: 0x77)
     assert tracer.start_span("s").get_span_context().span_id == 0x77
+    assert not fast_tracer(provider.get_tracer("u")).random_span_ids, "a patched generator is asked"
     assert not fast_tracer(provider_for()[0].get_tracer("t")).random_span_ids, "FixedIds is asked for every id"
+
+
+@ours
+def test_an_id_generators_invalid_span_id_makes_an_invalid_span_context_as_in_the_sdk():
+    class ZeroSpanIds(FixedIds):
+        def generate_span_id(self):
+            return 0
+
+    tracer = fast_tracer(TracerProvider(id_generator=ZeroSpanIds(), shutdown_on_exit=False).get_tracer("t"))
+    assert isinstance(tracer, FastTracer) and not tracer.random_span_ids
+    remote = SpanContext(0xABC, 0x99, is_remote=True, trace_flags=TraceFlags(0x03))
+    for parent in (None, set_span_in_context(NonRecordingSpan(remote))):
+        context = tracer.start_span("s", context=parent).get_span_context()
+        assert context == SpanContext(0xABC, 0, is_remote=False, trace_flags=context.trace_flags,
+                                      trace_state=context.trace_state)
+        assert context.span_id == 0 and not context.is_valid  # as SpanContext.__new__ decides

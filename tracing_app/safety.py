@@ -14,6 +14,9 @@ import logging
 logger = logging.getLogger("tracing_app")
 
 RAISE_ERRORS = False
+# Under RAISE_ERRORS, failures raised where the host swallows them (Django's response.close()
+# runs closers under ``except Exception: pass``): tracing_app.testing raises the first again.
+unraised: list[BaseException] = []
 _reported: set[str] = set()
 
 

@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from tracing_app import safety
 from tracing_app.conf import get_config
 from tracing_app.devtools.records import Node, SpanRecord, build_trees, from_sdk
+from tracing_app.integrations.django import closing
 from tracing_app.pipeline import provider
 
 __all__ = ["CapturedSpans", "Expect", "assert_trace", "build_trees", "capture_spans", "render_tree"]
@@ -50,6 +51,7 @@ class CapturedSpans:
         self._exporter = exporter
 
     def records(self) -> list[SpanRecord]:
+        closing.end_dropped()  # spans of responses collected unclosed end when read
         return [from_sdk(span) for span in self._exporter.get_finished_spans()]
 
     def names(self) -> list[str]:
@@ -89,6 +91,10 @@ def capture_spans(sampler: Sampler | None = None, raise_errors: bool = True) -> 
         safety.RAISE_ERRORS = previous_raise
         provider.swap_provider(previous)
         test_provider.shutdown()
+        if safety.unraised:  # raised where the host swallowed it (safety.unraised)
+            failure = safety.unraised[0]
+            safety.unraised.clear()
+            raise failure
 
 
 try:

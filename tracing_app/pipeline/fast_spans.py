@@ -43,9 +43,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import random
 from collections import deque
 from collections.abc import Mapping, Sequence
-from random import getrandbits
 from threading import Lock
 from time import time_ns
 from typing import Any
@@ -87,6 +87,8 @@ _NOT_SAMPLED = trace.TraceFlags(_RANDOM)
 _SAMPLED_NOT_RANDOM = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _LOW_64_BITS = (1 << 64) - 1  # what TraceIdRatioBased compares with its bound
 _NO_STATE = trace.DEFAULT_TRACE_STATE  # what SpanContext puts for a trace state of None
+_MAX_TRACE_ID, _MAX_SPAN_ID = (1 << 128) - 1, (1 << 64) - 1
+_SDK_SPAN_ID = RandomIdGenerator.generate_span_id
 
 
 class FastSpan(sdk_trace.Span):
@@ -300,7 +302,8 @@ class FastTracer(sdk_trace.Tracer):
     root_sampler: Sampler | None = None
     root_ratio: tuple[int, Any] | None = None  # sampling.ratio_of_roots(root_sampler)
     # The SDK's RandomIdGenerator: a span id is random.getrandbits(64), drawn here without its
-    # Python call (and drawn by the generator itself in the 2**-64 case that this gives 0).
+    # Python call (and drawn by the generator itself in the 2**-64 case that this gives 0);
+    # random.getrandbits is looked up at each draw, so a test patching it is still obeyed.
     random_span_ids = False
     _dispatch: Dispatch | None = None  # made by dispatch(), again when the processors change
 
@@ -328,10 +331,11 @@ class FastTracer(sdk_trace.Tracer):
                 bound, never = self.root_ratio
                 path = attributes.get(URL_PATH) if never is not None and attributes else None
                 sampled = trace_id & _LOW_64_BITS < bound and not (isinstance(path, str) and never.search(path))
-                span_id = self.random_span_ids and getrandbits(64) or self.id_generator.generate_span_id()
-                # The tuple SpanContext.__new__ builds (ids valid by construction), without its Python call.
+                span_id = self.random_span_ids and random.getrandbits(64) or self.id_generator.generate_span_id()
+                # The tuple SpanContext.__new__ builds, with its validity check, without its Python call.
+                valid = 0 < trace_id <= _MAX_TRACE_ID and 0 < span_id <= _MAX_SPAN_ID
                 flags = _SAMPLED if sampled else _NOT_SAMPLED
-                span_context = tuple.__new__(trace.SpanContext, (trace_id, span_id, False, flags, _NO_STATE, True))
+                span_context = tuple.__new__(trace.SpanContext, (trace_id, span_id, False, flags, _NO_STATE, valid))
                 if not sampled:
                     return trace.NonRecordingSpan(span_context)
                 return self._start(name, span_context, None, attributes, kind, links, start_time, context,
@@ -342,9 +346,10 @@ class FastTracer(sdk_trace.Tracer):
             if parent_flags & trace.TraceFlags.SAMPLED:
                 if self.keeps_sampled_children:
                     flags = _SAMPLED if parent_flags & _RANDOM else _SAMPLED_NOT_RANDOM
-                    span_id = self.random_span_ids and getrandbits(64) or self.id_generator.generate_span_id()
+                    span_id = self.random_span_ids and random.getrandbits(64) or self.id_generator.generate_span_id()
+                    valid = 0 < span_id <= _MAX_SPAN_ID  # the parent's trace id is valid
                     span_context = tuple.__new__(trace.SpanContext, (trace_id, span_id, False, flags,
-                                                                     parent[TRACE_STATE], True))
+                                                                     parent[TRACE_STATE], valid))
                     return self._start(name, span_context, parent, attributes, kind, links, start_time, context,
                                        record_exception, set_status_on_exception)
             elif self.drops_unsampled_children:
@@ -433,7 +438,10 @@ def fast_tracer(tracer: trace.Tracer) -> trace.Tracer:
     fast.drops_unsampled_children, fast.keeps_sampled_children = parent_decides(tracer.sampler)
     fast.root_sampler = root_sampler(tracer.sampler)
     fast.root_ratio = ratio_of_roots(fast.root_sampler)
-    fast.random_span_ids = type(tracer.id_generator) is RandomIdGenerator
+    generator = tracer.id_generator
+    # Exactly the SDK's draw: not a subclass, nor a generate_span_id a test patched in.
+    fast.random_span_ids = (type(generator) is RandomIdGenerator and "generate_span_id" not in vars(generator)
+                            and RandomIdGenerator.generate_span_id is _SDK_SPAN_ID)
     return fast
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -39,7 +38,7 @@ from tracing_app.context import business, privacy, w3c, work
 from tracing_app.context.business import EMPTY_CONTEXT, UNTRACED_SPAN
 from tracing_app.context.propagators import attach, detach, global_is_w3c_only, with_baggage, with_span
 from tracing_app.integrations.base import Integration
-from tracing_app.integrations.django import server_span, streaming
+from tracing_app.integrations.django import closing, server_span, streaming
 from tracing_app.integrations.django.server_span import KNOWN_METHODS, OTHER_METHOD, OTHER_METHOD_NAME
 from tracing_app.pipeline import sampling
 from tracing_app.pipeline.provider import get_tracer
@@ -261,6 +260,8 @@ def _attach_business_context(request: HttpRequest, span: trace.Span, entries: di
 def _begin(request: HttpRequest) -> tuple[trace.Span | None, Any, str]:
     """Start the request's span and make it current: (span, token, method); span None for an
     excluded path (an unsampled context is current), token None when starting failed."""
+    if not closing.nothing_dropped():  # responses collected unclosed: their spans end here (closing)
+        closing.end_dropped()
     excluded = integration.excluded
     if excluded is not None and excluded.search(request.path):
         # A health check, a static file, EXCLUDED_URLS: no span, and spans started inside
@@ -331,6 +332,9 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
     stream included); then leave the request's context (after: a stream carries it, business
     baggage included)."""
     try:  # whatever fails here, the finally leaves the request's context
+        # Answered: an exception an outer middleware raises from now on (got_request_exception)
+        # makes another response, which this span does not describe.
+        request.__dict__.pop(REQUEST_SPAN_ATTRIBUTE, None)
         opened = request.__dict__.pop(REQUEST_WORK_ATTRIBUTE, None)
         if opened is not None:
             try:
@@ -366,34 +370,40 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
 
 
 def _end_when_sent(span: trace.Span, request: HttpRequest, method: str, response: HttpResponseBase) -> None:
-    """End the span when the server closes ``response``, after sending it, as WSGI (PEP 3333)
-    and Django's ASGI handler both do: the span then covers the sending, as the HTTP
-    semantic conventions' server duration does, and its attributes and end are built off
-    the client's clock. ``weakref.finalize`` runs it once: at that close, or, for a response
-    nobody closes (a test calling the middleware, an outer middleware answering with another
-    response), when the response is collected or the process exits. A pickled response
-    (Django's cache middleware above this one) carries it dead: a cached copy ends nothing."""
-    ending = weakref.finalize(response, _end_request_span, span, request, method, response.status_code)
+    """End the span when the server closes ``response``, after sending it (``closing``): the
+    span then covers the sending, as the HTTP semantic conventions' server duration does, and
+    its attributes and end are built off the client's clock."""
+    args = (span, request, method, response.status_code)
     closers = getattr(response, "_resource_closers", None)  # Django's own list; no public hook
     if type(closers) is list:
-        closers.append(ending)
+        closers.append(closing.EndAtClose(response, _end_request_span, args))
     else:  # not an HttpResponseBase: no close to wait for
-        ending()
+        _end_request_span(*args)
 
 
 def _end_request_span(span: trace.Span, request: HttpRequest, method: str, status_code: int | None,
-                      outcome: streaming.Outcome = None) -> None:
+                      outcome: streaming.Outcome = None, end_time: int | None = None) -> None:
     """The SERVER span's attributes from the request and the response's ``status_code``
-    (None: no response), its error or disconnect (``outcome``, as ``streaming`` says), then its end."""
-    with guarded("ending the request span"):
-        attributes = server_span.server_attributes(request, method, integration.query_params,
-                                                   integration.request_headers)
-        server_span.record_response(span, request, method, status_code, attributes)
-        if outcome == streaming.DISCONNECTED:
-            server_span.record_disconnect(span)
-        elif isinstance(outcome, BaseException):
-            server_span.record_unhandled(span, request, outcome)
-        span.end()
+    (None: no response), its error or disconnect (``outcome``, as ``streaming`` says), then
+    its end (at ``end_time``, ns since the epoch; None: now), whatever failed before it.
+
+    A server attribute the request's own code set on the span meanwhile (a ``client.address``
+    from a proxy header, say) is kept: these were set at the start, before that code ran."""
+    try:
+        with guarded("recording the request span's attributes"):
+            attributes = server_span.server_attributes(request, method, integration.query_params,
+                                                       integration.request_headers)
+            recorded = span.attributes
+            if recorded:
+                attributes = {key: value for key, value in attributes.items() if key not in recorded}
+            server_span.record_response(span, request, method, status_code, attributes)
+            if outcome == streaming.DISCONNECTED:
+                server_span.record_disconnect(span)
+            elif isinstance(outcome, BaseException):
+                server_span.record_unhandled(span, request, outcome)
+    finally:
+        with guarded("ending the request span"):
+            span.end(end_time)
 
 
 def _stream_end(span: trace.Span, request: HttpRequest, method: str,
