@@ -163,25 +163,25 @@ def test_a_response_cached_above_the_middleware_is_served_again_without_ending_a
     assert "Calling end() on an ended span" not in caplog.text
 
 
+HELD_BY_OUTER = []
+
+
+def failing_outer_middleware(get_response):
+    """Listed above ours: keeps our response (as a failing cache write would) and raises."""
+    def middleware(request):
+        HELD_BY_OUTER.append(get_response(request))
+        raise RuntimeError("outer layer broke")
+    return middleware
+
+
 def test_an_outer_middlewares_failure_after_the_answer_is_not_this_spans(captured_spans):
     """The span describes the response this middleware answered with; an exception a middleware
     above it raises afterwards makes another response (W002 asks for ours to be first)."""
-    held = []
-
-    def outer(get_response):
-        def middleware(request):
-            held.append(get_response(request))  # kept while failing, as a failing cache write would
-            raise RuntimeError("outer layer broke")
-        return middleware
-
-    with override_settings(MIDDLEWARE=["tests.test_middleware.outer", "tracing_app.TracingMiddleware"]):
-        globals()["outer"] = outer
-        try:
-            assert Client(raise_request_exception=False).get("/ok/").status_code == 500
-        finally:
-            del globals()["outer"]
+    outer_first = ["tests.test_middleware.failing_outer_middleware", "tracing_app.TracingMiddleware"]
+    with override_settings(MIDDLEWARE=outer_first):
+        assert Client(raise_request_exception=False).get("/ok/").status_code == 500
     assert captured_spans.records() == [], "our response was never sent nor closed"
-    held.pop().close()
+    HELD_BY_OUTER.pop().close()
     span = only_span(captured_spans)
     assert span.attributes["http.response.status_code"] == 200 and "error.type" not in span.attributes
     assert not span.error
@@ -350,3 +350,19 @@ def test_an_exception_leaving_the_handler_leaves_the_context_even_when_ending_th
     with override_settings(DEBUG_PROPAGATE_EXCEPTIONS=True), pytest.raises(RuntimeError):
         Client().get("/boom/")  # the view's error leaves the handler (middleware._fail)
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def test_a_dropped_responses_span_ends_at_the_next_request_at_the_time_it_was_collected(rf, captured_spans):
+    import time
+
+    from django.http import HttpResponse
+
+    traced = middleware.TracingMiddleware(lambda request: HttpResponse("gone", status=202))
+    response = traced(rf.get("/ok/"))
+    before = time.time_ns()
+    del response  # no cycle: collected here
+    after = time.time_ns()
+    traced(rf.get("/ok/")).close()  # its _begin ends the dropped one
+    dropped, closed = captured_spans._exporter.get_finished_spans()  # not records(): it would drain too
+    assert before <= dropped.end_time <= after < closed.start_time
+    assert dropped.attributes["http.response.status_code"] == 202

@@ -50,21 +50,25 @@ class CapturedSpans:
     def __init__(self, exporter: InMemorySpanExporter) -> None:
         self._exporter = exporter
 
-    def records(self) -> list[SpanRecord]:
+    def _finished(self) -> tuple:
         closing.end_dropped()  # spans of responses collected unclosed end when read
-        return [from_sdk(span) for span in self._exporter.get_finished_spans()]
+        return self._exporter.get_finished_spans()
+
+    def records(self) -> list[SpanRecord]:
+        return [from_sdk(span) for span in self._finished()]
 
     def names(self) -> list[str]:
-        return [span.name for span in self._exporter.get_finished_spans()]
+        return [span.name for span in self._finished()]
 
     def clear(self) -> None:
+        closing.end_dropped()
         self._exporter.clear()
 
     def otlp_bytes(self) -> bytes:
         """The spans as the OTLP exporter would send them (an ``ExportTraceServiceRequest``)."""
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        return encode_spans(self._exporter.get_finished_spans()).SerializeToString()
+        return encode_spans(self._finished()).SerializeToString()
 
 
 @contextlib.contextmanager
@@ -85,16 +89,23 @@ def capture_spans(sampler: Sampler | None = None, raise_errors: bool = True) -> 
     provider.add_processors(test_provider, config, SimpleSpanProcessor(exporter))
     previous = provider.swap_provider(test_provider)
     previous_raise, safety.RAISE_ERRORS = safety.RAISE_ERRORS, raise_errors
+    before = len(safety.unraised)  # an enclosing capture's own
     try:
         yield CapturedSpans(exporter)
+        closing.end_dropped()  # responses the block dropped unclosed end here, in its provider
+    except BaseException as exc:  # the block's own failure stays the one raised
+        for failure in safety.unraised[before:]:
+            exc.add_note(f"tracing_app also failed where the host swallowed it: {failure!r}")
+        del safety.unraised[before:]
+        raise
     finally:
         safety.RAISE_ERRORS = previous_raise
         provider.swap_provider(previous)
         test_provider.shutdown()
-        if safety.unraised:  # raised where the host swallowed it (safety.unraised)
-            failure = safety.unraised[0]
-            safety.unraised.clear()
-            raise failure
+    if len(safety.unraised) > before:  # raised where the host swallowed it (safety.swallowed_by_host)
+        failure = safety.unraised[before]
+        del safety.unraised[before:]
+        raise failure
 
 
 try:

@@ -302,8 +302,9 @@ class FastTracer(sdk_trace.Tracer):
     root_sampler: Sampler | None = None
     root_ratio: tuple[int, Any] | None = None  # sampling.ratio_of_roots(root_sampler)
     # The SDK's RandomIdGenerator: a span id is random.getrandbits(64), drawn here without its
-    # Python call (and drawn by the generator itself in the 2**-64 case that this gives 0);
-    # random.getrandbits is looked up at each draw, so a test patching it is still obeyed.
+    # Python call (and drawn by the generator itself in the 2**-64 case that this gives 0).
+    # Decided when the tracer is made (fast_tracer): a generator patched later is not asked,
+    # while random.getrandbits is looked up at each draw, so a test may patch that at any time.
     random_span_ids = False
     _dispatch: Dispatch | None = None  # made by dispatch(), again when the processors change
 

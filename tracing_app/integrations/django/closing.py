@@ -52,9 +52,9 @@ class EndAtClose:
         try:
             end(*args)
         except Exception as exc:  # only under RAISE_ERRORS: Django's close() would swallow it
-            safety.unraised.append(exc)
-            raise
+            safety.swallowed_by_host("ending the request span at close", exc)
 
+    # Stored in caches (pickles name closing._ended): keep that name importable.
     def __reduce__(self) -> tuple[Callable[[], EndAtClose], tuple]:
         return _ended, ()
 
@@ -77,4 +77,7 @@ def end_dropped() -> None:
             end, args, end_time = _dropped.get_nowait()
         except queue.Empty:
             return
-        end(*args, end_time=end_time)
+        try:
+            end(*args, end_time=end_time)
+        except Exception as exc:  # under RAISE_ERRORS: not the failure of the request that drains
+            safety.swallowed_by_host("ending a dropped response's span", exc)

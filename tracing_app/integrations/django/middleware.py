@@ -18,6 +18,7 @@ covers the sending, and building its attributes and ending it cost the client no
 from __future__ import annotations
 
 import asyncio
+import atexit
 import re
 import sys
 from collections.abc import Callable
@@ -113,9 +114,14 @@ class DjangoIntegration(Integration):
         # Django sends this for exactly the exceptions it turns into a 500 (views, other
         # middleware, error handlers), never for those it turns into a 4xx.
         got_request_exception.connect(_on_unhandled_exception, weak=False, dispatch_uid=_SIGNAL_UID)
+        # Spans of responses dropped unclosed that no request came to end: at exit, before the
+        # provider's own exit hook (registered earlier, run later) exports them.
+        atexit.unregister(closing.end_dropped)
+        atexit.register(closing.end_dropped)
 
     def _uninstall(self) -> None:
         got_request_exception.disconnect(dispatch_uid=_SIGNAL_UID)
+        closing.end_dropped()  # no request will come to drain them
         self.excluded = None
         self.config = None
 
@@ -393,9 +399,11 @@ def _end_request_span(span: trace.Span, request: HttpRequest, method: str, statu
         with guarded("recording the request span's attributes"):
             attributes = server_span.server_attributes(request, method, integration.query_params,
                                                        integration.request_headers)
-            recorded = span.attributes
-            if recorded:
-                attributes = {key: value for key, value in attributes.items() if key not in recorded}
+            # One set operation: `key in span.attributes` costs two Python calls per key
+            # (MappingProxyType over BoundedAttributes, whose __contains__ is Mapping's).
+            kept = attributes.keys() & span.attributes.keys()
+            if kept:
+                attributes = {key: value for key, value in attributes.items() if key not in kept}
             server_span.record_response(span, request, method, status_code, attributes)
             if outcome == streaming.DISCONNECTED:
                 server_span.record_disconnect(span)

@@ -28,6 +28,8 @@ from typing import Any
 from opentelemetry import context
 from opentelemetry.context import Context
 
+from tracing_app import safety
+
 # The outcome handed to ``end``: None (sent in full), an exception, or this marker.
 DISCONNECTED = "client disconnected"
 
@@ -51,7 +53,16 @@ class _Ending:
             end(outcome)
 
     def close(self) -> None:
-        self._finish(None if self._head else DISCONNECTED)
+        self._at_close(None if self._head else DISCONNECTED)
+
+    def sent(self) -> None:
+        self._at_close(None)
+
+    def _at_close(self, outcome: Outcome) -> None:
+        try:
+            self._finish(outcome)
+        except Exception as exc:  # only under RAISE_ERRORS: Django's close() would swallow it
+            safety.swallowed_by_host("ending the request span at close", exc)
 
 
 class TracedStream(_Ending):
@@ -123,7 +134,7 @@ def trace_stream(response: Any, ctx: Context, end: Callable[[Outcome], None] | N
         if end is not None:
             ending = _Ending(ctx, end)
             # Django's own list of callbacks that response.close() runs; it has no public hook.
-            response._resource_closers.append(lambda: ending._finish(None))
+            response._resource_closers.append(ending.sent)
         return
     if response.is_async:
         response.streaming_content = TracedAsyncStream(response.streaming_content, ctx, end, head)
