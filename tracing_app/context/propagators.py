@@ -50,18 +50,23 @@ BAGGAGE_CONTEXT_KEY = next(iter(baggage.clear(Context())))
 _SPAN_CONTEXT_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 
-def _context_reader() -> Callable[[], Context]:
-    """``opentelemetry.context.get_current`` without its two Python frames, for the hot paths.
-
-    The API's default runtime context (``ContextVarsRuntimeContext``) keeps the current
-    context in one ``ContextVar``, whose C ``get`` returns exactly what ``get_current()``
-    returns. Any other runtime context (``OTEL_PYTHON_CONTEXT``), or an API release that
-    keeps it elsewhere, gets the API's own function."""
+def _runtime_context_var() -> contextvars.ContextVar[Context] | None:
+    """The ``ContextVar`` the API's default runtime context (``ContextVarsRuntimeContext``)
+    keeps the current context in; None for any other runtime context (``OTEL_PYTHON_CONTEXT``)
+    or an API release that keeps it elsewhere."""
     runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
     current = getattr(runtime, "_current_context", None)
     if type(runtime) is ContextVarsRuntimeContext and isinstance(current, contextvars.ContextVar):
-        return current.get
-    return otel_context.get_current
+        return current
+    return None
+
+
+def _context_reader() -> Callable[[], Context]:
+    """``opentelemetry.context.get_current`` without its two Python frames, for the hot paths:
+    the runtime context's ``ContextVar.get`` (C), which returns exactly what ``get_current()``
+    returns; else the API's own function."""
+    current = _runtime_context_var()
+    return current.get if current is not None else otel_context.get_current
 
 
 # current_context() -> the current Context, as opentelemetry.context.get_current().
@@ -72,9 +77,8 @@ def _context_writer() -> tuple[Callable[[Context], Any], Callable[[Any], None]]:
     """``opentelemetry.context.attach`` and the reset under ``detach`` without their Python
     frames (two each), as ``_context_reader``: the default runtime context's ``ContextVar``
     ``set`` and ``reset``, else the API's own functions."""
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    current = getattr(runtime, "_current_context", None)
-    if type(runtime) is ContextVarsRuntimeContext and isinstance(current, contextvars.ContextVar):
+    current = _runtime_context_var()
+    if current is not None:
         return current.set, current.reset
     return otel_context.attach, otel_context.detach
 

@@ -41,7 +41,8 @@ class EndAtClose:
 
     def __init__(self, response: Any, end: Callable[..., None], args: tuple) -> None:
         self._finalizer: weakref.finalize | None = weakref.finalize(response, _on_dropped, end, args)
-        self._finalizer.atexit = False  # at exit nothing would drain the queue
+        # At exit a finalizer would only queue the end, maybe after end_dropped's own exit hook ran.
+        self._finalizer.atexit = False
 
     def __call__(self) -> None:
         finalizer, self._finalizer = self._finalizer, None

@@ -369,10 +369,7 @@ def _answer(span: trace.Span | None, request: HttpRequest, method: str, response
             swallow("ending the request span", exc)
         return response
     finally:
-        baggage_token = request.__dict__.pop(REQUEST_BAGGAGE_TOKEN_ATTRIBUTE, None)
-        if baggage_token is not None:
-            detach(baggage_token)
-        detach(token)
+        _detach(request, token)
 
 
 def _end_when_sent(span: trace.Span, request: HttpRequest, method: str, response: HttpResponseBase) -> None:
